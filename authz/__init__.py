@@ -1,0 +1,1 @@
+"""Envoy ext_authz service: keys, tenants, packages; later quotas and reservations."""

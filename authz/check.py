@@ -1,0 +1,79 @@
+"""The authorization decision for one request, apart from gRPC.
+
+Order matters for what a client learns: the path is checked first (404/405 need no key), then the credentials
+(401 before anything tenant-specific), then tenant ownership (403), then the body and the model (400/404).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lime.catalog import Tenant
+from lime.directory import Directory
+from lime.endpoints import match_endpoint
+from lime.errors import AuthError, PermissionDenied
+from lime.grant import TENANT_HEADER, Grant
+from lime.keys import hash_key, presented_key
+from lime.request_body import parse_request_body
+
+__all__ = ["DirectoryAccess", "authorize"]
+
+
+@dataclass(frozen=True)
+class DirectoryAccess:
+    """The tenant whose key was verified, for requests that need no model (the model directory)."""
+
+    tenant_id: str
+
+
+async def authorize(
+    method: str, path: str, headers: Mapping[str, str], body: bytes, directory: Directory,
+    *, now: float | None = None,
+) -> Grant | DirectoryAccess:
+    endpoint = match_endpoint(method, path)
+    secret = presented_key(headers)
+    if secret is None:
+        raise AuthError(
+            "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+            code="missing_api_key",
+        )
+    tenant_id = headers.get(TENANT_HEADER, "").strip()
+    if not tenant_id:
+        raise AuthError("You didn't provide a tenant. Send it as the `X-Lime-Tenant-ID` header.",
+                        code="missing_tenant")
+    record = await directory.key(hash_key(secret))
+    if record is None:
+        raise AuthError("Incorrect API key provided.")
+    if not record.active:
+        raise AuthError("This API key has been revoked.", code="revoked_api_key")
+    if not record.usable(time.time() if now is None else now):
+        raise AuthError("This API key has expired.", code="expired_api_key")
+    if record.tenant_id != tenant_id:
+        raise PermissionDenied("This API key does not belong to the tenant in `X-Lime-Tenant-ID`.",
+                               code="tenant_mismatch")
+    tenant = await directory.tenant(tenant_id)
+    _require_active(tenant)
+    assert tenant is not None
+    if endpoint.kind is None:
+        return DirectoryAccess(tenant_id)
+    facts = parse_request_body(body)
+    route = directory.catalog.route(tenant, facts.model, endpoint)
+    return Grant(
+        request_id=headers.get("x-request-id", ""),
+        tenant_id=tenant_id,
+        key_id=record.id,
+        endpoint=endpoint.name,
+        model=route.model.id,
+        upstream=route.upstream.id,
+        upstream_model=route.model.upstream_model,
+        stream=facts.stream,
+    )
+
+
+def _require_active(tenant: Tenant | None) -> None:
+    if tenant is None:
+        raise PermissionDenied("This tenant does not exist.", code="unknown_tenant")
+    if not tenant.active:
+        raise PermissionDenied("This tenant is suspended.", code="tenant_suspended")

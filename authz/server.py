@@ -1,0 +1,54 @@
+"""gRPC edge of authz: decode the CheckRequest, call :func:`authz.check.authorize`, encode the answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+
+from authz.check import DirectoryAccess, authorize
+from lime.connections import open_directory
+from lime.directory import Directory
+from lime.endpoints import error_protocol
+from lime.envoy_api import CheckRequestView, auth_grpc, check_allow, check_deny
+from lime.error_bodies import render_error
+from lime.errors import LimeError
+from lime.grant import VERIFIED_TENANT_HEADER
+from lime.grpc_server import serve_grpc
+from lime.settings import Settings
+
+__all__ = ["AuthorizationService", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[misc]
+    def __init__(self, directory: Directory) -> None:
+        self._directory = directory
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        view = CheckRequestView.of(request)
+        request_id = view.headers.get("x-request-id")
+        try:
+            decision = await authorize(view.method, view.path, view.headers, view.body, self._directory)
+        except LimeError as error:
+            return check_deny(render_error(error, error_protocol(view.path, view.headers), request_id))
+        except Exception:
+            log.exception("authz bug on %s %s (request %s)", view.method, view.path, request_id)
+            error = LimeError("The gateway failed to authorize this request.")
+            return check_deny(render_error(error, error_protocol(view.path, view.headers), request_id))
+        if isinstance(decision, DirectoryAccess):
+            return check_allow({"tenant_id": decision.tenant_id},
+                               headers={VERIFIED_TENANT_HEADER: decision.tenant_id})
+        return check_allow(decision.to_metadata())
+
+
+async def serve(settings: Settings) -> None:
+    async with open_directory(settings) as directory:
+        service = AuthorizationService(directory)
+        await serve_grpc(
+            str(settings.authz),
+            lambda server: auth_grpc.add_AuthorizationServicer_to_server(service, server),
+            name="authz",
+        )

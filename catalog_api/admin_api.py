@@ -1,0 +1,165 @@
+"""The admin API: JSON over HTTP on an internal port that Envoy does not route, behind a bearer token.
+
+It is a thin shell over :mod:`lime.admin`, the same functions the ``lime`` CLI calls.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from catalog_api.public import error_response
+from lime import admin
+from lime.endpoints import Protocol
+from lime.errors import AuthError, BadRequest, LimeError, NotFound
+
+__all__ = ["build_admin_app"]
+
+POOL: web.AppKey[AsyncConnectionPool[Any]] = web.AppKey("pool", AsyncConnectionPool)
+REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis", aioredis.Redis)
+TOKEN: web.AppKey[str] = web.AppKey("token", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(payload, default=_default).encode(),
+                        content_type="application/json")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if request.path != "/healthz":
+            presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(presented.encode(), request.app[TOKEN].encode()):
+                raise AuthError("A valid admin token is required (`Authorization: Bearer <token>`).")
+        return await handler(request)
+    except LimeError as error:
+        return error_response(error, Protocol.OPENAI, request)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type = str, *, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise BadRequest(f"`{name}` must be a {kind.__name__}.", param=name)
+    return value
+
+
+async def list_things(request: web.Request) -> web.Response:
+    table = request.match_info["table"]
+    async with request.app[POOL].connection() as conn:
+        if table == "keys":
+            return _json({"data": await admin.list_keys(conn, request.query.get("tenant"))})
+        if table not in ("upstreams", "models", "packages", "brands", "tenants"):
+            raise NotFound(f"No such admin collection: {table}.")
+        return _json({"data": await admin.list_table(conn, table)})
+
+
+async def create_upstream(request: web.Request) -> web.Response:
+    body = await _body(request)
+    async with request.app[POOL].connection() as conn:
+        await admin.add_upstream(conn, _field(body, "id"), _field(body, "protocol"),
+                                 _field(body, "description", required=False) or "")
+    return _json({"id": body["id"]}, 201)
+
+
+async def create_model(request: web.Request) -> web.Response:
+    body = await _body(request)
+    async with request.app[POOL].connection() as conn:
+        await admin.add_model(
+            conn, _field(body, "id"), upstream_id=_field(body, "upstream"),
+            upstream_model=_field(body, "upstream_model"), kind=_field(body, "kind"),
+            display_name=_field(body, "display_name", required=False) or "",
+            owned_by=_field(body, "owned_by", required=False) or "lime",
+            input_price=_field(body, "input_price", int, required=False) or 0,
+            output_price=_field(body, "output_price", int, required=False) or 0,
+            cached_input_price=_field(body, "cached_input_price", int, required=False) or 0,
+        )
+    return _json({"id": body["id"]}, 201)
+
+
+async def create_package(request: web.Request) -> web.Response:
+    body = await _body(request)
+    models = _field(body, "models", list)
+    async with request.app[POOL].connection() as conn:
+        await admin.create_package(conn, _field(body, "id"), _field(body, "name"), [str(m) for m in models])
+    return _json({"id": body["id"]}, 201)
+
+
+async def create_brand(request: web.Request) -> web.Response:
+    body = await _body(request)
+    models = _field(body, "models", list, required=False)
+    async with request.app[POOL].connection() as conn:
+        await admin.create_brand(conn, _field(body, "id"), _field(body, "name"),
+                                 None if models is None else [str(m) for m in models])
+    return _json({"id": body["id"]}, 201)
+
+
+async def create_tenant(request: web.Request) -> web.Response:
+    body = await _body(request)
+    async with request.app[POOL].connection() as conn:
+        await admin.create_tenant(conn, _field(body, "id"), _field(body, "name"),
+                                  package_id=_field(body, "package", required=False),
+                                  brand_id=_field(body, "brand", required=False))
+    return _json({"id": body["id"]}, 201)
+
+
+async def create_key(request: web.Request) -> web.Response:
+    body = await _body(request) if request.can_read_body else {}
+    async with request.app[POOL].connection() as conn:
+        key = await admin.create_key(conn, request.match_info["tenant_id"],
+                                     name=_field(body, "name", required=False) or "")
+    return _json({"id": key.id, "key": key.secret, "display_prefix": key.display_prefix}, 201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        await admin.revoke_key(conn, request.app[REDIS], request.match_info["key_id"])
+    return _json({"id": request.match_info["key_id"], "status": "revoked"})
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def build_admin_app(pool: AsyncConnectionPool[Any], redis: aioredis.Redis, token: str) -> web.Application:
+    app = web.Application(middlewares=[_guard])
+    app[POOL] = pool
+    app[REDIS] = redis
+    app[TOKEN] = token
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/admin/{table}", list_things)
+    app.router.add_post("/admin/upstreams", create_upstream)
+    app.router.add_post("/admin/models", create_model)
+    app.router.add_post("/admin/packages", create_package)
+    app.router.add_post("/admin/brands", create_brand)
+    app.router.add_post("/admin/tenants", create_tenant)
+    app.router.add_post("/admin/tenants/{tenant_id}/keys", create_key)
+    app.router.add_post("/admin/keys/{key_id}/revoke", revoke_key)
+    return app

@@ -1,0 +1,85 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}``, reached only through Envoy after authz.
+
+authz has verified the key and put the tenant in ``x-lime-verified-tenant`` (Envoy strips that header from
+client requests first). The answer is in Anthropic's format when the request carries ``anthropic-version``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from catalog_api.directory_views import anthropic_model, anthropic_page, openai_list, openai_model
+from lime.directory import Directory
+from lime.endpoints import Protocol
+from lime.error_bodies import render_error
+from lime.errors import AuthError, LimeError, NotFound
+from lime.grant import VERIFIED_TENANT_HEADER
+
+__all__ = ["build_public_app", "error_response"]
+
+DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)
+
+
+def error_response(error: LimeError, protocol: Protocol, request: web.Request) -> web.Response:
+    reply = render_error(error, protocol, request.headers.get("x-request-id"))
+    return web.Response(status=reply.status, body=reply.body, headers=dict(reply.headers))
+
+
+def _json(payload: dict[str, Any]) -> web.Response:
+    return web.Response(body=json.dumps(payload).encode(), content_type="application/json")
+
+
+def _protocol(request: web.Request) -> Protocol:
+    return Protocol.ANTHROPIC if "anthropic-version" in request.headers else Protocol.OPENAI
+
+
+async def _visible(request: web.Request) -> list[Any]:
+    directory = request.app[DIRECTORY]
+    tenant_id = request.headers.get(VERIFIED_TENANT_HEADER)
+    tenant = await directory.tenant(tenant_id) if tenant_id else None
+    if tenant is None:
+        raise AuthError("The request was not authorized by the gateway.")
+    return directory.catalog.visible_models(tenant)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    try:
+        models = await _visible(request)
+        if _protocol(request) is Protocol.ANTHROPIC:
+            query = request.query
+            return _json(anthropic_page(models, limit=query.get("limit"), after_id=query.get("after_id"),
+                                        before_id=query.get("before_id")))
+        return _json(openai_list(models))
+    except LimeError as error:
+        return error_response(error, _protocol(request), request)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    model_id = request.match_info["model_id"]
+    try:
+        for model in await _visible(request):
+            if model.id == model_id:
+                if _protocol(request) is Protocol.ANTHROPIC:
+                    return _json(anthropic_model(model))
+                return _json(openai_model(model))
+        raise NotFound(f"The model `{model_id}` does not exist or you do not have access to it.",
+                       param="model", code="model_not_found")
+    except LimeError as error:
+        return error_response(error, _protocol(request), request)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def build_public_app(directory: Directory) -> web.Application:
+    app = web.Application()
+    app[DIRECTORY] = directory
+    app.router.add_get("/v1/models", list_models)
+    # Model ids may contain slashes (e.g. `org/model`).
+    app.router.add_get("/v1/models/{model_id:.+}", get_model)
+    app.router.add_get("/healthz", health)
+    return app

@@ -1,0 +1,32 @@
+"""gRPC edge of extproc: one loop per Envoy stream that owns receive and send."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from extproc.processor import StreamProcessor
+from lime.envoy_api import proc_grpc
+from lime.grpc_server import serve_grpc
+from lime.settings import Settings
+
+__all__ = ["ExternalProcessorService", "serve"]
+
+
+class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    def __init__(self, credentials: Mapping[str, str]) -> None:
+        self._credentials = credentials
+
+    async def Process(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        processor = StreamProcessor(self._credentials)
+        async for request in request_iterator:
+            yield processor.handle(request)
+
+
+async def serve(settings: Settings) -> None:
+    service = ExternalProcessorService(settings.upstream_keys)
+    await serve_grpc(
+        str(settings.extproc),
+        lambda server: proc_grpc.add_ExternalProcessorServicer_to_server(service, server),
+        name="extproc",
+    )

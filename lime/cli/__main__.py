@@ -1,0 +1,3 @@
+from lime.cli import main
+
+main()

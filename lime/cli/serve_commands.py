@@ -1,0 +1,53 @@
+"""``lime authz``, ``lime extproc``, ``lime catalog-api``, ``lime mock-upstream``: run one service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from lime.settings import Settings
+
+__all__ = ["register"]
+
+
+def _authz(args: argparse.Namespace, settings: Settings) -> int:
+    from authz.server import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _extproc(args: argparse.Namespace, settings: Settings) -> int:
+    from extproc.server import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _catalog_api(args: argparse.Namespace, settings: Settings) -> int:
+    from catalog_api.server import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _mock_upstream(args: argparse.Namespace, settings: Settings) -> int:
+    from lime.mock_upstream import MockConfig, run
+
+    address = settings.mock_upstream
+    asyncio.run(run(address.host, address.port, MockConfig(chunks=args.chunks, delay_ms=args.delay_ms)))
+    return 0
+
+
+def register(commands: Any) -> None:
+    for name, run, text in (
+        ("authz", _authz, "run the ext_authz gRPC service (LIME_AUTHZ_ADDR)"),
+        ("extproc", _extproc, "run the ext_proc gRPC service (LIME_EXTPROC_ADDR)"),
+        ("catalog-api", _catalog_api, "run the model directory (LIME_CATALOG_ADDR) and admin API (LIME_ADMIN_ADDR)"),
+    ):
+        commands.add_parser(name, help=text).set_defaults(run=run)
+    mock = commands.add_parser("mock-upstream", help="run the mock LLM upstream (LIME_MOCK_UPSTREAM_ADDR)")
+    mock.add_argument("--chunks", type=int, default=8, help="text pieces per answer (default 8)")
+    mock.add_argument("--delay-ms", type=int, default=0, help="pause between streamed chunks (default 0)")
+    mock.set_defaults(run=_mock_upstream)

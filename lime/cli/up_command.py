@@ -1,0 +1,133 @@
+"""``lime up``: the whole gateway in the foreground on one machine, stopped cleanly with Ctrl-C.
+
+Stores: LIME_DATABASE_URL / LIME_REDIS_URL when set; else whatever answers on the default ports; else private
+PostgreSQL and Redis started from the machine's binaries in the state folder (``.lime`` by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from lime.cli.stores import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, record_stores
+from lime.demo import DemoAccess, seed_demo
+from lime.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database, free_port, port_open
+from lime.settings import Settings, upstream_env_name
+from lime.stack import Stack
+from lime.store.migrate import apply_migrations
+
+__all__ = ["register"]
+
+
+def _stores(settings: Settings, keep: list[Any]) -> Settings:
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if database_url is None:
+        if port_open("127.0.0.1", 5432):
+            database_url = DEFAULT_DATABASE_URL
+        else:
+            postgres = EmbeddedPostgres(settings.state_dir.resolve() / "postgres", free_port())
+            postgres.start()
+            keep.append(postgres)
+            database_url = postgres.url
+            print(f"started a private PostgreSQL in {postgres.data_dir}")
+    if redis_url is None:
+        if port_open("127.0.0.1", 6379):
+            redis_url = DEFAULT_REDIS_URL
+        else:
+            redis = EmbeddedRedis(settings.state_dir.resolve() / "redis", free_port())
+            redis.start()
+            keep.append(redis)
+            redis_url = redis.url
+            print(f"started a private Redis in {redis.data_dir}")
+    ensure_database(database_url)
+    return replace(settings, database_url=database_url, redis_url=redis_url)
+
+
+def _secret(settings: Settings, name: str) -> str:
+    """A generated secret kept in the state folder, so restarts reuse it."""
+    path = settings.state_dir / name
+    if not path.exists():
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+async def _prepare(settings: Settings) -> DemoAccess:
+    url = settings.require_database_url()
+    await apply_migrations(url)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await seed_demo(conn, settings.state_dir)
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    keep: list[Any] = []
+    try:
+        settings = _stores(settings, keep)
+        record_stores(settings)
+        access = asyncio.run(_prepare(settings))
+        env = dict(os.environ)
+        env.update({"LIME_DATABASE_URL": settings.require_database_url(),
+                    "LIME_REDIS_URL": settings.require_redis_url()})
+        if not settings.admin_token:
+            env["LIME_ADMIN_TOKEN"] = _secret(settings, "admin_token")
+        for upstream in ("mock", "mock_anthropic"):
+            # The mock accepts any credential; a real upstream's comes from the environment or LIME_SECRETS_DIR.
+            if upstream not in settings.upstream_keys:
+                env[upstream_env_name(upstream)] = "mock-secret-" + _secret(settings, "mock_upstream_key")
+        stack = Stack(Settings.from_env(env), env, settings.state_dir / "logs")
+        stack.start()
+        try:
+            _banner(settings, access, env["LIME_ADMIN_TOKEN"] if "LIME_ADMIN_TOKEN" in env else "")
+            signal.signal(signal.SIGTERM, _interrupt)
+            exited = stack.wait()
+            print(f"{exited} exited; stopping. Its log:\n{stack.log_tail(exited)}")
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping Lime…")
+            return 0
+        finally:
+            stack.stop()
+    finally:
+        for server in reversed(keep):
+            server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM stops the stack the same way Ctrl-C does, so the stores are shut down too.
+    raise KeyboardInterrupt
+
+
+def _banner(settings: Settings, access: DemoAccess, admin_token: str) -> None:
+    base = f"http://{settings.public}/v1"
+    print(f"""
+Lime is up.
+  base URL     {base}
+  tenant id    {access.tenant_id}
+  API key      {access.key}
+  models       lime-chat (OpenAI chat), lime-claude (Anthropic messages), lime-embed (embeddings)
+  admin API    http://{settings.admin}  (Authorization: Bearer {admin_token or '$LIME_ADMIN_TOKEN'})
+  logs         {Path(settings.state_dir) / 'logs'}
+
+Try it:
+  curl {base}/chat/completions \\
+    -H 'Authorization: Bearer {access.key}' \\
+    -H 'X-Lime-Tenant-ID: {access.tenant_id}' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "lime-chat", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+Ctrl-C stops everything.""", flush=True)
+
+
+def register(commands: Any) -> None:
+    up = commands.add_parser("up", help="run the whole gateway in the foreground (Ctrl-C stops it)")
+    up.set_defaults(run=_up)

@@ -1,0 +1,53 @@
+"""Opening the stores a service needs, from settings, and closing them again."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from lime.directory import Directory
+from lime.settings import Settings
+
+__all__ = ["open_directory", "open_pool", "open_redis"]
+
+
+@contextlib.asynccontextmanager
+async def open_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator[AsyncConnectionPool[Any]]:
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.require_database_url(), min_size=1, max_size=max_size, open=False,
+        kwargs={"autocommit": True}, timeout=5.0,
+    )
+    await pool.open(wait=True, timeout=10.0)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(
+        settings.require_redis_url(), socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30,
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_directory(settings: Settings) -> AsyncIterator[Directory]:
+    async with open_pool(settings) as pool, open_redis(settings) as redis:
+        directory = Directory(
+            settings.require_database_url(), pool, redis,
+            key_cache_seconds=settings.key_cache_seconds, poll_seconds=settings.catalog_poll_seconds,
+        )
+        await directory.start()
+        try:
+            yield directory
+        finally:
+            await directory.stop()

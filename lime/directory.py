@@ -1,0 +1,157 @@
+"""The live view of the catalog and the keys that every service reads on the request path.
+
+Strategy:
+- The catalog (tenants, packages, models, upstreams, brands) is small: each process holds it in memory as an
+  immutable :class:`~lime.catalog.Catalog` and swaps in a new one when PostgreSQL notifies ``lime_catalog``
+  (a trigger fires on every change). A poll of the version number is the fallback when the notification
+  connection is down, and a tenant the snapshot does not know triggers one rate-limited refresh.
+- Keys can be many: each is looked up by hash in Redis (``lime:key:<sha256>``), falling back to PostgreSQL and
+  caching the answer, unknown keys included, for ``key_cache_seconds``. Revoking a key deletes its cache entry.
+- When PostgreSQL is down the last snapshot and the cached keys keep serving. When Redis is down nothing is
+  served (:class:`~lime.errors.ServiceUnavailable`): the money path cannot run without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from redis.exceptions import RedisError
+
+from lime.catalog import Catalog, Tenant
+from lime.errors import ServiceUnavailable
+from lime.keys import KeyRecord
+from lime.store.catalog_repo import catalog_version, find_key, load_catalog
+
+__all__ = ["Directory", "key_cache_name"]
+
+log = logging.getLogger(__name__)
+
+_UNKNOWN = "-"  # cached marker for "no such key", so a flood of bad keys does not reach PostgreSQL
+_MISS_REFRESH_SECONDS = 1.0
+
+
+def key_cache_name(key_hash: str) -> str:
+    return f"lime:key:{key_hash}"
+
+
+class Directory:
+    def __init__(
+        self,
+        database_url: str,
+        pool: AsyncConnectionPool[Any],
+        redis: aioredis.Redis,
+        *,
+        key_cache_seconds: int = 60,
+        poll_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._database_url = database_url
+        self._pool = pool
+        self._redis = redis
+        self._key_cache_seconds = key_cache_seconds
+        self._poll_seconds = poll_seconds
+        self._clock = clock
+        self._catalog = Catalog()
+        self._last_miss_refresh = -_MISS_REFRESH_SECONDS
+        self._reload_lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    async def start(self) -> None:
+        await self.reload()
+        self._watcher = asyncio.create_task(self._watch(), name="catalog-watcher")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+
+    async def reload(self, *, only_if_changed: bool = False) -> None:
+        async with self._reload_lock, self._pool.connection() as conn:
+            if only_if_changed and await catalog_version(conn) == self._catalog.version:
+                return
+            catalog = await load_catalog(conn)
+        if catalog.version != self._catalog.version:
+            log.info("catalog version %d loaded (%d tenants, %d models)",
+                     catalog.version, len(catalog.tenants), len(catalog.models))
+        self._catalog = catalog
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        tenant = self._catalog.tenant(tenant_id)
+        if tenant is None and self._clock() - self._last_miss_refresh >= _MISS_REFRESH_SECONDS:
+            # A tenant created a moment ago may not have reached us yet; look once, then rate-limit.
+            self._last_miss_refresh = self._clock()
+            with contextlib.suppress(psycopg.Error, OSError):
+                await self.reload(only_if_changed=True)
+            tenant = self._catalog.tenant(tenant_id)
+        return tenant
+
+    async def key(self, key_hash: str) -> KeyRecord | None:
+        name = key_cache_name(key_hash)
+        try:
+            cached = await self._redis.get(name)
+        except RedisError as exc:
+            raise ServiceUnavailable("The gateway cannot verify keys right now; please retry.") from exc
+        if cached is not None:
+            return _decode_key(cached)
+        try:
+            async with self._pool.connection() as conn:
+                record = await find_key(conn, key_hash)
+        except (psycopg.Error, OSError) as exc:
+            raise ServiceUnavailable("The gateway cannot verify keys right now; please retry.") from exc
+        try:
+            await self._redis.set(name, _encode_key(record), ex=self._key_cache_seconds)
+        except RedisError as exc:
+            raise ServiceUnavailable("The gateway cannot verify keys right now; please retry.") from exc
+        return record
+
+    async def _watch(self) -> None:
+        """Reload on NOTIFY; poll the version while the listening connection is down."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._database_url, autocommit=True) as conn:
+                    await conn.execute("LISTEN lime_catalog")
+                    await self.reload(only_if_changed=True)  # catch what changed while we were away
+                    async for _ in _notifies_or_timeout(conn, self._poll_seconds):
+                        await self.reload(only_if_changed=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken watcher must never stop serving
+                log.warning("catalog watcher: %s; retrying in %.1fs", exc, self._poll_seconds)
+                await asyncio.sleep(self._poll_seconds)
+
+
+async def _notifies_or_timeout(conn: psycopg.AsyncConnection[Any], every: float) -> Any:
+    """Yield once per notification, and once per ``every`` seconds without one (the poll)."""
+    while True:
+        gen = conn.notifies(timeout=every, stop_after=1)
+        async for _ in gen:
+            pass
+        yield None
+
+
+def _encode_key(record: KeyRecord | None) -> str:
+    if record is None:
+        return _UNKNOWN
+    return json.dumps([record.id, record.tenant_id, record.active, record.expires_at])
+
+
+def _decode_key(raw: bytes | str) -> KeyRecord | None:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text == _UNKNOWN:
+        return None
+    key_id, tenant_id, active, expires_at = json.loads(text)
+    return KeyRecord(key_id, tenant_id, bool(active), expires_at)

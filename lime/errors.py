@@ -1,0 +1,107 @@
+"""Lime's error tree. Each class carries the HTTP status and the stable codes a client sees.
+
+    LimeError
+    ├── BadRequest            400  body not JSON, model missing, wrong types
+    │   └── UnsupportedModel  400  the model exists but not on this endpoint or protocol
+    ├── AuthError             401  missing, unknown, revoked or expired key
+    ├── PermissionDenied      403  key of another tenant, tenant suspended
+    ├── NotFound              404  unknown path, model not granted or unknown
+    ├── MethodNotAllowed      405
+    ├── Conflict              409  admin: the id is taken
+    ├── PayloadTooLarge       413
+    └── ServiceUnavailable    503  a part of the money path is down: fail closed
+
+Raise these anywhere below the service edge; :mod:`lime.error_bodies` alone turns one into an OpenAI or an
+Anthropic body. Anything else escaping a handler is a bug and is logged as one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "Conflict",
+    "LimeError",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "ServiceUnavailable",
+    "UnsupportedModel",
+]
+
+
+class LimeError(Exception):
+    status: int = 500
+    #: OpenAI ``error.type`` and ``error.code``; Anthropic ``error.type``.
+    openai_type: str = "server_error"
+    openai_code: str | None = "internal_error"
+    anthropic_type: str = "api_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.openai_code = code
+
+
+class BadRequest(LimeError):
+    status = 400
+    openai_type = "invalid_request_error"
+    openai_code = "invalid_request"
+    anthropic_type = "invalid_request_error"
+
+
+class UnsupportedModel(BadRequest):
+    openai_code = "model_not_supported"
+
+
+class AuthError(LimeError):
+    status = 401
+    # OpenAI itself answers a bad key with type invalid_request_error (fixtures: openai-error-401-invalid-api-key)
+    openai_type = "invalid_request_error"
+    openai_code = "invalid_api_key"
+    anthropic_type = "authentication_error"
+
+
+class PermissionDenied(LimeError):
+    status = 403
+    openai_type = "permission_error"
+    openai_code = "permission_denied"
+    anthropic_type = "permission_error"
+
+
+class NotFound(LimeError):
+    status = 404
+    openai_type = "invalid_request_error"
+    openai_code = "not_found"
+    anthropic_type = "not_found_error"
+
+
+class MethodNotAllowed(LimeError):
+    status = 405
+    openai_type = "invalid_request_error"
+    openai_code = "method_not_allowed"
+    anthropic_type = "invalid_request_error"
+
+
+class Conflict(LimeError):
+    status = 409
+    openai_type = "invalid_request_error"
+    openai_code = "conflict"
+    anthropic_type = "invalid_request_error"
+
+
+class PayloadTooLarge(LimeError):
+    status = 413
+    openai_type = "invalid_request_error"
+    openai_code = "request_too_large"
+    anthropic_type = "request_too_large"
+
+
+class ServiceUnavailable(LimeError):
+    status = 503
+    openai_type = "server_error"
+    openai_code = "service_unavailable"
+    anthropic_type = "api_error"

@@ -1,0 +1,223 @@
+"""The mock upstream's HTTP server: OpenAI and Anthropic endpoints, plus a request log for tests.
+
+Routes:
+    POST   /v1/chat/completions, /v1/responses, /v1/embeddings (OpenAI), /v1/messages (Anthropic)
+    GET    /_mock/requests   the log, oldest first
+    DELETE /_mock/requests   empty the log
+    GET    /_mock/health     200 once serving
+
+Streams are written one SSE event per write, ``delay_ms`` apart, so a client behind a proxy can tell
+incremental delivery from a buffered body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from lime.mock_upstream.answers import API_PATHS, Api, InvalidRequest, answer, is_stream
+from lime.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
+from lime.mock_upstream.errors import anthropic_error_body, openai_error_body
+from lime.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
+from lime.mock_upstream.reply import new_id
+from lime.mock_upstream.sse import dumps
+
+__all__ = ["JSON_CONTENT_TYPE", "SSE_CONTENT_TYPE", "MockServer", "build_app", "main", "run", "start"]
+
+logger = logging.getLogger(__name__)
+
+JSON_CONTENT_TYPE = "application/json"
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+# Prompts in load tests can be large; the aiohttp default of 1 MiB would turn them into 413s.
+_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class _State:
+    config: MockConfig
+    log: RequestLog
+
+
+_STATE = web.AppKey("lime_mock_state", _State)
+
+
+def _json_response(status: int, payload: Any) -> web.Response:
+    # Set the header by hand: aiohttp's content_type= would append "; charset=utf-8", which OpenAI omits.
+    return web.Response(status=status, body=dumps(payload).encode(), headers={"Content-Type": JSON_CONTENT_TYPE})
+
+
+def _fail(
+    state: _State, entry: LoggedRequest, api: Api, status: int, message: str | None, param: str | None = None
+) -> web.Response:
+    if api.is_anthropic:
+        payload = anthropic_error_body(status, new_id("req_011C", 20), message)
+    else:
+        payload = openai_error_body(status, message, param=param)
+    entry["status"] = status
+    entry["completed"] = True
+    state.log.add(entry)
+    return _json_response(status, payload)
+
+
+async def _stream(
+    request: web.Request, entry: LoggedRequest, events: tuple[bytes, ...], delay_ms: int
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=200, headers={"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    try:
+        for index, event in enumerate(events):
+            if index and delay_ms:
+                await asyncio.sleep(delay_ms / 1000)
+            await response.write(event)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The client hung up mid-stream; the entry stays incomplete, which is what the test wants to see.
+        logger.info("client left %s stream after partial delivery", request.path)
+        return response
+    entry["completed"] = True
+    return response
+
+
+async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
+    state = request.app[_STATE]
+    entry: LoggedRequest = {
+        "path": request.path,
+        "method": request.method,
+        "model": None,
+        "stream": False,
+        "headers": headers_dict(request.headers.items()),
+        "body": None,
+        "request_id": request.headers.get("x-request-id"),
+        "status": 0,
+        "usage": None,
+        "completed": False,
+    }
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return _fail(state, entry, api, 400, "We could not parse the JSON body of your request.")
+    entry["body"] = body
+    if not isinstance(body, dict):
+        return _fail(state, entry, api, 400, "The request body must be a JSON object.")
+    model = body.get("model")
+    entry["model"] = model if isinstance(model, str) else None
+    entry["stream"] = is_stream(api, body)
+
+    try:
+        overrides = resolve_overrides(request.headers, state.config)
+    except BadOverride as exc:
+        return _fail(state, entry, api, 400, str(exc))
+    if overrides.status is not None:
+        return _fail(state, entry, api, overrides.status, None)
+    try:
+        planned = answer(api, body, overrides.chunks)
+    except InvalidRequest as exc:
+        return _fail(state, entry, api, 400, exc.message, exc.param)
+
+    entry["status"] = 200
+    entry["usage"] = planned.usage
+    state.log.add(entry)
+    if planned.body is None:
+        return await _stream(request, entry, planned.events, overrides.delay_ms)
+    if overrides.delay_ms and planned.pieces:
+        await asyncio.sleep(overrides.delay_ms * planned.pieces / 1000)
+    entry["completed"] = True
+    return _json_response(200, planned.body)
+
+
+def _api_handler(api: Api) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await _serve(request, api)
+
+    return handle
+
+
+async def _list_requests(request: web.Request) -> web.Response:
+    return _json_response(200, request.app[_STATE].log.entries())
+
+
+async def _clear_requests(request: web.Request) -> web.Response:
+    return _json_response(200, {"cleared": request.app[_STATE].log.clear()})
+
+
+async def _health(_: web.Request) -> web.Response:
+    return _json_response(200, {"status": "ok"})
+
+
+def build_app(config: MockConfig) -> web.Application:
+    """The mock as an aiohttp application, with its own empty request log."""
+    app = web.Application(client_max_size=_MAX_BODY_BYTES)
+    app[_STATE] = _State(config=config, log=RequestLog())
+    for path, api in API_PATHS.items():
+        app.router.add_post(path, _api_handler(api))
+    app.router.add_get("/_mock/requests", _list_requests)
+    app.router.add_delete("/_mock/requests", _clear_requests)
+    app.router.add_get("/_mock/health", _health)
+    return app
+
+
+@dataclass(frozen=True)
+class MockServer:
+    """A started mock: where it listens, its log (also at ``GET /_mock/requests``), and how to stop it."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def log(self) -> RequestLog:
+        return self.runner.app[_STATE].log
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(host: str, port: int, config: MockConfig) -> MockServer:
+    """Start serving in the background; ``port=0`` picks a free port, reported in ``MockServer.port``."""
+    runner = web.AppRunner(build_app(config))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_port = int(runner.addresses[0][1])
+    return MockServer(runner=runner, host=host, port=bound_port)
+
+
+async def run(host: str, port: int, config: MockConfig) -> None:
+    """Serve until cancelled."""
+    server = await start(host, port, config)
+    logger.info(
+        "mock upstream listening on %s (chunks=%d, delay_ms=%d)", server.base_url, config.chunks, config.delay_ms
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.close()
+
+
+def main(host: str, port: int, chunks: int = 8, delay_ms: int = 0) -> None:
+    """Blocking entry point for the CLI: serve until Ctrl-C."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(host, port, MockConfig(chunks=chunks, delay_ms=delay_ms)))

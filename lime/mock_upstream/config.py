@@ -1,0 +1,80 @@
+"""The mock's settings, and the request headers that override them for one request.
+
+Headers rather than body fields, so a test can steer the mock through a gateway that forwards the body it
+was given and adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "CHUNKS_HEADER",
+    "DELAY_HEADER",
+    "STATUS_HEADER",
+    "BadOverride",
+    "MockConfig",
+    "Overrides",
+    "resolve_overrides",
+]
+
+CHUNKS_HEADER = "x-mock-chunks"
+DELAY_HEADER = "x-mock-delay-ms"
+STATUS_HEADER = "x-mock-status"
+
+# Bounds that keep a typo from making the mock stream for hours.
+MAX_CHUNKS = 100_000
+MAX_DELAY_MS = 600_000
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """Defaults for every request: text pieces per reply, and milliseconds between streamed events."""
+
+    chunks: int = 8
+    delay_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.chunks <= MAX_CHUNKS:
+            raise ValueError(f"chunks must be within 0..{MAX_CHUNKS}, got {self.chunks}")
+        if not 0 <= self.delay_ms <= MAX_DELAY_MS:
+            raise ValueError(f"delay_ms must be within 0..{MAX_DELAY_MS}, got {self.delay_ms}")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What one request asked for; ``status`` is an error status to answer with instead, or ``None``."""
+
+    chunks: int
+    delay_ms: int
+    status: int | None
+
+
+class BadOverride(ValueError):
+    """An ``x-mock-*`` header that is not a number in range; the mock answers 400."""
+
+
+def _int_header(headers: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadOverride(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadOverride(f"{name} must be within {low}..{high}, got {value}")
+    return value
+
+
+def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrides:
+    """Merge the request's ``x-mock-*`` headers (case-insensitive mapping) over ``config``."""
+    chunks = _int_header(headers, CHUNKS_HEADER, 0, MAX_CHUNKS)
+    delay_ms = _int_header(headers, DELAY_HEADER, 0, MAX_DELAY_MS)
+    status = _int_header(headers, STATUS_HEADER, 400, 599)
+    return Overrides(
+        chunks=config.chunks if chunks is None else chunks,
+        delay_ms=config.delay_ms if delay_ms is None else delay_ms,
+        status=status,
+    )

@@ -1,0 +1,79 @@
+"""Validation of a request body: bytes in, :class:`RequestFacts` out, or :class:`~lime.errors.BadRequest`.
+
+Only what the gateway decides on is read (``model``, ``stream``, the output cap). The body is otherwise passed
+through untouched, so unknown fields are never an error here: the upstream judges them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lime.errors import BadRequest
+
+__all__ = ["RequestFacts", "parse_request_body"]
+
+# Output caps by the name each protocol gives them; the first present wins.
+_OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    model: str
+    stream: bool
+    max_output_tokens: int | None
+    body: dict[str, Any]
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        # Two `model` keys would let the gateway and the upstream read different models.
+        if key in obj:
+            raise BadRequest(f"The request body has the key `{key}` more than once.", param=key)
+        obj[key] = value
+    return obj
+
+
+def _parse_constant(name: str) -> None:
+    raise BadRequest(f"The request body is not valid JSON: {name} is not allowed.")
+
+
+def parse_request_body(raw: bytes) -> RequestFacts:
+    if not raw.strip():
+        raise BadRequest("The request body is empty; expected a JSON object.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The request body is not valid UTF-8.") from None
+    try:
+        body = json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_parse_constant)
+    except RecursionError:
+        raise BadRequest("The request body is nested too deeply.") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc.msg} (char {exc.pos}).") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if model is None:
+        raise BadRequest("You must provide a model parameter.", param="model", code="missing_model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("`model` must be a non-empty string.", param="model", code="invalid_type")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BadRequest("`stream` must be a boolean.", param="stream", code="invalid_type")
+    return RequestFacts(model=model, stream=stream, max_output_tokens=_output_cap(body), body=body)
+
+
+def _output_cap(body: dict[str, Any]) -> int | None:
+    for name in _OUTPUT_CAP_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadRequest(f"`{name}` must be a positive integer.", param=name, code="invalid_type")
+        return value
+    return None

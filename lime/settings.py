@@ -1,0 +1,151 @@
+"""Process settings, read once from the environment.
+
+Every Lime process builds one frozen :class:`Settings` at start-up with :meth:`Settings.from_env` and passes
+it down; nothing else in the code base reads ``os.environ``. A badly typed variable fails at start-up with the
+variable's name. Secrets (upstream credentials, the admin token) have no defaults: they come from environment
+variables or from files in ``LIME_SECRETS_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Address", "Settings", "SettingsError"]
+
+UPSTREAM_KEY_PREFIX = "LIME_UPSTREAM_KEY_"
+
+
+class SettingsError(ValueError):
+    """A variable is missing or cannot be cast; the message names it."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, *, name: str) -> Address:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise SettingsError(f"{name} must look like HOST:PORT, got {text!r}")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _upstream_id_from_env(name: str) -> str:
+    return name.removeprefix(UPSTREAM_KEY_PREFIX).lower()
+
+
+def upstream_env_name(upstream_id: str) -> str:
+    """The environment variable that holds an upstream's credential: ``mock`` -> ``LIME_UPSTREAM_KEY_MOCK``."""
+    return UPSTREAM_KEY_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", upstream_id).upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    state_dir: Path = Path(".lime")
+    public: Address = Address("127.0.0.1", 8080)
+    envoy_admin: Address = Address("127.0.0.1", 9901)
+    authz: Address = Address("127.0.0.1", 9001)
+    extproc: Address = Address("127.0.0.1", 9002)
+    catalog: Address = Address("127.0.0.1", 9003)
+    admin: Address = Address("127.0.0.1", 9004)
+    mock_upstream: Address = Address("127.0.0.1", 9100)
+    envoy_config: Path = Path("envoy/envoy.yaml")
+    admin_token: str | None = field(default=None, repr=False)
+    # Upstream id -> credential. Never logged: repr=False keeps it out of tracebacks and debug prints.
+    upstream_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    key_cache_seconds: int = 60
+    catalog_poll_seconds: float = 5.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        reader = _Reader(env)
+        secrets_dir = reader.path("LIME_SECRETS_DIR", None)
+        return cls(
+            database_url=env.get("LIME_DATABASE_URL") or None,
+            redis_url=env.get("LIME_REDIS_URL") or None,
+            state_dir=reader.path("LIME_STATE_DIR", Path(".lime")) or Path(".lime"),
+            public=reader.address("LIME_PUBLIC_ADDR", cls.public),
+            envoy_admin=reader.address("LIME_ENVOY_ADMIN_ADDR", cls.envoy_admin),
+            authz=reader.address("LIME_AUTHZ_ADDR", cls.authz),
+            extproc=reader.address("LIME_EXTPROC_ADDR", cls.extproc),
+            catalog=reader.address("LIME_CATALOG_ADDR", cls.catalog),
+            admin=reader.address("LIME_ADMIN_ADDR", cls.admin),
+            mock_upstream=reader.address("LIME_MOCK_UPSTREAM_ADDR", cls.mock_upstream),
+            envoy_config=reader.path("LIME_ENVOY_CONFIG", cls.envoy_config) or cls.envoy_config,
+            admin_token=reader.secret("LIME_ADMIN_TOKEN", secrets_dir, "admin_token"),
+            upstream_keys=_upstream_keys(env, secrets_dir),
+            key_cache_seconds=reader.integer("LIME_KEY_CACHE_SECONDS", cls.key_cache_seconds),
+            catalog_poll_seconds=reader.number("LIME_CATALOG_POLL_SECONDS", cls.catalog_poll_seconds),
+            log_level=env.get("LIME_LOG_LEVEL", cls.log_level).upper(),
+        )
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SettingsError("LIME_DATABASE_URL is not set")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise SettingsError("LIME_REDIS_URL is not set")
+        return self.redis_url
+
+
+def _upstream_keys(env: Mapping[str, str], secrets_dir: Path | None) -> dict[str, str]:
+    """Credentials per upstream id: files ``$LIME_SECRETS_DIR/upstream_<id>`` first, then env variables."""
+    keys: dict[str, str] = {}
+    if secrets_dir is not None and secrets_dir.is_dir():
+        for path in sorted(secrets_dir.glob("upstream_*")):
+            keys[path.name.removeprefix("upstream_")] = path.read_text().strip()
+    for name, value in env.items():
+        if name.startswith(UPSTREAM_KEY_PREFIX) and value:
+            keys[_upstream_id_from_env(name)] = value
+    return keys
+
+
+@dataclass(frozen=True)
+class _Reader:
+    env: Mapping[str, str]
+
+    def address(self, name: str, default: Address) -> Address:
+        text = self.env.get(name)
+        return Address.parse(text, name=name) if text else default
+
+    def path(self, name: str, default: Path | None) -> Path | None:
+        text = self.env.get(name)
+        return Path(text) if text else default
+
+    def integer(self, name: str, default: int) -> int:
+        text = self.env.get(name)
+        if not text:
+            return default
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {text!r}") from None
+
+    def number(self, name: str, default: float) -> float:
+        text = self.env.get(name)
+        if not text:
+            return default
+        try:
+            return float(text)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {text!r}") from None
+
+    def secret(self, name: str, secrets_dir: Path | None, file_name: str) -> str | None:
+        if secrets_dir is not None and (secrets_dir / file_name).is_file():
+            return (secrets_dir / file_name).read_text().strip() or None
+        return self.env.get(name) or None

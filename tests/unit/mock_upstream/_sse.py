@@ -1,0 +1,69 @@
+"""A minimal SSE reader for the tests, following the framing rules in the fixtures README."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Event:
+    event: str | None
+    data: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def parse_sse(raw: bytes | str) -> list[Event]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    events: list[Event] = []
+    # SDK fixtures end without the blank line, so the last block is flushed too.
+    for block in text.split("\n\n"):
+        name: str | None = None
+        data: list[str] = []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[len("event:") :].removeprefix(" ")
+            elif line.startswith("data:"):
+                data.append(line[len("data:") :].removeprefix(" "))
+        if data:
+            events.append(Event(name, "\n".join(data)))
+    return events
+
+
+def fixtures_dir() -> Path:
+    """The recorded provider bodies: $LIME_PROVIDER_FIXTURES, else the shared checkout; skip if absent."""
+    candidates = [
+        os.environ.get("LIME_PROVIDER_FIXTURES"),
+        str(Path(__file__).resolve().parents[2] / "fixtures" / "providers"),
+        "/work/shared/fixtures/providers",
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "README.md").is_file():
+            return Path(candidate)
+    pytest.skip("provider fixtures not found; set LIME_PROVIDER_FIXTURES")
+
+
+def load_json(name: str) -> Any:
+    return json.loads((fixtures_dir() / name).read_text())
+
+
+def load_sse(name: str) -> list[Event]:
+    return parse_sse((fixtures_dir() / name).read_bytes())
+
+
+def key_tree(value: Any) -> Any:
+    """The nested key structure of a JSON value, without its scalar values."""
+    if isinstance(value, dict):
+        return {key: key_tree(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [key_tree(value[0])] if value and isinstance(value[0], (dict, list)) else []
+    return None
