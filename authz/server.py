@@ -36,8 +36,8 @@ class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[mis
             return check_deny(render_error(error, error_protocol(view.path, view.headers), request_id))
         except Exception:
             log.exception("authz bug on %s %s (request %s)", view.method, view.path, request_id)
-            error = LimeError("The gateway failed to authorize this request.")
-            return check_deny(render_error(error, error_protocol(view.path, view.headers), request_id))
+            bug = LimeError("The gateway failed to authorize this request.")
+            return check_deny(render_error(bug, error_protocol(view.path, view.headers), request_id))
         if isinstance(decision, DirectoryAccess):
             return check_allow({"tenant_id": decision.tenant_id},
                                headers={VERIFIED_TENANT_HEADER: decision.tenant_id})

@@ -93,9 +93,7 @@ def _plan(api: Api, body: Mapping[str, Any], chunks: int) -> Reply:
             created=now,
             item_id=new_id("msg_", 48),
         )
-    return plan_reply(
-        body, chunks=chunks, limit_fields=("max_tokens",), response_id=new_id("msg_01", 22), created=now
-    )
+    return plan_reply(body, chunks=chunks, limit_fields=("max_tokens",), response_id=new_id("msg_01", 22), created=now)
 
 
 def answer(api: Api, body: Mapping[str, Any], chunks: int) -> Answer:

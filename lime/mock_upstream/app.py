@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,9 +72,7 @@ def _fail(
 async def _stream(
     request: web.Request, entry: LoggedRequest, events: tuple[bytes, ...], delay_ms: int
 ) -> web.StreamResponse:
-    response = web.StreamResponse(
-        status=200, headers={"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache"}
-    )
+    response = web.StreamResponse(status=200, headers={"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache"})
     await response.prepare(request)
     try:
         for index, event in enumerate(events):
@@ -215,9 +214,19 @@ async def run(host: str, port: int, config: MockConfig) -> None:
         await server.close()
 
 
+async def _serve_until_terminated(host: str, port: int, config: MockConfig) -> None:
+    # SIGTERM (docker stop, process managers) should close the listener cleanly, like Ctrl-C does.
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await run(host, port, config)
+
+
 def main(host: str, port: int, chunks: int = 8, delay_ms: int = 0) -> None:
-    """Blocking entry point for the CLI: serve until Ctrl-C."""
+    """Blocking entry point for the CLI: serve until Ctrl-C or SIGTERM."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(host, port, MockConfig(chunks=chunks, delay_ms=delay_ms)))
+        asyncio.run(_serve_until_terminated(host, port, MockConfig(chunks=chunks, delay_ms=delay_ms)))

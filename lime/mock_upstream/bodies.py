@@ -123,9 +123,7 @@ def _chat_choice(delta: JSON, finish_reason: str | None = None) -> JSON:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
 
-def chat_completion_events(
-    reply: Reply, *, include_usage: bool, include_obfuscation: bool = True
-) -> list[bytes]:
+def chat_completion_events(reply: Reply, *, include_usage: bool, include_obfuscation: bool = True) -> list[bytes]:
     """The ``chat.completion.chunk`` stream: role chunk, one chunk a piece, finish chunk, usage chunk, [DONE]."""
 
     def pad(text: str) -> str | None:
@@ -229,9 +227,7 @@ def responses_body(reply: Reply, request: Mapping[str, Any]) -> JSON:
     return _response_object(reply, request, final=True)
 
 
-def responses_events(
-    reply: Reply, request: Mapping[str, Any], *, include_obfuscation: bool = True
-) -> list[bytes]:
+def responses_events(reply: Reply, request: Mapping[str, Any], *, include_obfuscation: bool = True) -> list[bytes]:
     """The Responses event stream for one message item, numbered 0, 1, 2… by ``sequence_number``."""
     payloads: list[JSON] = [
         {"type": "response.created", "response": _response_object(reply, request, final=False)},

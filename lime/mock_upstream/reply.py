@@ -55,9 +55,7 @@ class Reply:
 
 def reply_pieces(count: int) -> tuple[str, ...]:
     """``count`` pieces cycling through "Hello from the mock upstream." with the spaces real tokens carry."""
-    return tuple(
-        _WORDS[i % len(_WORDS)] if i == 0 else " " + _WORDS[i % len(_WORDS)] for i in range(max(count, 0))
-    )
+    return tuple(_WORDS[i % len(_WORDS)] if i == 0 else " " + _WORDS[i % len(_WORDS)] for i in range(max(count, 0)))
 
 
 def _prompt_parts(value: Any, key: str | None) -> Iterator[str | int]:

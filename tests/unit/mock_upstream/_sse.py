@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.provider_fixtures import provider_fixture
 
 
 @dataclass(frozen=True)
@@ -40,16 +39,7 @@ def parse_sse(raw: bytes | str) -> list[Event]:
 
 
 def fixtures_dir() -> Path:
-    """The recorded provider bodies: $LIME_PROVIDER_FIXTURES, else the shared checkout; skip if absent."""
-    candidates = [
-        os.environ.get("LIME_PROVIDER_FIXTURES"),
-        str(Path(__file__).resolve().parents[2] / "fixtures" / "providers"),
-        "/work/shared/fixtures/providers",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "README.md").is_file():
-            return Path(candidate)
-    pytest.skip("provider fixtures not found; set LIME_PROVIDER_FIXTURES")
+    return provider_fixture("README.md").parent
 
 
 def load_json(name: str) -> Any:

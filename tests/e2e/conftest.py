@@ -1,0 +1,183 @@
+"""The real stack for end-to-end tests: Envoy, authz, extproc, catalog_api and the mock upstream as separate
+processes (the same :class:`lime.stack.Stack` that ``lime up`` runs), on free loopback ports, over the suite's
+own PostgreSQL and Redis. Only the LLM provider is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import time
+import urllib.request
+import uuid
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+
+from lime import admin
+from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from lime.settings import Settings
+from lime.stack import Stack
+from lime.store.migrate import apply_migrations
+
+T = TypeVar("T")
+
+UPSTREAM_SECRET = "upstream-secret-mock-0001"
+UPSTREAM_SECRET_ANTHROPIC = "upstream-secret-anthropic-0002"
+ADMIN_TOKEN = "test-admin-token"
+
+# public id, upstream, upstream model id, kind
+CATALOG = (
+    ("chat-a", "mock", "gpt-4o-mini", "chat"),
+    ("chat-b", "mock", "gpt-4.1", "chat"),
+    ("claude", "mock_anthropic", "claude-sonnet-4-5", "chat"),
+    ("embed", "mock", "text-embedding-3-small", "embedding"),
+)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync or async test code alike (in its own loop and thread)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@dataclass(frozen=True)
+class TenantAccess:
+    tenant_id: str
+    key: str
+    key_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Lime-Tenant-ID": self.tenant_id}
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    env: dict[str, str]
+    stack: Stack
+    database_url: str
+    redis_url: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.public}/v1"
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.settings.public}"
+
+    @property
+    def mock_url(self) -> str:
+        return f"http://{self.settings.mock_upstream}"
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+
+    def new_tenant(self, models: list[str], *, brand_models: list[str] | None = None,
+                   wait: bool = True) -> TenantAccess:
+        suffix = uuid.uuid4().hex[:10]
+        tenant_id, package_id = f"t-{suffix}", f"p-{suffix}"
+
+        async def go() -> TenantAccess:
+            async with await self._connect() as conn:
+                await admin.create_package(conn, package_id, package_id, models)
+                brand_id = None
+                if brand_models is not None:
+                    brand_id = f"b-{suffix}"
+                    await admin.create_brand(conn, brand_id, brand_id, brand_models)
+                await admin.create_tenant(conn, tenant_id, tenant_id, package_id=package_id, brand_id=brand_id)
+                key = await admin.create_key(conn, tenant_id)
+                return TenantAccess(tenant_id, key.secret, key.id)
+
+        access = run_sync(go())
+        if wait:
+            self.wait_until_served(access)
+        return access
+
+    def wait_until_served(self, access: TenantAccess, timeout: float = 10.0) -> None:
+        """Catalog changes reach the services by NOTIFY; wait until this tenant is served."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _ = self.http("GET", "/v1/models", headers={
+                "authorization": f"Bearer {access.key}", "x-lime-tenant-id": access.tenant_id})
+            if status == 200:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tenant {access.tenant_id} not served after {timeout}s (last {status})")
+            time.sleep(0.05)
+
+    def revoke(self, key_id: str) -> None:
+        async def go() -> None:
+            redis = aioredis.Redis.from_url(self.redis_url)
+            async with await self._connect() as conn:
+                await admin.revoke_key(conn, redis, key_id)
+            await redis.aclose()
+
+        run_sync(go())
+
+    def http(self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+             origin: str | None = None) -> tuple[int, Any]:
+        """A raw request; returns the status and the parsed JSON body (or the text)."""
+        request = urllib.request.Request((origin or self.origin) + path, data=body, method=method,
+                                         headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, raw, response_headers = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, raw, response_headers = error.code, error.read(), error.headers
+        self.last_headers = response_headers
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def mock_requests(self) -> list[dict[str, Any]]:
+        return list(self.http("GET", "/_mock/requests", origin=self.mock_url)[1])
+
+    def mock_request(self, request_id: str) -> dict[str, Any]:
+        matches = [r for r in self.mock_requests() if r["request_id"] == request_id]
+        assert len(matches) == 1, f"the mock saw {len(matches)} requests with id {request_id}"
+        return matches[0]
+
+
+async def _seed(database_url: str) -> None:
+    await apply_migrations(database_url)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await admin.add_upstream(conn, "mock", "openai")
+        await admin.add_upstream(conn, "mock_anthropic", "anthropic")
+        for model_id, upstream, upstream_model, kind in CATALOG:
+            await admin.add_model(conn, model_id, upstream_id=upstream, upstream_model=upstream_model, kind=kind,
+                                  input_price=1_000_000, output_price=2_000_000, cached_input_price=500_000)
+
+
+@pytest.fixture(scope="session")
+def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    run_sync(_seed(postgres.url))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LIME_")}
+    env.update({
+        "LIME_DATABASE_URL": postgres.url,
+        "LIME_REDIS_URL": redis_server.url,
+        "LIME_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIME_UPSTREAM_KEY_MOCK": UPSTREAM_SECRET,
+        "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": UPSTREAM_SECRET_ANTHROPIC,
+        "LIME_ENVOY_CONFIG": str(Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"),
+        "LIME_CATALOG_POLL_SECONDS": "1",
+    })
+    for name in ("PUBLIC", "ENVOY_ADMIN", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "MOCK_UPSTREAM"):
+        env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
+    settings = Settings.from_env(env)
+    stack = Stack(settings, env, tmp_path_factory.mktemp("stack"))
+    stack.start()
+    try:
+        yield Gateway(settings, env, stack, postgres.url, redis_server.url)
+    finally:
+        stack.stop()

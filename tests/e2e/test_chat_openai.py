@@ -1,0 +1,79 @@
+"""Chat completions through Envoy with the official openai SDK: the request reaches the upstream rewritten."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.e2e.conftest import UPSTREAM_SECRET, Gateway, TenantAccess
+
+
+@pytest.fixture(scope="module")
+def tenant(gateway: Gateway) -> TenantAccess:
+    return gateway.new_tenant(["chat-a", "embed", "claude"])
+
+
+def client(gateway: Gateway, access: TenantAccess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url, api_key=access.key, default_headers=access.headers,
+                         max_retries=0)
+
+
+def test_chat_completion_reaches_the_upstream_rewritten(gateway: Gateway, tenant: TenantAccess) -> None:
+    raw = client(gateway, tenant).chat.completions.with_raw_response.create(
+        model="chat-a", messages=[{"role": "user", "content": "Say hello"}])
+    completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    request_id = raw.headers["x-request-id"]
+
+    seen = gateway.mock_request(request_id)
+    assert seen["path"] == "/v1/chat/completions"
+    assert seen["model"] == "gpt-4o-mini"  # the upstream's id, not the public `chat-a`
+    assert seen["body"]["messages"] == [{"role": "user", "content": "Say hello"}]
+    headers = seen["headers"]
+    assert headers["authorization"] == f"Bearer {UPSTREAM_SECRET}"
+    assert tenant.key not in str(headers)
+    assert "x-lime-tenant-id" not in headers
+    assert "x-api-key" not in headers
+    assert "x-lime-upstream" not in headers
+    assert int(headers["content-length"]) == len(
+        __import__("json").dumps(seen["body"], ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def test_streamed_chat_completion(gateway: Gateway, tenant: TenantAccess) -> None:
+    stream = client(gateway, tenant).chat.completions.create(
+        model="chat-a", messages=[{"role": "user", "content": "Stream please"}], stream=True,
+        extra_headers={"x-mock-chunks": "6"},
+    )
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len([p for p in pieces if p]) == 6
+    assert "".join(pieces).strip()
+
+
+async def test_async_client_streams_too(gateway: Gateway, tenant: TenantAccess) -> None:
+    async_client = openai.AsyncOpenAI(base_url=gateway.base_url, api_key=tenant.key,
+                                      default_headers=tenant.headers, max_retries=0)
+    stream = await async_client.chat.completions.create(
+        model="chat-a", messages=[{"role": "user", "content": "hi"}], stream=True)
+    text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+    assert text
+    await async_client.close()
+
+
+def test_x_api_key_works_for_openai_endpoints_too(gateway: Gateway, tenant: TenantAccess) -> None:
+    status, body = gateway.http(
+        "POST", "/v1/chat/completions",
+        body=b'{"model":"chat-a","messages":[{"role":"user","content":"hi"}]}',
+        headers={"x-api-key": tenant.key, "x-lime-tenant-id": tenant.tenant_id,
+                 "content-type": "application/json"},
+    )
+    assert status == 200, body
+    seen = gateway.mock_request(gateway.last_headers["x-request-id"])
+    assert "x-api-key" not in seen["headers"]
+    assert seen["headers"]["authorization"] == f"Bearer {UPSTREAM_SECRET}"
+
+
+def test_embeddings(gateway: Gateway, tenant: TenantAccess) -> None:
+    result = client(gateway, tenant).embeddings.create(model="embed", input="hello world")
+    assert len(result.data[0].embedding) > 0
+    assert result.usage.prompt_tokens > 0

@@ -1,0 +1,193 @@
+"""``lime envoy check``: the shipped config passes; each broken invariant is reported with a useful message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lime.envoy_check import Problem, check, validate_with_envoy
+
+SHIPPED = Path(__file__).parents[2] / "envoy" / "envoy.yaml"
+Config = dict[str, Any]
+
+
+def _hcm(config: Config) -> Config:
+    listener = next(x for x in config["static_resources"]["listeners"] if x["name"] == "public")
+    typed: Config = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return typed
+
+
+def _filter(config: Config, name: str) -> Config:
+    typed: Config = next(f for f in _hcm(config)["http_filters"] if f["name"] == name)["typed_config"]
+    return typed
+
+
+def _route(config: Config, name: str) -> Config:
+    routes = _hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
+    found: Config = next(r for r in routes if r["name"] == name)
+    return found
+
+
+def _problems(tmp_path: Path, mutate: Callable[[Config], None], upstreams: tuple[str, ...] = ("mock",),
+              ) -> list[Problem]:
+    config = yaml.safe_load(SHIPPED.read_text())
+    mutate(config)
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return check(path, upstreams, run_envoy=False).problems
+
+
+def _one(problems: list[Problem], *words: str) -> Problem:
+    """The single problem reported, checked for the words a reader needs to fix it."""
+    assert len(problems) == 1, problems
+    for word in words:
+        assert word in str(problems[0]), (word, problems[0])
+    return problems[0]
+
+
+def test_shipped_config_passes_including_envoy_validate() -> None:
+    report = check(SHIPPED, ["mock"])
+    assert report.problems == []
+    assert report.ok
+    assert "OK" in report.envoy_output
+
+
+def test_ext_proc_before_ext_authz(tmp_path: Path) -> None:
+    def swap(config: Config) -> None:
+        filters = _hcm(config)["http_filters"]
+        filters[1], filters[2] = filters[2], filters[1]
+
+    _one(_problems(tmp_path, swap), "envoy.filters.http.ext_proc runs before envoy.filters.http.ext_authz",
+         "move envoy.filters.http.ext_authz above")
+
+
+@pytest.mark.parametrize("name", ["envoy.filters.http.ext_authz", "envoy.filters.http.ext_proc"])
+def test_failure_mode_allow(tmp_path: Path, name: str) -> None:
+    problem = _one(_problems(tmp_path, lambda c: _filter(c, name).update(failure_mode_allow=True)),
+                   "failure_mode_allow is true", "set failure_mode_allow: false")
+    assert problem.where == f"http_filters[{name}]"
+
+
+def test_internal_header_not_stripped(tmp_path: Path) -> None:
+    def keep_upstream_header(config: Config) -> None:
+        mutations = _filter(config, "envoy.filters.http.header_mutation")["mutations"]
+        mutations["request_mutations"] = [m for m in mutations["request_mutations"] if m["remove"] != "x-lime-upstream"]
+
+    _one(_problems(tmp_path, keep_upstream_header), "x-lime-upstream is not stripped", "- remove: x-lime-upstream")
+
+
+def test_strip_after_ext_authz_does_not_count(tmp_path: Path) -> None:
+    def move_strip_last(config: Config) -> None:
+        filters = _hcm(config)["http_filters"]
+        filters.insert(3, filters.pop(0))
+
+    problems = _problems(tmp_path, move_strip_last)
+    assert any("runs before envoy.filters.http.header_mutation" in p.message for p in problems)
+    assert sum("is not stripped" in p.message for p in problems) == 2
+
+
+def test_upstream_without_cluster_or_route(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, lambda c: None, upstreams=("mock", "openai"))
+    assert len(problems) == 2, problems
+    cluster, route = problems
+    assert cluster.where == "clusters[upstream_openai]" and "add a cluster named upstream_openai" in cluster.message
+    assert "has no route" in route.message
+    assert "{name: x-lime-upstream, string_match: {exact: openai}}" in route.message
+    assert "cluster: upstream_openai, timeout: 0s" in route.message
+
+
+def test_upstream_route_without_timeout(tmp_path: Path) -> None:
+    problem = _one(_problems(tmp_path, lambda c: _route(c, "upstream_mock")["route"].pop("timeout")),
+                   "timeout is not set", "15 s", "set timeout: 0s")
+    assert problem.where == "virtual_hosts[lime].routes[upstream_mock]"
+
+
+def test_upstream_route_with_short_timeout(tmp_path: Path) -> None:
+    _one(_problems(tmp_path, lambda c: _route(c, "upstream_mock")["route"].update(timeout="60s")), "timeout is 60 s")
+
+
+def test_message_timeout_too_short(tmp_path: Path) -> None:
+    _one(_problems(tmp_path, lambda c: _filter(c, "envoy.filters.http.ext_proc").update(message_timeout="0.2s")),
+         "message_timeout is 0.2 s")
+
+
+def test_message_timeout_missing(tmp_path: Path) -> None:
+    _one(_problems(tmp_path, lambda c: _filter(c, "envoy.filters.http.ext_proc").pop("message_timeout")),
+         "message_timeout is not set", "200 ms", "set message_timeout: 2s")
+
+
+def test_unknown_field_fails_the_typed_load(tmp_path: Path) -> None:
+    def typo(config: Config) -> None:
+        ext_authz = _filter(config, "envoy.filters.http.ext_authz")
+        ext_authz["failure_mode_alow"] = ext_authz.pop("failure_mode_allow")
+
+    problem = _one(_problems(tmp_path, typo), "unknown field 'failure_mode_alow' in ExtAuthz",
+                   "Did you mean 'failure_mode_allow'?")
+    assert problem.where == ("static_resources.listeners[public].filter_chains[0].filters"
+                             "[envoy.filters.network.http_connection_manager].typed_config"
+                             ".http_filters[envoy.filters.http.ext_authz].typed_config.failure_mode_alow")
+
+
+def test_bad_value_and_unknown_type_fail_the_typed_load(tmp_path: Path) -> None:
+    def bad_enum(config: Config) -> None:
+        _filter(config, "envoy.filters.http.ext_proc")["processing_mode"]["request_body_mode"] = "BUFERED"
+
+    problem = _one(_problems(tmp_path, bad_enum), "invalid value 'BUFERED' for ProcessingMode.request_body_mode")
+    assert problem.where.endswith("typed_config.processing_mode.request_body_mode")
+
+    def bad_type(config: Config) -> None:
+        _filter(config, "envoy.filters.http.router")["@type"] = "type.googleapis.com/envoy.Nope"
+
+    problem = _one(_problems(tmp_path, bad_type), "unknown type 'type.googleapis.com/envoy.Nope'")
+    assert problem.where.endswith("http_filters[envoy.filters.http.router].typed_config.@type")
+
+
+def test_other_invariants(tmp_path: Path) -> None:
+    def break_several(config: Config) -> None:
+        ext_authz = _filter(config, "envoy.filters.http.ext_authz")
+        ext_authz["with_request_body"].pop("pack_as_bytes")
+        ext_proc = _filter(config, "envoy.filters.http.ext_proc")
+        ext_proc["processing_mode"]["request_body_mode"] = "STREAMED"
+        ext_proc.pop("metadata_options")
+        cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "lime_extproc")
+        cluster.pop("typed_extension_protocol_options")
+        _route(config, "models")["route"]["cluster"] = "catalog"
+
+    messages = " | ".join(str(p) for p in _problems(tmp_path, break_several))
+    for expected in ("pack_as_bytes: true is required", "request_body_mode must be BUFFERED",
+                     "forwarding_namespaces.untyped must include envoy.filters.http.ext_authz",
+                     "clusters[lime_extproc]: gRPC needs HTTP/2", "routes to cluster 'catalog', which is not defined"):
+        assert expected in messages
+
+
+def test_upstream_route_shadowed_or_bypassing_authz(tmp_path: Path) -> None:
+    def catch_all_first_and_no_authz(config: Config) -> None:
+        routes = _hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
+        routes.insert(0, routes.pop())
+        routes[2]["typed_per_filter_config"] = {"envoy.filters.http.ext_authz": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+            "disabled": True}}
+
+    messages = " | ".join(str(p) for p in _problems(tmp_path, catch_all_first_and_no_authz))
+    assert "routes[upstream_mock]: never matches: the earlier route 'unrouted'" in messages
+    assert "typed_per_filter_config disables envoy.filters.http.ext_authz" in messages
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    report = check(tmp_path / "missing.yaml", ["mock"], run_envoy=False)
+    assert not report.ok and "cannot read the YAML" in report.problems[0].message
+
+
+def test_envoy_validate_rejects(tmp_path: Path) -> None:
+    path = tmp_path / "envoy.yaml"
+    config = yaml.safe_load(SHIPPED.read_text())
+    _route(config, "upstream_mock")["route"]["cluster"] = "nowhere"
+    path.write_text(yaml.safe_dump(config))
+    ok, output = validate_with_envoy(path)
+    assert not ok and "nowhere" in output
+    report = check(path, ["mock"])
+    assert any(p.where == "envoy --mode validate" for p in report.problems)
