@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from lime.endpoints import Protocol, error_protocol, match_endpoint
+from lime.errors import MethodNotAllowed, NotFound
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("POST", "/v1/chat/completions", "chat_completions"),
+        ("POST", "/v1/chat/completions?x=1", "chat_completions"),
+        ("POST", "/v1/responses", "responses"),
+        ("POST", "/v1/embeddings", "embeddings"),
+        ("POST", "/v1/messages", "messages"),
+        ("GET", "/v1/models", "models"),
+        ("GET", "/v1/models/chat-a", "models"),
+        ("GET", "/v1/models/org/model", "models"),
+        ("post", "/v1/messages/", "messages"),
+    ],
+)
+def test_known_endpoints(method: str, path: str, name: str) -> None:
+    assert match_endpoint(method, path).name == name
+
+
+@pytest.mark.parametrize("path", ["/", "/v1", "/v1/chat", "/v2/chat/completions", "/v1/modelsx", "/admin/tenants"])
+def test_unknown_paths_are_404(path: str) -> None:
+    with pytest.raises(NotFound):
+        match_endpoint("POST", path)
+
+
+def test_wrong_method_is_405() -> None:
+    with pytest.raises(MethodNotAllowed) as caught:
+        match_endpoint("GET", "/v1/chat/completions")
+    assert "POST" in caught.value.message
+
+
+def test_error_protocol_follows_the_path_and_anthropic_version() -> None:
+    assert error_protocol("/v1/messages", {}) is Protocol.ANTHROPIC
+    assert error_protocol("/v1/chat/completions", {"anthropic-version": "x"}) is Protocol.OPENAI
+    assert error_protocol("/v1/models", {}) is Protocol.OPENAI
+    assert error_protocol("/v1/models/x", {"anthropic-version": "2023-06-01"}) is Protocol.ANTHROPIC
+    assert error_protocol("/nope", {}) is Protocol.OPENAI

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lime.settings import Address, Settings, SettingsError, upstream_env_name
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.public == Address("127.0.0.1", 8080)
+    assert settings.database_url is None and settings.admin_token is None
+    assert dict(settings.upstream_keys) == {}
+
+
+def test_values_are_cast_and_named_in_errors() -> None:
+    settings = Settings.from_env({"LIME_PUBLIC_ADDR": "0.0.0.0:80", "LIME_KEY_CACHE_SECONDS": "5"})
+    assert settings.public == Address("0.0.0.0", 80) and settings.key_cache_seconds == 5
+    with pytest.raises(SettingsError, match="LIME_AUTHZ_ADDR"):
+        Settings.from_env({"LIME_AUTHZ_ADDR": "nope"})
+    with pytest.raises(SettingsError, match="LIME_KEY_CACHE_SECONDS"):
+        Settings.from_env({"LIME_KEY_CACHE_SECONDS": "soon"})
+    with pytest.raises(SettingsError, match="LIME_DATABASE_URL"):
+        Settings.from_env({}).require_database_url()
+
+
+def test_upstream_keys_from_env_and_secret_files(tmp_path: Path) -> None:
+    (tmp_path / "upstream_new-api").write_text("from-file\n")
+    (tmp_path / "admin_token").write_text("tok\n")
+    settings = Settings.from_env({
+        "LIME_SECRETS_DIR": str(tmp_path),
+        "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": "from-env",
+        "LIME_ADMIN_TOKEN": "ignored-when-a-file-exists",
+    })
+    assert dict(settings.upstream_keys) == {"new-api": "from-file", "mock_anthropic": "from-env"}
+    assert settings.admin_token == "tok"
+    assert upstream_env_name("mock_anthropic") == "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC"
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    settings = Settings.from_env({"LIME_UPSTREAM_KEY_MOCK": "sk-secret", "LIME_ADMIN_TOKEN": "adm-secret"})
+    assert "sk-secret" not in repr(settings) and "adm-secret" not in repr(settings)
