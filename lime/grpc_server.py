@@ -18,6 +18,10 @@ _OPTIONS = [
     ("grpc.max_concurrent_streams", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    # Whole request bodies travel in one message (ext_authz with_request_body, ext_proc BUFFERED); bodies with
+    # base64 images are far over gRPC's 4 MiB default. Envoy's own limit (32 MiB) answers 413 before this.
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 __all__ = ["Address", "Settings", "SettingsError"]
 
 UPSTREAM_KEY_PREFIX = "LIME_UPSTREAM_KEY_"
+# The SRE-edited Envoy config in the checkout this package runs from (the project installs itself editable).
+DEFAULT_ENVOY_CONFIG = Path(__file__).resolve().parents[1] / "envoy" / "envoy.yaml"
 
 
 class SettingsError(ValueError):
@@ -60,7 +62,7 @@ class Settings:
     catalog: Address = Address("127.0.0.1", 9003)
     admin: Address = Address("127.0.0.1", 9004)
     mock_upstream: Address = Address("127.0.0.1", 9100)
-    envoy_config: Path = Path("envoy/envoy.yaml")
+    envoy_config: Path = DEFAULT_ENVOY_CONFIG
     admin_token: str | None = field(default=None, repr=False)
     # Upstream id -> credential. Never logged: repr=False keeps it out of tracebacks and debug prints.
     upstream_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
