@@ -7,6 +7,7 @@ else, routes and upstream clusters included, is used exactly as the SRE wrote it
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,14 @@ __all__ = ["render_envoy_config", "write_envoy_config"]
 
 def _socket(address: Address) -> dict[str, Any]:
     return {"socket_address": {"address": address.host, "port_value": address.port}}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def render_envoy_config(text: str, settings: Settings) -> dict[str, Any]:
@@ -38,6 +47,10 @@ def render_envoy_config(text: str, settings: Settings) -> dict[str, Any]:
         address = settings.mock_upstream if name.startswith("upstream_mock") else own.get(name)
         if address is not None:
             cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": _socket(address)}}]}]
+            if not _is_ip(address.host):
+                # A service name (docker-compose, Kubernetes) must be resolved: STATIC clusters take only IPs.
+                cluster["type"] = "STRICT_DNS"
+                cluster["dns_lookup_family"] = "V4_PREFERRED"
     return config
 
 
