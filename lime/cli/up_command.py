@@ -11,6 +11,7 @@ import asyncio
 import os
 import secrets
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,27 +29,29 @@ __all__ = ["register"]
 
 
 def _stores(settings: Settings, keep: list[Any]) -> Settings:
-    database_url, redis_url = settings.database_url, settings.redis_url
-    if database_url is None:
-        if port_open("127.0.0.1", 5432):
-            database_url = DEFAULT_DATABASE_URL
-        else:
-            postgres = EmbeddedPostgres(settings.state_dir.resolve() / "postgres", free_port())
-            postgres.start()
-            keep.append(postgres)
-            database_url = postgres.url
-            print(f"started a private PostgreSQL in {postgres.data_dir}")
-    if redis_url is None:
-        if port_open("127.0.0.1", 6379):
-            redis_url = DEFAULT_REDIS_URL
-        else:
-            redis = EmbeddedRedis(settings.state_dir.resolve() / "redis", free_port())
-            redis.start()
-            keep.append(redis)
-            redis_url = redis.url
-            print(f"started a private Redis in {redis.data_dir}")
+    database_url = settings.database_url or _store(
+        "PostgreSQL", 5432, DEFAULT_DATABASE_URL, lambda: EmbeddedPostgres(_private("postgres", settings), free_port()),
+        keep)
+    redis_url = settings.redis_url or _store(
+        "Redis", 6379, DEFAULT_REDIS_URL, lambda: EmbeddedRedis(_private("redis", settings), free_port()), keep)
     ensure_database(database_url)
     return replace(settings, database_url=database_url, redis_url=redis_url)
+
+
+def _private(name: str, settings: Settings) -> Path:
+    return settings.state_dir.resolve() / name
+
+
+def _store(what: str, default_port: int, default_url: str, embedded: Callable[[], EmbeddedPostgres | EmbeddedRedis],
+           keep: list[Any]) -> str:
+    """The server on the default port if one answers, else a private one started from the machine's binaries."""
+    if port_open("127.0.0.1", default_port):
+        return default_url
+    server = embedded()
+    server.start()
+    keep.append(server)
+    print(f"started a private {what} in {server.data_dir}")
+    return str(server.url)
 
 
 def _secret(settings: Settings, name: str) -> str:

@@ -78,15 +78,14 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER upstreams_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON upstreams
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
-CREATE TRIGGER models_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON models
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
-CREATE TRIGGER packages_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON packages
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
-CREATE TRIGGER package_models_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON package_models
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
-CREATE TRIGGER brands_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON brands
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
-CREATE TRIGGER tenants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenants
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
+DO $$
+DECLARE
+    catalog_table text;
+BEGIN
+    FOREACH catalog_table IN ARRAY ARRAY['upstreams', 'models', 'packages', 'package_models', 'brands', 'tenants']
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %I'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version()',
+                       catalog_table || '_changed', catalog_table);
+    END LOOP;
+END $$;
