@@ -2,7 +2,7 @@
 
 Each function is one PostgreSQL transaction on a connection it is given. Catalog tables fire a trigger that
 makes every service reload (see :mod:`lime.directory`); keys are looked up one by one through a Redis cache, so
-revoking one also deletes its cache entry.
+revoking one also replaces its cache entry.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 
-from lime.directory import key_cache_name
+from lime.directory import cache_revocation
 from lime.endpoints import ModelKind, Protocol
 from lime.errors import BadRequest, Conflict, NotFound
 from lime.keys import NewKey, generate_key
@@ -109,18 +109,19 @@ async def create_key(conn: Conn, tenant_id: str, *, name: str = "",
     return key
 
 
-async def revoke_key(conn: Conn, redis: aioredis.Redis | None, key_id: str) -> None:
-    cursor = await conn.execute(
-        "UPDATE api_keys SET status = 'revoked', revoked_at = coalesce(revoked_at, now())"
-        " WHERE id = %s RETURNING key_hash",
-        (key_id,),
-    )
-    row = await cursor.fetchone()
-    if row is None:
-        raise NotFound(f"Key `{key_id}` does not exist.")
-    if redis is not None:
-        # Without this the key would keep working until its cache entry expires (LIME_KEY_CACHE_SECONDS).
-        await redis.delete(key_cache_name(row[0]))
+async def revoke_key(conn: Conn, redis: aioredis.Redis, key_id: str) -> None:
+    """Revoke at once: the cached copy is replaced inside the transaction, so if Redis cannot be written the
+    revocation is rolled back and the caller learns it, rather than the key working on from the cache."""
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "UPDATE api_keys SET status = 'revoked', revoked_at = coalesce(revoked_at, now())"
+            " WHERE id = %s RETURNING key_hash, tenant_id",
+            (key_id,),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            raise NotFound(f"Key `{key_id}` does not exist.")
+        await cache_revocation(redis, row[0], key_id, row[1])
 
 
 async def list_keys(conn: Conn, tenant_id: str | None = None) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ Strategy:
   (a trigger fires on every change). A poll of the version number is the fallback when the notification
   connection is down, and a tenant the snapshot does not know triggers one rate-limited refresh.
 - Keys can be many: each is looked up by hash in Redis (``lime:key:<sha256>``), falling back to PostgreSQL and
-  caching the answer, unknown keys included, for ``key_cache_seconds``. Revoking a key deletes its cache entry.
+  caching the answer, unknown keys included, for ``key_cache_seconds``. Revoking a key replaces its cache entry by a revoked one.
 - When PostgreSQL is down the last snapshot and the cached keys keep serving. When Redis is down nothing is
   served (:class:`~lime.errors.ServiceUnavailable`): the money path cannot run without it.
 """
@@ -31,16 +31,28 @@ from lime.errors import ServiceUnavailable
 from lime.keys import KeyRecord
 from lime.store.catalog_repo import catalog_version, find_key, load_catalog
 
-__all__ = ["Directory", "key_cache_name"]
+__all__ = ["Directory", "cache_revocation", "key_cache_name"]
 
 log = logging.getLogger(__name__)
 
 _UNKNOWN = "-"  # cached marker for "no such key", so a flood of bad keys does not reach PostgreSQL
 _MISS_REFRESH_SECONDS = 1.0
+# A revoked key stays revoked: its cache entry may live long, and must outlive any lookup in flight.
+_REVOKED_CACHE_SECONDS = 86_400
 
 
 def key_cache_name(key_hash: str) -> str:
     return f"lime:key:{key_hash}"
+
+
+async def cache_revocation(redis: aioredis.Redis, key_hash: str, key_id: str, tenant_id: str) -> None:
+    """Replace the cached copy of a key by a revoked one.
+
+    Deleting the entry would not do: a lookup that read the key from PostgreSQL just before the revocation
+    could then cache it as active again. Lookups cache with SET NX, so they never overwrite this entry.
+    """
+    record = KeyRecord(key_id, tenant_id, active=False)
+    await redis.set(key_cache_name(key_hash), _encode_key(record), ex=_REVOKED_CACHE_SECONDS)
 
 
 class Directory:
@@ -113,7 +125,8 @@ class Directory:
         except (psycopg.Error, OSError) as exc:
             raise ServiceUnavailable("The gateway cannot verify keys right now; please retry.") from exc
         try:
-            await self._redis.set(name, _encode_key(record), ex=self._key_cache_seconds)
+            # NX: a revocation written meanwhile (see cache_revocation) must win over what we read before it.
+            await self._redis.set(name, _encode_key(record), ex=self._key_cache_seconds, nx=True)
         except RedisError as exc:
             raise ServiceUnavailable("The gateway cannot verify keys right now; please retry.") from exc
         return record

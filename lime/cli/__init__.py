@@ -7,6 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import psycopg
+from redis.exceptions import RedisError
+
 from lime.cli import admin_commands, envoy_commands, serve_commands, up_command
 from lime.errors import LimeError
 from lime.settings import Settings, SettingsError
@@ -33,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = args.run(args, settings)
     except (SettingsError, LimeError) as error:
         print(f"lime: {error}", file=sys.stderr)
+        code = 2
+    except (psycopg.Error, RedisError) as error:
+        print(f"lime: the store did not answer: {error}".rstrip(), file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130

@@ -11,9 +11,11 @@ from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from lime import admin
 from lime.cli.stores import with_stores
+from lime.errors import ServiceUnavailable
 from lime.settings import Settings
 from lime.store.migrate import apply_migrations
 
@@ -99,6 +101,9 @@ def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
             async with await psycopg.AsyncConnection.connect(stores.require_database_url(),
                                                              autocommit=True) as conn:
                 await admin.revoke_key(conn, redis, args.id)
+        except RedisError as exc:
+            raise ServiceUnavailable(f"Redis did not answer ({exc}), so key {args.id} was NOT revoked: its cached "
+                                     "copy could not be replaced. Retry when Redis is back.") from None
         finally:
             await redis.aclose()
         _print(args, {"id": args.id, "status": "revoked"}, f"key {args.id} revoked")
