@@ -6,7 +6,8 @@ Strategy:
   (a trigger fires on every change). A poll of the version number is the fallback when the notification
   connection is down, and a tenant the snapshot does not know triggers one rate-limited refresh.
 - Keys can be many: each is looked up by hash in Redis (``lime:key:<sha256>``), falling back to PostgreSQL and
-  caching the answer, unknown keys included, for ``key_cache_seconds``. Revoking a key replaces its cache entry by a revoked one.
+  caching the answer, unknown keys included, for ``key_cache_seconds``. Revoking a key replaces its cache
+  entry by a revoked one (see :func:`cache_revocation`).
 - When PostgreSQL is down the last snapshot and the cached keys keep serving. When Redis is down nothing is
   served (:class:`~lime.errors.ServiceUnavailable`): the money path cannot run without it.
 """
