@@ -3,13 +3,15 @@ nothing refused reaches the upstream."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import openai
 import pytest
 
 from tests.e2e.conftest import Gateway, TenantAccess
 
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: Any = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_anthropic_errors_use_the_anthropic_shape(gateway: Gateway, tenant: Tena
     bad = anthropic.Anthropic(base_url=gateway.origin, api_key="lime-sk-wrong",
                               default_headers=tenant.headers, max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        bad.messages.create(model="claude", max_tokens=16, messages=MESSAGES)  # type: ignore[arg-type]
+        bad.messages.create(model="claude", max_tokens=16, messages=MESSAGES)
     body = caught.value.response.json()
     assert body["type"] == "error"
     assert body["error"]["type"] == "authentication_error"
@@ -108,7 +110,7 @@ def test_anthropic_errors_use_the_anthropic_shape(gateway: Gateway, tenant: Tena
     good = anthropic.Anthropic(base_url=gateway.origin, api_key=tenant.key, default_headers=tenant.headers,
                                max_retries=0)
     with pytest.raises(anthropic.NotFoundError) as not_found:
-        good.messages.create(model="chat-b", max_tokens=16, messages=MESSAGES)  # type: ignore[arg-type]
+        good.messages.create(model="chat-b", max_tokens=16, messages=MESSAGES)
     assert not_found.value.response.json()["error"]["type"] == "not_found_error"
 
 
@@ -116,7 +118,7 @@ def test_openai_model_on_the_anthropic_endpoint_is_400(gateway: Gateway, tenant:
     client = anthropic.Anthropic(base_url=gateway.origin, api_key=tenant.key, default_headers=tenant.headers,
                                  max_retries=0)
     with pytest.raises(anthropic.BadRequestError) as caught:
-        client.messages.create(model="chat-a", max_tokens=16, messages=MESSAGES)  # type: ignore[arg-type]
+        client.messages.create(model="chat-a", max_tokens=16, messages=MESSAGES)
     assert "openai" in caught.value.message
 
 
