@@ -1,19 +1,21 @@
 """One ext_proc stream: the decisions per phase, apart from the gRPC loop that carries them.
 
 Envoy sends request headers, then the BUFFERED request body, then response headers and the STREAMED response
-body chunk by chunk; each message gets exactly one answer of the matching kind (ENVOY-NOTES pitfall 5). A
-stream without authz metadata is a local reply (authz denied, or Envoy answered itself): it passes untouched.
+body chunk by chunk; each message gets exactly one answer of the matching kind (ENVOY-NOTES pitfall 5).
+
+A request phase without a grant means authz's metadata did not arrive (a misconfigured Envoy, or authz and
+extproc of different versions): the request is refused, never sent on with the client's key. Response phases
+without a grant are local replies (authz denied, or Envoy answered itself) and pass untouched.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
-from extproc.rewrite import rewrite_request
+from extproc.rewrite import CredentialLookup, rewrite_request
 from lime import envoy_api
-from lime.endpoints import ENDPOINTS, Protocol
+from lime.endpoints import Protocol, endpoint_protocol
 from lime.error_bodies import render_error
 from lime.errors import LimeError
 from lime.grant import Grant
@@ -21,22 +23,34 @@ from lime.grant import Grant
 __all__ = ["StreamProcessor"]
 
 log = logging.getLogger(__name__)
-_PROTOCOL_BY_ENDPOINT = {endpoint.name: endpoint.protocol for endpoint in ENDPOINTS}
 
 
 class StreamProcessor:
-    def __init__(self, credentials: Mapping[str, str]) -> None:
-        self._credentials = credentials
+    def __init__(self, credential_for: CredentialLookup) -> None:
+        self._credential_for = credential_for
         self._grant: Grant | None = None
         self._metadata_seen = False
+        self._request_headers: list[str] = []
 
     def handle(self, request: Any) -> Any:
+        try:
+            return self._handle(request)
+        except Exception:
+            # A bug must not pass the request on unprocessed: refuse it, and say so in the log.
+            request_id = self._grant.request_id if self._grant else "?"
+            log.exception("extproc bug while processing request %s", request_id)
+            return self._refuse(LimeError("The gateway failed to process this request."))
+
+    def _handle(self, request: Any) -> Any:
         phase = request.WhichOneof("request")
         if not self._metadata_seen:
             # Metadata rides on every message; decoding it once per stream is enough.
             self._metadata_seen = True
-            self._grant = Grant.from_metadata(envoy_api.metadata_of(request))
+            self._grant = envoy_api.grant_of(request)
         if phase == "request_headers":
+            if self._grant is None:
+                return self._missing_grant()
+            self._request_headers = envoy_api.header_names(request.request_headers)
             return envoy_api.ACK_REQUEST_HEADERS
         if phase == "request_body":
             return self._request_body(request.request_body.body)
@@ -51,13 +65,21 @@ class StreamProcessor:
     def _request_body(self, body: bytes) -> Any:
         grant = self._grant
         if grant is None:
-            return envoy_api.ACK_REQUEST_BODY
+            return self._missing_grant()
         try:
-            edit = rewrite_request(grant, body, self._credentials)
+            edit = rewrite_request(grant, body, self._credential_for, self._request_headers)
         except LimeError as error:
-            protocol = _PROTOCOL_BY_ENDPOINT.get(grant.endpoint, Protocol.OPENAI)
             if error.status >= 500:
                 log.error("request %s refused: %s", grant.request_id, error.message)
-            return envoy_api.immediate_response(render_error(error, protocol, grant.request_id))
+            return self._refuse(error)
         return envoy_api.request_body_rewrite(
             edit.body, set_headers=edit.set_headers, remove_headers=edit.remove_headers)
+
+    def _missing_grant(self) -> Any:
+        log.error("a request reached extproc without authz metadata: refused (check metadata forwarding)")
+        return self._refuse(LimeError("The gateway is misconfigured and cannot process this request."))
+
+    def _refuse(self, error: LimeError) -> Any:
+        grant = self._grant
+        protocol = endpoint_protocol(grant.endpoint) if grant else Protocol.OPENAI
+        return envoy_api.immediate_response(render_error(error, protocol, grant.request_id if grant else None))

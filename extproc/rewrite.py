@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from lime.endpoints import ENDPOINTS, Protocol
+from lime.endpoints import Protocol, endpoint_protocol
 from lime.errors import BadRequest, ServiceUnavailable
 from lime.grant import TENANT_HEADER, UPSTREAM_HEADER, Grant
 
-__all__ = ["RequestEdit", "rewrite_request"]
+__all__ = ["CredentialLookup", "RequestEdit", "headers_to_drop", "rewrite_request"]
 
-_PROTOCOL_BY_ENDPOINT = {endpoint.name: endpoint.protocol for endpoint in ENDPOINTS}
-#: The client's credentials never travel further than Envoy.
-CLIENT_HEADERS = ("authorization", "x-api-key", TENANT_HEADER)
+CredentialLookup = Callable[[str], "str | None"]
+
+#: The client's credentials, and what only a browser or a proxy in front of Lime should see, never travel on.
+CLIENT_ONLY_HEADERS = frozenset({"authorization", "x-api-key", TENANT_HEADER, "cookie", "proxy-authorization"})
+#: Every Lime header is Lime's business: none reaches an upstream, whoever set it.
+LIME_PREFIX = "x-lime-"
 
 
 @dataclass(frozen=True)
 class RequestEdit:
     body: bytes
-    set_headers: Mapping[str, str]
+    set_headers: dict[str, str]
     remove_headers: tuple[str, ...]
 
 
@@ -30,8 +34,14 @@ def credential_headers(protocol: Protocol, credential: str) -> dict[str, str]:
     return {"authorization": f"Bearer {credential}"}
 
 
-def rewrite_request(grant: Grant, body: bytes, credentials: Mapping[str, str]) -> RequestEdit:
-    credential = credentials.get(grant.upstream)
+def headers_to_drop(request_headers: Iterable[str]) -> set[str]:
+    """Of the headers the client sent (lower-case names), those that must not reach the upstream."""
+    return {name for name in request_headers if name in CLIENT_ONLY_HEADERS or name.startswith(LIME_PREFIX)}
+
+
+def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
+                    request_headers: Iterable[str] = ()) -> RequestEdit:
+    credential = credential_for(grant.upstream)
     if not credential:
         raise ServiceUnavailable(f"The upstream for `{grant.model}` is not configured on this gateway.")
     try:
@@ -41,12 +51,21 @@ def rewrite_request(grant: Grant, body: bytes, credentials: Mapping[str, str]) -
     if not isinstance(parsed, dict):
         raise BadRequest("The request body must be a JSON object.")
     parsed["model"] = grant.upstream_model
-    new_body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
-    protocol = _PROTOCOL_BY_ENDPOINT[grant.endpoint]
-    # The credential header is set after the client's are removed: for Anthropic both are `x-api-key`.
-    removed = tuple(h for h in CLIENT_HEADERS if h not in credential_headers(protocol, ""))
-    return RequestEdit(
-        body=new_body,
-        set_headers={**credential_headers(protocol, credential), UPSTREAM_HEADER: grant.upstream},
-        remove_headers=removed,
-    )
+    protocol = endpoint_protocol(grant.endpoint)
+    set_headers = {**credential_headers(protocol, credential), UPSTREAM_HEADER: grant.upstream}
+    # What is set is not also removed: for Anthropic the client's and the upstream's key are both `x-api-key`.
+    dropped = headers_to_drop([*request_headers, *CLIENT_ONLY_HEADERS]) - set(set_headers)
+    return RequestEdit(body=_serialise(parsed), set_headers=set_headers, remove_headers=tuple(sorted(dropped)))
+
+
+def _serialise(body: dict[str, Any]) -> bytes:
+    try:
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        # 1e400 parses to inf, which JSON cannot carry; the upstream would receive `Infinity`.
+        raise BadRequest("The request body holds a number out of range.") from None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (`"\ud800"`) is valid JSON but not UTF-8: keep it escaped, as the client sent it.
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()

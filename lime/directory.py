@@ -75,6 +75,7 @@ class Directory:
         self._clock = clock
         self._catalog = Catalog()
         self._last_miss_refresh = -_MISS_REFRESH_SECONDS
+        self._miss_refresh: asyncio.Future[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
 
@@ -104,13 +105,20 @@ class Directory:
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
         tenant = self._catalog.tenant(tenant_id)
-        if tenant is None and self._clock() - self._last_miss_refresh >= _MISS_REFRESH_SECONDS:
-            # A tenant created a moment ago may not have reached us yet; look once, then rate-limit.
+        if tenant is not None:
+            return tenant
+        # A tenant created a moment ago may not have reached us yet: look once, rate-limited, and let every
+        # request that missed meanwhile wait for that same look rather than be refused while it runs.
+        if self._miss_refresh is None or (self._miss_refresh.done()
+                                          and self._clock() - self._last_miss_refresh >= _MISS_REFRESH_SECONDS):
             self._last_miss_refresh = self._clock()
-            with contextlib.suppress(psycopg.Error, OSError):
-                await self.reload(only_if_changed=True)
-            tenant = self._catalog.tenant(tenant_id)
-        return tenant
+            self._miss_refresh = asyncio.ensure_future(self._refresh_quietly())
+        await asyncio.shield(self._miss_refresh)
+        return self._catalog.tenant(tenant_id)
+
+    async def _refresh_quietly(self) -> None:
+        with contextlib.suppress(psycopg.Error, OSError):
+            await self.reload(only_if_changed=True)
 
     async def key(self, key_hash: str) -> KeyRecord | None:
         name = key_cache_name(key_hash)

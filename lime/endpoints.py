@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from lime.errors import MethodNotAllowed, NotFound
 
-__all__ = ["ENDPOINTS", "Endpoint", "ModelKind", "Protocol", "error_protocol", "match_endpoint"]
+__all__ = ["ENDPOINTS", "Endpoint", "ModelKind", "Protocol", "endpoint_protocol", "error_protocol", "match_endpoint"]
 
 
 class Protocol(StrEnum):
@@ -47,10 +47,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     MODELS,
 )
 _BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS}
+_BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}
 
 
 def _strip_query(path: str) -> str:
-    return path.split("?", 1)[0].rstrip("/") or "/"
+    # A trailing slash is not stripped: the path is forwarded as sent, and upstreams do not know `.../`.
+    return path.split("?", 1)[0]
+
+
+def endpoint_protocol(name: str) -> Protocol:
+    """The protocol of an endpoint by its name (as carried in a grant); OpenAI for names it does not know."""
+    endpoint = _BY_NAME.get(name)
+    return endpoint.protocol if endpoint is not None else Protocol.OPENAI
 
 
 def match_endpoint(method: str, path: str) -> Endpoint:
@@ -70,8 +78,7 @@ def match_endpoint(method: str, path: str) -> Endpoint:
 def error_protocol(path: str, headers: Mapping[str, str]) -> Protocol:
     """Which error shape a client on this path understands. ``headers`` keys are lower case."""
     bare = _strip_query(path)
-    endpoint = _BY_PATH.get(bare)
-    if endpoint is not None and endpoint.protocol is Protocol.ANTHROPIC:
+    if bare == "/v1/messages" or bare.startswith("/v1/messages/"):
         return Protocol.ANTHROPIC
     if bare.startswith(MODELS.path) and "anthropic-version" in headers:
         return Protocol.ANTHROPIC

@@ -23,21 +23,24 @@ from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from lime.error_bodies import ErrorReply
+from lime.grant import Grant
 
 __all__ = [
     "AUTHZ_NAMESPACE",
     "CheckRequestView",
+    "Grant",
     "ProcessingRequest",
     "ProcessingResponse",
     "auth_grpc",
     "auth_pb",
     "check_allow",
     "check_deny",
+    "grant_of",
+    "header_names",
     "immediate_response",
     "metadata_of",
     "proc_grpc",
     "proc_pb",
-    "processing_headers",
     "request_body_rewrite",
 ]
 
@@ -91,9 +94,14 @@ def check_deny(reply: ErrorReply) -> Any:
     return response
 
 
-def processing_headers(headers: Any) -> dict[str, str]:
-    """An ext_proc HeaderMap as a dict; Envoy sends the values in ``raw_value``."""
-    return {h.key: (h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value) for h in headers.headers}
+def header_names(headers: Any) -> list[str]:
+    """The (lower-case) names in an ext_proc HttpHeaders message."""
+    return [h.key for h in headers.headers.headers]
+
+
+def grant_of(request: Any) -> Grant | None:
+    """The grant authz attached to this stream, if Envoy forwarded it."""
+    return Grant.from_metadata(metadata_of(request))
 
 
 def metadata_of(request: Any, namespace: str = AUTHZ_NAMESPACE) -> dict[str, Any] | None:
@@ -148,9 +156,3 @@ ACK_RESPONSE_HEADERS = proc_pb.ProcessingResponse(response_headers=proc_pb.Heade
 ACK_RESPONSE_BODY = proc_pb.ProcessingResponse(response_body=proc_pb.BodyResponse())
 ACK_REQUEST_TRAILERS = proc_pb.ProcessingResponse(request_trailers=proc_pb.TrailersResponse())
 ACK_RESPONSE_TRAILERS = proc_pb.ProcessingResponse(response_trailers=proc_pb.TrailersResponse())
-
-
-def response_headers_edit(remove_headers: Iterable[str]) -> Any:
-    response = proc_pb.ProcessingResponse()
-    _header_mutation(response.response_headers.response.header_mutation, {}, remove_headers)
-    return response

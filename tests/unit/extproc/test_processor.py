@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from google.protobuf import struct_pb2
 
 from extproc.processor import StreamProcessor
@@ -38,7 +39,7 @@ def headers_of(mutation: Any) -> dict[str, bytes]:
 
 
 def test_allowed_request_is_rewritten_in_the_body_response() -> None:
-    processor = StreamProcessor({"mock": "sk-up"})
+    processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
     assert processor.handle(message("request_headers", metadata=meta)).WhichOneof("response") == "request_headers"
     answer = processor.handle(message("request_body", metadata=meta, body=b'{"model":"chat","stream":true}'))
@@ -54,7 +55,7 @@ def test_allowed_request_is_rewritten_in_the_body_response() -> None:
 
 
 def test_response_passes_untouched() -> None:
-    processor = StreamProcessor({"mock": "sk-up"})
+    processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
     headers = processor.handle(message("response_headers", metadata=meta))
     assert headers.WhichOneof("response") == "response_headers"
@@ -65,13 +66,30 @@ def test_response_passes_untouched() -> None:
 
 
 def test_local_reply_without_grant_passes() -> None:
-    processor = StreamProcessor({"mock": "sk-up"})
+    processor = StreamProcessor({"mock": "sk-up"}.get)
     assert processor.handle(message("response_headers")).WhichOneof("response") == "response_headers"
-    assert processor.handle(message("request_body", body=b"{}")).WhichOneof("response") == "request_body"
+    assert processor.handle(message("response_body", body=b"{}")).WhichOneof("response") == "response_body"
+
+
+@pytest.mark.parametrize("phase", ["request_headers", "request_body"])
+def test_a_request_without_grant_is_refused_not_forwarded(phase: str) -> None:
+    answer = StreamProcessor({"mock": "sk-up"}.get).handle(message(phase, body=b'{"model":"chat"}'))
+    assert answer.WhichOneof("response") == "immediate_response"
+    assert answer.immediate_response.status.code == 500
+    assert json.loads(answer.immediate_response.body)["error"]["type"] == "server_error"
+
+
+def test_a_bug_refuses_the_request() -> None:
+    def broken(upstream: str) -> str:
+        raise RuntimeError("boom")
+
+    meta = GRANT.to_metadata()
+    answer = StreamProcessor(broken).handle(message("request_body", metadata=meta, body=b'{"model":"chat"}'))
+    assert answer.immediate_response.status.code == 500
 
 
 def test_missing_credential_is_an_immediate_503_in_the_clients_protocol() -> None:
-    processor = StreamProcessor({})
+    processor = StreamProcessor(lambda upstream: None)
     meta = Grant("req-9", "t", "k", "messages", "claude", "anth", "c", False).to_metadata()
     answer = processor.handle(message("request_body", metadata=meta, body=b'{"model":"claude"}'))
     immediate = answer.immediate_response

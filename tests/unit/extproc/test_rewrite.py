@@ -3,14 +3,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from extproc.rewrite import rewrite_request
 from lime.errors import BadRequest, ServiceUnavailable
 from lime.grant import Grant
+from lime.request_body import parse_request_body
 
 CHAT = Grant("req-1", "t", "k", "chat_completions", "chat", "mock", "gpt-4o-mini", False)
 MESSAGES = Grant("req-2", "t", "k", "messages", "claude", "anth", "claude-x", True)
-CREDENTIALS = {"mock": "sk-up", "anth": "ak-up"}
+CREDENTIALS = {"mock": "sk-up", "anth": "ak-up"}.get
 
 
 def test_openai_request_gets_bearer_credential_and_upstream_model() -> None:
@@ -18,14 +21,14 @@ def test_openai_request_gets_bearer_credential_and_upstream_model() -> None:
                            CREDENTIALS)
     assert json.loads(edit.body) == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hé"}]}
     assert edit.set_headers == {"authorization": "Bearer sk-up", "x-lime-upstream": "mock"}
-    assert set(edit.remove_headers) == {"x-api-key", "x-lime-tenant-id"}
+    assert set(edit.remove_headers) == {"x-api-key", "x-lime-tenant-id", "cookie", "proxy-authorization"}
 
 
 def test_anthropic_request_gets_x_api_key_and_loses_bearer() -> None:
     edit = rewrite_request(MESSAGES, b'{"model": "claude", "max_tokens": 5, "messages": []}', CREDENTIALS)
     assert json.loads(edit.body)["model"] == "claude-x"
     assert edit.set_headers == {"x-api-key": "ak-up", "x-lime-upstream": "anth"}
-    assert set(edit.remove_headers) == {"authorization", "x-lime-tenant-id"}
+    assert set(edit.remove_headers) == {"authorization", "x-lime-tenant-id", "cookie", "proxy-authorization"}
 
 
 def test_the_rest_of_the_body_is_kept() -> None:
@@ -36,10 +39,48 @@ def test_the_rest_of_the_body_is_kept() -> None:
 
 def test_missing_credential_fails_closed() -> None:
     with pytest.raises(ServiceUnavailable):
-        rewrite_request(CHAT, b'{"model": "chat"}', {})
+        rewrite_request(CHAT, b'{"model": "chat"}', lambda upstream: None)
 
 
 @pytest.mark.parametrize("body", [b"nope", b"[1]"])
 def test_bad_body(body: bytes) -> None:
     with pytest.raises(BadRequest):
         rewrite_request(CHAT, body, CREDENTIALS)
+
+
+def test_every_lime_header_the_client_sent_is_dropped() -> None:
+    sent = ["content-type", "x-lime-reservation-id", "x-lime-upstream", "X-Lime-Whatever".lower(), "x-request-id"]
+    edit = rewrite_request(CHAT, b'{"model": "chat"}', CREDENTIALS, sent)
+    assert {"x-lime-reservation-id", "x-lime-whatever"} <= set(edit.remove_headers)
+    assert "x-lime-upstream" not in edit.remove_headers  # set, not removed
+    assert "content-type" not in edit.remove_headers and "x-request-id" not in edit.remove_headers
+
+
+def test_numbers_json_cannot_carry_are_refused() -> None:
+    with pytest.raises(BadRequest, match="out of range"):
+        rewrite_request(CHAT, b'{"model": "chat", "temperature": 1e400}', CREDENTIALS)
+
+
+def test_a_lone_surrogate_stays_escaped() -> None:
+    edit = rewrite_request(CHAT, b'{"model": "chat", "x": "\\ud800 \\u00e9"}', CREDENTIALS)
+    assert json.loads(edit.body) == {"model": "gpt-4o-mini", "x": "\ud800 \u00e9"}
+    edit.body.decode("utf-8")  # valid UTF-8 on the wire
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+def test_any_body_authz_accepts_is_rewritten_to_valid_json(extra: dict[str, object]) -> None:
+    raw = json.dumps({**extra, "model": "chat"}).encode()
+    try:
+        facts = parse_request_body(raw)
+    except BadRequest:
+        return
+    edit = rewrite_request(CHAT, raw, CREDENTIALS)
+    rewritten = json.loads(edit.body.decode("utf-8"))
+    assert rewritten == {**facts.body, "model": "gpt-4o-mini"}
