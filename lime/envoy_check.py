@@ -75,6 +75,7 @@ def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
     routes = _routes(hcm)
     return [
         *_filter_order(filters),
+        *_request_ids(hcm),
         *_stripped_headers(filters),
         *(problem for name in _GRPC_FILTERS for problem in _grpc_filter(name, filters, clusters)),
         *([Problem("route_config", "the public listener must carry its routes inline (route_config), not via RDS, "
@@ -93,6 +94,17 @@ def _public_hcm(listeners: Iterable[Any]) -> Any | None:
                 if network_filter.name == _HCM and network_filter.typed_config:
                     return network_filter.typed_config.unpack()
     return None
+
+
+def _request_ids(hcm: Any) -> Iterator[Problem]:
+    """The request id keys a request's records: Envoy must make it, never take the client's."""
+    internal = hcm.internal_address_config
+    if not hcm.use_remote_address or hcm.preserve_external_request_id or internal is None \
+            or not internal.cidr_ranges:
+        yield Problem(_HCM, "a client could choose its own x-request-id, which keys its records: set "
+                      "use_remote_address: true, preserve_external_request_id: false and internal_address_config "
+                      "with a cidr_ranges list that holds no client (an empty list means Envoy's defaults, which "
+                      "count loopback and private ranges as internal).")
 
 
 def _where(name: str) -> str:

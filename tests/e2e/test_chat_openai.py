@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 import openai
 import pytest
@@ -80,3 +82,33 @@ def test_embeddings(gateway: Gateway, tenant: TenantAccess) -> None:
     result = client(gateway, tenant).embeddings.create(model="embed", input="hello world")
     assert len(result.data[0].embedding) > 0
     assert result.usage.prompt_tokens > 0
+
+
+def test_stream_arrives_as_the_upstream_produces_it(gateway: Gateway, tenant: TenantAccess) -> None:
+    """20 chunks 50 ms apart: a gateway that buffered would deliver the first one with the last."""
+    started = time.monotonic()
+    arrivals = []
+    stream = client(gateway, tenant).chat.completions.create(
+        model="chat-a", messages=[{"role": "user", "content": "slowly"}], stream=True,
+        extra_headers={"x-mock-chunks": "20", "x-mock-delay-ms": "50"},
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - started)
+    assert len(arrivals) == 20
+    # Proportions, not absolute times: the first piece came in the first half of the stream's life.
+    assert arrivals[0] < arrivals[-1] / 2
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert sum(1 for gap in gaps if gap > 0.02) >= 10  # most came one by one, not in a burst
+
+
+def test_responses_json_and_stream(gateway: Gateway, tenant: TenantAccess) -> None:
+    sdk = client(gateway, tenant)
+    raw = sdk.responses.with_raw_response.create(model="chat-a", input="Say hi")
+    response = raw.parse()
+    assert response.output_text and response.usage is not None and response.usage.output_tokens > 0
+    assert gateway.mock_request(raw.headers["x-request-id"])["model"] == "gpt-4o-mini"
+    with sdk.responses.stream(model="chat-a", input="Say hi") as stream:
+        text = "".join(event.delta for event in stream if event.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert text and final.output_text == text

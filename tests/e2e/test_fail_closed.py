@@ -103,3 +103,14 @@ def test_a_large_body_under_the_limit_is_served(gateway: Gateway, tenant: Tenant
     assert status == 200, payload
     seen = gateway.mock_request(gateway.last_headers["x-request-id"])
     assert seen["body"]["messages"][0]["content"] == content
+
+
+def test_directory_down_in_anthropic_shape(gateway: Gateway, tenant: TenantAccess) -> None:
+    gateway.stack.stop_service("catalog_api")
+    try:
+        status, body = gateway.http("GET", "/v1/models", headers={
+            "x-api-key": tenant.key, "x-lime-tenant-id": tenant.tenant_id, "anthropic-version": "2023-06-01"})
+        assert status == 503
+        assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    finally:
+        gateway.stack.start_service("catalog_api")

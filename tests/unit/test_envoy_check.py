@@ -191,3 +191,19 @@ def test_envoy_validate_rejects(tmp_path: Path) -> None:
     assert not ok and "nowhere" in output
     report = check(path, ["mock"])
     assert any(p.where == "envoy --mode validate" for p in report.problems)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda hcm: hcm.pop("use_remote_address"),
+        lambda hcm: hcm.update(preserve_external_request_id=True),
+        lambda hcm: hcm.update(internal_address_config={"cidr_ranges": []}),
+    ],
+    ids=["no use_remote_address", "preserve_external_request_id", "default internal ranges"],
+)
+def test_a_client_chosen_request_id(tmp_path: Path, breakage: Callable[[Config], object]) -> None:
+    def mutate(config: Config) -> None:
+        breakage(_hcm(config))
+
+    _one(_problems(tmp_path, mutate), "x-request-id", "use_remote_address: true")
