@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from catalog_api.public import error_response
+from catalog_api.public import Handler, error_response
 from lime import admin
 from lime.endpoints import Protocol
 from lime.errors import AuthError, BadRequest, LimeError, NotFound
@@ -26,7 +25,6 @@ POOL: web.AppKey[AsyncConnectionPool[Any]] = web.AppKey("pool", AsyncConnectionP
 REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis", aioredis.Redis)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:

@@ -7,6 +7,7 @@ client requests first). The answer is in Anthropic's format when the request car
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from lime.grant import VERIFIED_TENANT_HEADER
 __all__ = ["build_public_app", "error_response"]
 
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(error: LimeError, protocol: Protocol, request: web.Request) -> web.Response:
@@ -46,27 +48,27 @@ async def _visible(request: web.Request) -> list[Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    try:
-        models = await _visible(request)
-        if _protocol(request) is Protocol.ANTHROPIC:
-            query = request.query
-            return _json(anthropic_page(models, limit=query.get("limit"), after_id=query.get("after_id"),
-                                        before_id=query.get("before_id")))
-        return _json(openai_list(models))
-    except LimeError as error:
-        return error_response(error, _protocol(request), request)
+    models = await _visible(request)
+    if _protocol(request) is Protocol.ANTHROPIC:
+        query = request.query
+        return _json(anthropic_page(models, limit=query.get("limit"), after_id=query.get("after_id"),
+                                    before_id=query.get("before_id")))
+    return _json(openai_list(models))
 
 
 async def get_model(request: web.Request) -> web.Response:
     model_id = request.match_info["model_id"]
+    for model in await _visible(request):
+        if model.id == model_id:
+            return _json(anthropic_model(model) if _protocol(request) is Protocol.ANTHROPIC else openai_model(model))
+    raise NotFound(f"The model `{model_id}` does not exist or you do not have access to it.",
+                   param="model", code="model_not_found")
+
+
+@web.middleware
+async def _errors_in_the_clients_protocol(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        for model in await _visible(request):
-            if model.id == model_id:
-                if _protocol(request) is Protocol.ANTHROPIC:
-                    return _json(anthropic_model(model))
-                return _json(openai_model(model))
-        raise NotFound(f"The model `{model_id}` does not exist or you do not have access to it.",
-                       param="model", code="model_not_found")
+        return await handler(request)
     except LimeError as error:
         return error_response(error, _protocol(request), request)
 
@@ -76,7 +78,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_public_app(directory: Directory) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[_errors_in_the_clients_protocol])
     app[DIRECTORY] = directory
     app.router.add_get("/v1/models", list_models)
     # Model ids may contain slashes (e.g. `org/model`).

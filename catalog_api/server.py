@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings) -> None:
     if not settings.admin_token:
         raise SettingsError("LIME_ADMIN_TOKEN is not set: the admin API will not run without a token")
-    async with open_directory(settings) as directory, open_pool(settings) as pool, \
-            open_redis(settings) as redis:
+    async with open_pool(settings) as pool, open_redis(settings) as redis, \
+            open_directory(settings, pool, redis) as directory:
         runners = []
         for app, address in ((build_public_app(directory), settings.catalog),
                              (build_admin_app(pool, redis, settings.admin_token), settings.admin)):

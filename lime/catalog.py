@@ -123,11 +123,3 @@ class Catalog:
                 param="model",
             )
         return Route(model, upstream)
-
-
-def kind_of(value: str) -> ModelKind:
-    return ModelKind(value)
-
-
-def protocol_of(value: str) -> Protocol:
-    return Protocol(value)

@@ -40,14 +40,18 @@ async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 
 @contextlib.asynccontextmanager
-async def open_directory(settings: Settings) -> AsyncIterator[Directory]:
-    async with open_pool(settings) as pool, open_redis(settings) as redis:
+async def open_directory(settings: Settings, pool: AsyncConnectionPool[Any] | None = None,
+                         redis: aioredis.Redis | None = None) -> AsyncIterator[Directory]:
+    """A started :class:`Directory`, on the given stores or on its own."""
+    async with contextlib.AsyncExitStack() as stack:
+        if pool is None:
+            pool = await stack.enter_async_context(open_pool(settings))
+        if redis is None:
+            redis = await stack.enter_async_context(open_redis(settings))
         directory = Directory(
             settings.require_database_url(), pool, redis,
             key_cache_seconds=settings.key_cache_seconds, poll_seconds=settings.catalog_poll_seconds,
         )
         await directory.start()
-        try:
-            yield directory
-        finally:
-            await directory.stop()
+        stack.push_async_callback(directory.stop)
+        yield directory

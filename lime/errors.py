@@ -8,9 +8,9 @@
     ├── NotFound              404  unknown path, model not granted or unknown
     ├── MethodNotAllowed      405
     ├── Conflict              409  admin: the id is taken
-    ├── PayloadTooLarge       413
     └── ServiceUnavailable    503  a part of the money path is down: fail closed
 
+A body over the size limit never reaches Python: Envoy answers 413 itself (``local_reply_config``).
 Raise these anywhere below the service edge; :mod:`lime.error_bodies` alone turns one into an OpenAI or an
 Anthropic body. Anything else escaping a handler is a bug and is logged as one.
 """
@@ -24,7 +24,6 @@ __all__ = [
     "LimeError",
     "MethodNotAllowed",
     "NotFound",
-    "PayloadTooLarge",
     "PermissionDenied",
     "ServiceUnavailable",
     "UnsupportedModel",
@@ -91,13 +90,6 @@ class Conflict(LimeError):
     openai_type = "invalid_request_error"
     openai_code = "conflict"
     anthropic_type = "invalid_request_error"
-
-
-class PayloadTooLarge(LimeError):
-    status = 413
-    openai_type = "invalid_request_error"
-    openai_code = "request_too_large"
-    anthropic_type = "request_too_large"
 
 
 class ServiceUnavailable(LimeError):

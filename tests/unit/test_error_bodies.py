@@ -9,7 +9,7 @@ from lime.endpoints import Protocol
 from lime.error_bodies import render_error
 
 ALL = [errors.BadRequest, errors.UnsupportedModel, errors.AuthError, errors.PermissionDenied, errors.NotFound,
-       errors.MethodNotAllowed, errors.Conflict, errors.PayloadTooLarge, errors.ServiceUnavailable]
+       errors.MethodNotAllowed, errors.Conflict, errors.ServiceUnavailable]
 # The Anthropic status <-> type table (fixtures README, "Errors and lists").
 ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                    404: "not_found_error", 413: "request_too_large", 503: "api_error"}
