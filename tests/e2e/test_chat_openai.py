@@ -112,3 +112,11 @@ def test_responses_json_and_stream(gateway: Gateway, tenant: TenantAccess) -> No
         text = "".join(event.delta for event in stream if event.type == "response.output_text.delta")
         final = stream.get_final_response()
     assert text and final.output_text == text
+
+
+def test_upstream_errors_pass_through_with_their_status(gateway: Gateway, tenant: TenantAccess) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        client(gateway, tenant).chat.completions.create(
+            model="chat-a", messages=[{"role": "user", "content": "x"}], extra_headers={"x-mock-status": "429"})
+    assert caught.value.status_code == 429
+    assert caught.value.response.json()["error"]["message"]  # the provider's own body
