@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lime.mock_upstream import bodies
+from lime.mock_upstream import anthropic_bodies, bodies
 from lime.mock_upstream.reply import Reply, new_id, plan_reply
 
 __all__ = ["API_PATHS", "Answer", "Api", "InvalidRequest", "answer", "is_stream"]
@@ -127,7 +127,7 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int) -> Answer:
             return Answer(usage=usage, body=bodies.responses_body(reply, body), pieces=reply.output_tokens)
         events = bodies.responses_events(reply, body, include_obfuscation=_include_obfuscation(body))
         return Answer(usage=usage, events=tuple(events))
-    usage = bodies.anthropic_usage(reply)
+    usage = anthropic_bodies.anthropic_usage(reply)
     if not stream:
-        return Answer(usage=usage, body=bodies.anthropic_message(reply), pieces=reply.output_tokens)
-    return Answer(usage=usage, events=tuple(bodies.anthropic_events(reply)))
+        return Answer(usage=usage, body=anthropic_bodies.anthropic_message(reply), pieces=reply.output_tokens)
+    return Answer(usage=usage, events=tuple(anthropic_bodies.anthropic_events(reply)))

@@ -1,6 +1,8 @@
-"""Provider-shaped bodies for a planned :class:`~lime.mock_upstream.reply.Reply`: pure functions, no I/O.
+"""OpenAI-shaped bodies for a planned :class:`~lime.mock_upstream.reply.Reply`: pure functions, no I/O.
 
-The shapes copy the recorded bodies in ``/work/shared/fixtures/providers`` (see its README), field for field
+Anthropic's are in :mod:`lime.mock_upstream.anthropic_bodies`.
+
+The shapes copy the recorded bodies in ``shared/fixtures/providers`` (see its README), field for field
 where it matters to a client or a usage parser:
 
 - Chat Completions streams send only ``data:`` lines and end with ``data: [DONE]``. With
@@ -26,9 +28,6 @@ from lime.mock_upstream.sse import DONE, sse_event
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",
     "JSON",
-    "anthropic_events",
-    "anthropic_message",
-    "anthropic_usage",
     "chat_completion",
     "chat_completion_events",
     "chat_usage",
@@ -322,83 +321,3 @@ def embeddings_body(request: Mapping[str, Any], *, dimensions: int = DEFAULT_EMB
         )
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     return {"object": "list", "data": data, "model": str(request.get("model", "")), "usage": embeddings_usage(request)}
-
-
-# --- Anthropic Messages --------------------------------------------------------------------------------
-
-
-def _anthropic_input_usage(reply: Reply) -> JSON:
-    return {"input_tokens": reply.input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-
-
-def anthropic_usage(reply: Reply) -> JSON:
-    return {
-        **_anthropic_input_usage(reply),
-        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-        "output_tokens": reply.output_tokens,
-        "service_tier": "standard",
-    }
-
-
-def _anthropic_stop_reason(reply: Reply) -> str:
-    return "max_tokens" if reply.truncated else "end_turn"
-
-
-def anthropic_message(reply: Reply) -> JSON:
-    """The non-streaming ``message`` object."""
-    return {
-        "id": reply.response_id,
-        "type": "message",
-        "role": "assistant",
-        "model": reply.model,
-        "content": [{"type": "text", "text": reply.text}],
-        "stop_reason": _anthropic_stop_reason(reply),
-        "stop_sequence": None,
-        "usage": anthropic_usage(reply),
-    }
-
-
-def anthropic_events(reply: Reply) -> list[bytes]:
-    """message_start, content_block_start, ping, a delta a piece, content_block_stop, message_delta, message_stop."""
-    # Like the API, message_start reports a provisional output count; message_delta carries the final total.
-    start_usage = {**anthropic_usage(reply), "output_tokens": min(1, reply.output_tokens)}
-    message: JSON = {
-        "model": reply.model,
-        "id": reply.response_id,
-        "type": "message",
-        "role": "assistant",
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": start_usage,
-    }
-    events = [
-        sse_event({"type": "message_start", "message": message}, "message_start"),
-        sse_event(
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            "content_block_start",
-        ),
-        # Sent verbatim: the API's ping alone has a space after the colon.
-        sse_event('{"type": "ping"}', "ping"),
-    ]
-    events += [
-        sse_event(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
-            "content_block_delta",
-        )
-        for piece in reply.pieces
-    ]
-    final_usage = {**_anthropic_input_usage(reply), "output_tokens": reply.output_tokens}
-    events += [
-        sse_event({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-        sse_event(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": _anthropic_stop_reason(reply), "stop_sequence": None},
-                "usage": final_usage,
-            },
-            "message_delta",
-        ),
-        sse_event({"type": "message_stop"}, "message_stop"),
-    ]
-    return events

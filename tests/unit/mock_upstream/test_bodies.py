@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lime.mock_upstream import bodies
+from lime.mock_upstream import anthropic_bodies, bodies
 from lime.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
 from lime.mock_upstream.errors import anthropic_error_body, openai_error_body
 from lime.mock_upstream.reply import Reply, count_input_tokens, plan_reply, reply_pieces
@@ -218,16 +218,16 @@ def test_embeddings_are_deterministic_per_input() -> None:
 
 def test_anthropic_message_has_the_recorded_shape() -> None:
     recorded = load_json("anthropic-messages-cache.json")
-    built = bodies.anthropic_message(make_reply())
+    built = anthropic_bodies.anthropic_message(make_reply())
     assert key_tree(built) == key_tree(recorded)
     assert built["usage"]["input_tokens"] == 12 and built["usage"]["output_tokens"] == 5
-    assert bodies.anthropic_message(make_reply(truncated=True))["stop_reason"] == "max_tokens"
+    assert anthropic_bodies.anthropic_message(make_reply(truncated=True))["stop_reason"] == "max_tokens"
 
 
 @pytest.mark.parametrize("fixture", ["anthropic-messages-stream.sse", "anthropic-messages-stream-sdk-basic.sse"])
 def test_anthropic_stream_matches_the_recorded_event_sequence(fixture: str) -> None:
     recorded = load_sse(fixture)
-    built = join(bodies.anthropic_events(make_reply(4)))
+    built = join(anthropic_bodies.anthropic_events(make_reply(4)))
     assert collapse([event.event for event in built]) == collapse([event.event for event in recorded])
     assert all(event.event == event.json["type"] for event in built)
     assert not any(event.data == "[DONE]" for event in built)
@@ -241,7 +241,7 @@ def test_anthropic_stream_matches_the_recorded_event_sequence(fixture: str) -> N
 
 def test_anthropic_stream_usage_is_split_like_the_api() -> None:
     recorded = {event.event: event.json for event in load_sse("anthropic-messages-stream.sse")}
-    built = join(bodies.anthropic_events(make_reply(4)))
+    built = join(anthropic_bodies.anthropic_events(make_reply(4)))
     by_type = {event.event: event for event in built}
 
     start_usage = by_type["message_start"].json["message"]["usage"]
