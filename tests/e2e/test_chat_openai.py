@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import time
 
 import openai
@@ -120,3 +121,19 @@ def test_upstream_errors_pass_through_with_their_status(gateway: Gateway, tenant
             model="chat-a", messages=[{"role": "user", "content": "x"}], extra_headers={"x-mock-status": "429"})
     assert caught.value.status_code == 429
     assert caught.value.response.json()["error"]["message"]  # the provider's own body
+
+
+def test_http2_clients_stream_too(gateway: Gateway, tenant: TenantAccess) -> None:
+    """h2c with prior knowledge, as gRPC-style and HTTP/2-only clients speak it."""
+    result = subprocess.run(
+        ["curl", "-sN", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",
+         f"{gateway.base_url}/chat/completions",
+         "-H", f"authorization: Bearer {tenant.key}", "-H", f"x-lime-tenant-id: {tenant.tenant_id}",
+         "-H", "content-type: application/json", "-H", "x-mock-chunks: 3",
+         "-d", '{"model":"chat-a","stream":true,"messages":[{"role":"user","content":"hi"}]}'],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    body, version_and_status = result.stdout.rsplit("\n", 1)
+    assert version_and_status == "2 200"
+    events = [line for line in body.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]" and len(events) >= 4
