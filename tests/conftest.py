@@ -6,8 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+# A shared 2-core CI machine makes per-example timings noisy: hypothesis checks behaviour here, not speed.
+settings.register_profile("lime", deadline=None)
+settings.load_profile("lime")
 
 
 @pytest.fixture(scope="session")
