@@ -8,7 +8,7 @@ the internal headers below are stripped from every client request by Envoy befor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = ["INTERNAL_HEADERS", "TENANT_HEADER", "UPSTREAM_HEADER", "VERIFIED_TENANT_HEADER", "Grant"]
@@ -35,7 +35,8 @@ class Grant:
     stream: bool
 
     def to_metadata(self) -> dict[str, str | bool]:
-        return asdict(self)
+        # Once per request: a flat copy, not dataclasses.asdict's recursive deep copy.
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> Grant | None:
@@ -43,8 +44,11 @@ class Grant:
         if not metadata:
             return None
         try:
-            values = {f.name: metadata[f.name] for f in fields(cls)}
+            values = {name: metadata[name] for name in _FIELDS}
         except KeyError:
             return None
         values["stream"] = bool(values["stream"])
         return cls(**values)
+
+
+_FIELDS = tuple(f.name for f in fields(Grant))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import time
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anthropic
+import openai
 import psycopg
 import pytest
 import redis.asyncio as aioredis
@@ -113,6 +116,25 @@ class Gateway:
             if time.monotonic() > deadline:
                 raise AssertionError(f"tenant {access.tenant_id} not served after {timeout}s (last {status})")
             time.sleep(0.05)
+
+    def openai(self, access: TenantAccess, *, key: str | None = None,
+               headers: dict[str, str] | None = None) -> openai.OpenAI:
+        """The official SDK as a tenant configures it; no retries, so a test sees each answer."""
+        return openai.OpenAI(base_url=self.base_url, api_key=key or access.key, max_retries=0,
+                             default_headers={**access.headers, **(headers or {})})
+
+    def anthropic(self, access: TenantAccess, *, key: str | None = None) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.origin, api_key=key or access.key, default_headers=access.headers,
+                                   max_retries=0)
+
+    @contextlib.contextmanager
+    def stopped(self, service: str) -> Iterator[None]:
+        """One process of the stack stopped for the block, and started again after it."""
+        self.stack.stop_service(service)
+        try:
+            yield
+        finally:
+            self.stack.start_service(service)
 
     def revoke(self, key_id: str) -> None:
         async def go() -> None:

@@ -98,8 +98,7 @@ def test_unknown_model_looks_like_an_ungranted_one(gateway: Gateway, tenant: Ten
 
 
 def test_anthropic_errors_use_the_anthropic_shape(gateway: Gateway, tenant: TenantAccess) -> None:
-    bad = anthropic.Anthropic(base_url=gateway.origin, api_key="lime-sk-wrong",
-                              default_headers=tenant.headers, max_retries=0)
+    bad = gateway.anthropic(tenant, key="lime-sk-wrong")
     with pytest.raises(anthropic.AuthenticationError) as caught:
         bad.messages.create(model="claude", max_tokens=16, messages=MESSAGES)
     body = caught.value.response.json()
@@ -107,16 +106,14 @@ def test_anthropic_errors_use_the_anthropic_shape(gateway: Gateway, tenant: Tena
     assert body["error"]["type"] == "authentication_error"
     assert body["request_id"] == caught.value.response.headers["x-request-id"]
 
-    good = anthropic.Anthropic(base_url=gateway.origin, api_key=tenant.key, default_headers=tenant.headers,
-                               max_retries=0)
+    good = gateway.anthropic(tenant)
     with pytest.raises(anthropic.NotFoundError) as not_found:
         good.messages.create(model="chat-b", max_tokens=16, messages=MESSAGES)
     assert not_found.value.response.json()["error"]["type"] == "not_found_error"
 
 
 def test_openai_model_on_the_anthropic_endpoint_is_400(gateway: Gateway, tenant: TenantAccess) -> None:
-    client = anthropic.Anthropic(base_url=gateway.origin, api_key=tenant.key, default_headers=tenant.headers,
-                                 max_retries=0)
+    client = gateway.anthropic(tenant)
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(model="chat-a", max_tokens=16, messages=MESSAGES)
     assert "openai" in caught.value.message

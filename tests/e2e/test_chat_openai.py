@@ -19,8 +19,7 @@ def tenant(gateway: Gateway) -> TenantAccess:
 
 
 def client(gateway: Gateway, access: TenantAccess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=access.key, default_headers=access.headers,
-                         max_retries=0)
+    return gateway.openai(access)
 
 
 def test_chat_completion_reaches_the_upstream_rewritten(gateway: Gateway, tenant: TenantAccess) -> None:

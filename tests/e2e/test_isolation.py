@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import anthropic
-import openai
-
 from tests.e2e.conftest import ADMIN_TOKEN, UPSTREAM_SECRET, UPSTREAM_SECRET_ANTHROPIC, Gateway
 
 
 def test_spoofed_internal_headers_never_reach_the_upstream(gateway: Gateway) -> None:
     access = gateway.new_tenant(["chat-a"])
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=access.key, max_retries=0, default_headers={
-        **access.headers,
+    client = gateway.openai(access, headers={
         "x-lime-upstream": "mock_anthropic",          # try to pick another route
         "x-lime-verified-tenant": "someone-else",      # try to pose as verified
         "x-lime-reservation-id": "evil",               # any other Lime-looking header
@@ -48,8 +44,7 @@ def test_upstream_credential_never_reaches_the_client(gateway: Gateway) -> None:
 
 def test_the_client_cannot_choose_its_request_id(gateway: Gateway) -> None:
     access = gateway.new_tenant(["chat-a"])
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=access.key, max_retries=0,
-                           default_headers={**access.headers, "x-request-id": "fixed-id"})
+    client = gateway.openai(access, headers={"x-request-id": "fixed-id"})
     ids = {client.chat.completions.with_raw_response.create(
         model="chat-a", messages=[{"role": "user", "content": "x"}]).headers["x-request-id"] for _ in range(2)}
     assert len(ids) == 2 and "fixed-id" not in ids
@@ -59,18 +54,25 @@ def test_the_client_cannot_choose_its_request_id(gateway: Gateway) -> None:
 
 def test_request_id_is_the_same_at_the_client_and_the_upstream(gateway: Gateway) -> None:
     access = gateway.new_tenant(["chat-a"])
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=access.key, default_headers=access.headers,
-                           max_retries=0)
+    client = gateway.openai(access)
     raw = client.chat.completions.with_raw_response.create(model="chat-a", messages=[{"role": "user", "content": "x"}])
     request_id = raw.headers["x-request-id"]
     assert request_id
     assert gateway.mock_request(request_id)["headers"]["x-request-id"] == request_id
 
 
-def test_anthropic_messages_with_x_api_key(gateway: Gateway) -> None:
+def test_anthropic_messages_reach_the_upstream_with_its_own_key(gateway: Gateway) -> None:
     access = gateway.new_tenant(["claude"])
-    client = anthropic.Anthropic(base_url=gateway.origin, api_key=access.key, default_headers=access.headers,
-                                 max_retries=0)
+    # The client may present its key as x-api-key (the Anthropic API's way) ...
+    status, _ = gateway.http("POST", "/v1/messages", headers={
+        "x-api-key": access.key, "x-lime-tenant-id": access.tenant_id, "anthropic-version": "2023-06-01",
+        "content-type": "application/json"},
+        body=b'{"model":"claude","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}')
+    assert status == 200
+    seen = gateway.mock_request(gateway.last_headers["x-request-id"])
+    assert seen["headers"]["x-api-key"] == UPSTREAM_SECRET_ANTHROPIC and access.key not in str(seen["headers"])
+    # ... or as Bearer, which is what the anthropic SDK sends.
+    client = gateway.anthropic(access)
     raw = client.messages.with_raw_response.create(
         model="claude", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
         extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"})

@@ -10,8 +10,7 @@ from tests.e2e.conftest import Gateway, TenantAccess
 
 
 def client(gateway: Gateway, access: TenantAccess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=access.key, default_headers=access.headers,
-                         max_retries=0)
+    return gateway.openai(access)
 
 
 def test_list_shows_exactly_the_package(gateway: Gateway) -> None:
@@ -40,8 +39,7 @@ def test_retrieve(gateway: Gateway) -> None:
 
 def test_anthropic_format_when_anthropic_version_is_sent(gateway: Gateway) -> None:
     access = gateway.new_tenant(["chat-a", "claude"])
-    sdk = anthropic.Anthropic(base_url=gateway.origin, api_key=access.key, default_headers=access.headers,
-                              max_retries=0)
+    sdk = gateway.anthropic(access)
     page = sdk.models.list()
     assert [m.id for m in page.data] == ["chat-a", "claude"]
     assert all(m.type == "model" and m.display_name for m in page.data)
