@@ -13,16 +13,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from extproc.response_headers import hidden_response_headers
 from extproc.rewrite import CredentialLookup, rewrite_request
 from lime import envoy_api
 from lime.endpoints import Protocol, endpoint_protocol
 from lime.error_bodies import render_error
 from lime.errors import LimeError
 from lime.grant import Grant
+from lime.response_tap import ResponseTap
 
 __all__ = ["StreamProcessor"]
 
 log = logging.getLogger(__name__)
+
+_RESPONSE_PHASES = frozenset({"response_headers", "response_body", "response_trailers"})
 
 
 class StreamProcessor:
@@ -31,11 +35,14 @@ class StreamProcessor:
         self._grant: Grant | None = None
         self._metadata_seen = False
         self._request_headers: list[str] = []
+        self._tap: ResponseTap | None = None
 
     def handle(self, request: Any) -> Any:
         try:
             return self._handle(request)
         except Exception:
+            if request.WhichOneof("request") in _RESPONSE_PHASES:
+                return self._tap_failed(request)
             # A bug must not pass the request on unprocessed: refuse it, and say so in the log.
             request_id = self._grant.request_id if self._grant else "?"
             log.exception("extproc bug while processing request %s", request_id)
@@ -55,9 +62,9 @@ class StreamProcessor:
         if phase == "request_body":
             return self._request_body(request.request_body.body)
         if phase == "response_headers":
-            return envoy_api.ACK_RESPONSE_HEADERS
+            return self._response_headers(request.response_headers)
         if phase == "response_body":
-            return envoy_api.ACK_RESPONSE_BODY
+            return self._response_body(request.response_body.body, request.response_body.end_of_stream)
         if phase == "request_trailers":
             return envoy_api.ACK_REQUEST_TRAILERS
         return envoy_api.ACK_RESPONSE_TRAILERS
@@ -74,6 +81,44 @@ class StreamProcessor:
             return self._refuse(error)
         return envoy_api.request_body_rewrite(
             edit.body, set_headers=edit.set_headers, remove_headers=edit.remove_headers)
+
+    def _response_headers(self, headers: Any) -> Any:
+        if self._grant is None:
+            return envoy_api.ACK_RESPONSE_HEADERS  # a local reply: Envoy's or authz's own words
+        values = envoy_api.header_values(headers)
+        try:
+            status = int(values.get(":status", "0"))
+        except ValueError:
+            status = 0
+        self._tap = ResponseTap(self._grant.endpoint, self._grant.model)
+        self._tap.start(status, values.get("content-type", ""))
+        return envoy_api.response_headers_edit(hidden_response_headers(values))
+
+    def _response_body(self, chunk: bytes, end_of_stream: bool) -> Any:
+        tap = self._tap
+        if tap is None:
+            return envoy_api.ACK_RESPONSE_BODY
+        out = tap.feed(chunk)
+        if end_of_stream:
+            out += tap.finish()
+        if out == chunk:
+            return envoy_api.ACK_RESPONSE_BODY
+        return envoy_api.response_body_replace(out)
+
+    def _tap_failed(self, request: Any) -> Any:
+        """A bug in the tap must not break a stream the client is receiving: the rest passes through as is."""
+        request_id = self._grant.request_id if self._grant else "?"
+        log.exception("response tap failed for request %s; passing the rest through untouched", request_id)
+        tap, self._tap = self._tap, None
+        phase = request.WhichOneof("request")
+        if phase == "response_headers":
+            return envoy_api.ACK_RESPONSE_HEADERS
+        if phase == "response_body":
+            held = tap.release() if tap is not None else b""
+            if held:
+                return envoy_api.response_body_replace(held + request.response_body.body)
+            return envoy_api.ACK_RESPONSE_BODY
+        return envoy_api.ACK_RESPONSE_TRAILERS
 
     def _missing_grant(self) -> Any:
         log.error("a request reached extproc without authz metadata: refused (check metadata forwarding)")

@@ -52,7 +52,12 @@ def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
         raise BadRequest("The request body must be a JSON object.")
     parsed["model"] = grant.upstream_model
     protocol = endpoint_protocol(grant.endpoint)
-    set_headers = {**credential_headers(protocol, credential), UPSTREAM_HEADER: grant.upstream}
+    set_headers = {
+        **credential_headers(protocol, credential),
+        UPSTREAM_HEADER: grant.upstream,
+        # The response tap reads and rewrites the body: it must come uncompressed.
+        "accept-encoding": "identity",
+    }
     # What is set is not also removed: for Anthropic the client's and the upstream's key are both `x-api-key`.
     dropped = headers_to_drop([*request_headers, *CLIENT_ONLY_HEADERS]) - set(set_headers)
     return RequestEdit(body=_serialise(parsed), set_headers=set_headers, remove_headers=tuple(sorted(dropped)))

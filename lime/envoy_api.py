@@ -37,11 +37,14 @@ __all__ = [
     "check_deny",
     "grant_of",
     "header_names",
+    "header_values",
     "immediate_response",
     "metadata_of",
     "proc_grpc",
     "proc_pb",
     "request_body_rewrite",
+    "response_body_replace",
+    "response_headers_edit",
 ]
 
 #: Where Envoy puts the ``dynamic_metadata`` of an ext_authz CheckResponse (it cannot be chosen).
@@ -99,6 +102,11 @@ def header_names(headers: Any) -> list[str]:
     return [h.key for h in headers.headers.headers]
 
 
+def header_values(headers: Any) -> dict[str, str]:
+    """An ext_proc HttpHeaders message as a dict; Envoy sends values in ``raw_value`` (pitfall 1)."""
+    return {h.key: h.raw_value.decode("utf-8", "replace") or h.value for h in headers.headers.headers}
+
+
 def grant_of(request: Any) -> Grant | None:
     """The grant authz attached to this stream, if Envoy forwarded it."""
     return Grant.from_metadata(metadata_of(request))
@@ -137,6 +145,26 @@ def request_body_rewrite(body: bytes, *, set_headers: Mapping[str, str], remove_
     # ENVOY-NOTES pitfall 3: a rewritten body without a matching content-length is a 500.
     _header_mutation(common.header_mutation, {**set_headers, "content-length": str(len(body))}, remove_headers)
     common.clear_route_cache = clear_route_cache
+    return response
+
+
+def response_headers_edit(remove_headers: Iterable[str]) -> Any:
+    remove = list(remove_headers)
+    if not remove:
+        return ACK_RESPONSE_HEADERS
+    response = proc_pb.ProcessingResponse()
+    response.response_headers.response.header_mutation.remove_headers.extend(remove)
+    return response
+
+
+def response_body_replace(body: bytes) -> Any:
+    """Replace one STREAMED response chunk; an empty ``body`` holds the chunk back entirely."""
+    response = proc_pb.ProcessingResponse()
+    mutation = response.response_body.response.body_mutation
+    if body:
+        mutation.body = body
+    else:
+        mutation.clear_body = True
     return response
 
 

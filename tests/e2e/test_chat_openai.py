@@ -136,3 +136,12 @@ def test_http2_clients_stream_too(gateway: Gateway, tenant: TenantAccess) -> Non
     assert version_and_status == "2 200"
     events = [line for line in body.splitlines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]" and len(events) >= 4
+
+
+def test_client_sees_the_public_model_id(gateway: Gateway, tenant: TenantAccess) -> None:
+    sdk = client(gateway, tenant)
+    completion = sdk.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    assert completion.model == "chat-a"
+    chunks = list(sdk.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}],
+                                              stream=True))
+    assert chunks and {chunk.model for chunk in chunks} == {"chat-a"}

@@ -15,7 +15,8 @@ from lime.grant import Grant
 GRANT = Grant("req-1", "t", "k", "chat_completions", "chat", "mock", "gpt-4o-mini", True)
 
 
-def message(phase: str, *, metadata: dict[str, Any] | None = None, body: bytes = b"") -> Any:
+def message(phase: str, *, metadata: dict[str, Any] | None = None, body: bytes = b"",
+            headers: dict[str, str] | None = None, end_of_stream: bool = False) -> Any:
     request = proc_pb.ProcessingRequest()
     if phase == "request_headers":
         request.request_headers.end_of_stream = False
@@ -24,8 +25,11 @@ def message(phase: str, *, metadata: dict[str, Any] | None = None, body: bytes =
         request.request_body.end_of_stream = True
     elif phase == "response_headers":
         request.response_headers.end_of_stream = False
+        for name, value in (headers or {}).items():
+            request.response_headers.headers.headers.add(key=name, raw_value=value.encode())
     elif phase == "response_body":
         request.response_body.body = body
+        request.response_body.end_of_stream = end_of_stream
     if metadata is not None:
         struct = struct_pb2.Struct()
         struct.update(metadata)
@@ -54,14 +58,33 @@ def test_allowed_request_is_rewritten_in_the_body_response() -> None:
     assert common.clear_route_cache
 
 
-def test_response_passes_untouched() -> None:
+def test_upstream_headers_are_hidden_and_the_model_id_rewritten() -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
-    headers = processor.handle(message("response_headers", metadata=meta))
-    assert headers.WhichOneof("response") == "response_headers"
-    assert not headers.response_headers.HasField("response")
-    chunk = processor.handle(message("response_body", metadata=meta, body=b"data: {}\n\n"))
-    assert chunk.WhichOneof("response") == "response_body"
+    upstream_headers = {":status": "200", "content-type": "text/event-stream; charset=utf-8", "x-request-id": "up-1",
+                        "openai-organization": "org-x", "set-cookie": "__cf_bm=1", "retry-after": "1"}
+    headers = processor.handle(message("response_headers", metadata=meta, headers=upstream_headers))
+    removed = set(headers.response_headers.response.header_mutation.remove_headers)
+    assert removed == {"x-request-id", "openai-organization", "set-cookie"}
+
+    event = b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[]}\n\n'
+    half = processor.handle(message("response_body", metadata=meta, body=event[:20]))
+    # Half an event is held back (the model id may be in the other half) ...
+    assert half.response_body.response.body_mutation.clear_body
+    rest = processor.handle(message("response_body", metadata=meta, body=event[20:]))
+    # ... and released, rewritten, as soon as the event is complete.
+    assert rest.response_body.response.body_mutation.body == event.replace(b"gpt-4o-mini-2024-07-18", b"chat")
+    done = processor.handle(message("response_body", metadata=meta, body=b"data: [DONE]\n\n", end_of_stream=True))
+    assert not done.response_body.response.HasField("body_mutation")
+
+
+def test_upstream_error_bodies_pass_untouched() -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta = GRANT.to_metadata()
+    processor.handle(message("response_headers", metadata=meta,
+                             headers={":status": "429", "content-type": "application/json"}))
+    body = b'{"error":{"message":"slow down","model":"gpt-4o-mini"}}'
+    chunk = processor.handle(message("response_body", metadata=meta, body=body, end_of_stream=True))
     assert not chunk.response_body.response.HasField("body_mutation")
 
 

@@ -20,14 +20,16 @@ def test_openai_request_gets_bearer_credential_and_upstream_model() -> None:
     edit = rewrite_request(CHAT, b'{"model": "chat", "messages": [{"role": "user", "content": "h\\u00e9"}]}',
                            CREDENTIALS)
     assert json.loads(edit.body) == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hé"}]}
-    assert edit.set_headers == {"authorization": "Bearer sk-up", "x-lime-upstream": "mock"}
+    assert edit.set_headers == {"authorization": "Bearer sk-up", "x-lime-upstream": "mock",
+                                "accept-encoding": "identity"}
     assert set(edit.remove_headers) == {"x-api-key", "x-lime-tenant-id", "cookie", "proxy-authorization"}
 
 
 def test_anthropic_request_gets_x_api_key_and_loses_bearer() -> None:
     edit = rewrite_request(MESSAGES, b'{"model": "claude", "max_tokens": 5, "messages": []}', CREDENTIALS)
     assert json.loads(edit.body)["model"] == "claude-x"
-    assert edit.set_headers == {"x-api-key": "ak-up", "x-lime-upstream": "anth"}
+    assert edit.set_headers == {"x-api-key": "ak-up", "x-lime-upstream": "anth",
+                                "accept-encoding": "identity"}
     assert set(edit.remove_headers) == {"authorization", "x-lime-tenant-id", "cookie", "proxy-authorization"}
 
 

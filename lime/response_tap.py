@@ -1,0 +1,213 @@
+"""The response tap, sans-IO: what the upstream sends goes in chunk by chunk, what the client gets comes out.
+
+On the way it does three things and nothing else:
+
+* **model id**: the upstream names its own model (often a dated snapshot, ``gpt-4o-mini-2024-07-18``); the
+  client must see the public id it asked for. The first string ``"model"`` field of the answer tells which id the
+  upstream reports; every ``"model": "<that id>"`` field is then rewritten, in place, byte for byte otherwise.
+  (``"model"`` cannot occur inside a JSON string unescaped, so a match is always a real field.)
+* **usage**: read from the protocol's own place (final chat chunk, ``response.completed``, ``message_start`` +
+  ``message_delta``, the JSON body) into one :class:`~lime.usage.Usage`.
+* **the usage chunk the client did not ask for**: when the gateway added ``stream_options.include_usage`` to a
+  chat stream, the extra ``"choices": []`` chunk and the ``"usage": null`` fields are taken out again.
+
+Streams go out event by event: bytes of an event still in flight are held until its blank line arrives, never
+longer. A JSON body is held whole (it is rewritten as one document) and released at the end. Error answers
+(non-2xx) and bodies of any other type pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from lime.sse import EventFramer, SSEEvent, parse_event
+from lime.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
+
+__all__ = ["Framing", "ResponseTap"]
+
+_MODEL_FIELD = re.compile(rb'("model"\s*:\s*)"((?:[^"\\]|\\.)*)"')
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_USAGE_NULL = (b',"usage":null', b'"usage":null,')
+_RESPONSES_END = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+_JSON_USAGE: dict[str, Callable[[Any], Usage | None]] = {
+    "chat_completions": chat_usage,
+    "responses": responses_usage,
+    "embeddings": embeddings_usage,
+    "messages": anthropic_usage,
+}
+
+
+class Framing(Enum):
+    SSE = "sse"
+    JSON = "json"
+    #: Anything the tap does not read: errors and unknown content types pass through as they are.
+    OPAQUE = "opaque"
+
+
+def framing_for(status: int, content_type: str) -> Framing:
+    if not 200 <= status < 300:
+        return Framing.OPAQUE
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "text/event-stream":
+        return Framing.SSE
+    if media_type == "application/json":
+        return Framing.JSON
+    return Framing.OPAQUE
+
+
+class ResponseTap:
+    def __init__(self, endpoint: str, public_model: str, *, hide_usage_chunk: bool = False) -> None:
+        self.endpoint = endpoint
+        self.framing = Framing.OPAQUE
+        self.status = 0
+        self.usage: Usage | None = None
+        #: The protocol's own end was seen (``[DONE]``, ``message_stop``, ``response.completed``, a whole JSON).
+        self.complete = False
+        #: The upstream reported an error inside a 200 stream (``event: error``, ``response.failed``).
+        self.failed = False
+        #: Events that reached the client; 0 means the client got nothing of an answer.
+        self.events = 0
+        self._public_model = json.dumps(public_model).encode()
+        self._reported_model: bytes | None = None
+        self._hide_usage_chunk = hide_usage_chunk
+        self._framer = EventFramer()
+        self._held: list[bytes] = []
+
+    def start(self, status: int, content_type: str) -> None:
+        """The response headers: how the body that follows is framed."""
+        self.status = status
+        self.framing = framing_for(status, content_type)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """One chunk from the upstream; returns the bytes to send to the client now."""
+        if self.framing is Framing.SSE:
+            return b"".join([self._event(raw) for raw in self._framer.feed(chunk)])
+        if self.framing is Framing.JSON:
+            self._held.append(chunk)
+            return b""
+        return chunk
+
+    def finish(self) -> bytes:
+        """The end of the body; returns what is still to send."""
+        if self.framing is Framing.SSE:
+            rest = self._framer.flush()
+            return self._event(rest) if rest.strip() else rest
+        if self.framing is Framing.JSON:
+            body, self._held = b"".join(self._held), []
+            return self._json_body(body)
+        return b""
+
+    def release(self) -> bytes:
+        """Give up: the bytes held so far, untouched, for the caller to pass on."""
+        held = b"".join(self._held) + self._framer.flush()
+        self._held = []
+        self.framing = Framing.OPAQUE
+        return held
+
+    # -- model ids ---------------------------------------------------------------------------------------------
+
+    def _rewrite_model(self, raw: bytes) -> bytes:
+        if b'"model"' not in raw:
+            return raw
+        if self._reported_model is None:
+            first = _MODEL_FIELD.search(raw)
+            if first is None:
+                return raw
+            self._reported_model = first.group(2)
+        reported = self._reported_model
+
+        def swap(match: re.Match[bytes]) -> bytes:
+            return match.group(1) + self._public_model if match.group(2) == reported else match.group(0)
+
+        return _MODEL_FIELD.sub(swap, raw)
+
+    # -- SSE ---------------------------------------------------------------------------------------------------
+
+    def _event(self, raw: bytes) -> bytes:
+        event = parse_event(raw)
+        if event.data is None:
+            return raw
+        keep = True
+        if self.endpoint == "chat_completions":
+            keep = self._chat_event(event, raw)
+            if self._hide_usage_chunk:
+                for pattern in _USAGE_NULL:
+                    raw = raw.replace(pattern, b"")
+        elif self.endpoint == "responses":
+            self._responses_event(event)
+        elif self.endpoint == "messages":
+            self._messages_event(event)
+        if not keep:
+            return b""
+        self.events += 1
+        return self._rewrite_model(raw)
+
+    def _chat_event(self, event: SSEEvent, raw: bytes) -> bool:
+        assert event.data is not None
+        if event.data.strip() == b"[DONE]":
+            self.complete = True
+            return True
+        if _USAGE_OBJECT.search(event.data) is None:
+            return True
+        chunk = _loads(event.data)
+        if chunk is None:
+            return True
+        self.usage = chat_usage(chunk.get("usage")) or self.usage
+        # The usage-only chunk has no choices; a client that did not ask for it must not see it.
+        return not (self._hide_usage_chunk and chunk.get("choices") == [])
+
+    def _responses_event(self, event: SSEEvent) -> None:
+        if event.name == "error":
+            self.failed = True
+            return
+        if event.name not in _RESPONSES_END:
+            return
+        self.complete = True
+        self.failed = event.name == "response.failed"
+        body = _loads(event.data)
+        response = body.get("response") if body else None
+        if isinstance(response, dict):
+            self.usage = responses_usage(response.get("usage")) or self.usage
+
+    def _messages_event(self, event: SSEEvent) -> None:
+        if event.name == "message_stop":
+            self.complete = True
+        elif event.name == "error":
+            self.failed = True
+        elif event.name == "message_start":
+            body = _loads(event.data)
+            message = body.get("message") if body else None
+            if isinstance(message, dict):
+                self.usage = anthropic_usage(message.get("usage"), self.usage)
+        elif event.name == "message_delta":
+            body = _loads(event.data)
+            if body is not None:
+                self.usage = anthropic_usage(body.get("usage"), self.usage)
+
+    # -- JSON --------------------------------------------------------------------------------------------------
+
+    def _json_body(self, body: bytes) -> bytes:
+        document = _loads(body)
+        if document is None:
+            return body
+        self.complete = True
+        self.events = 1
+        read_usage = _JSON_USAGE.get(self.endpoint)
+        if read_usage is not None:
+            self.usage = read_usage(document.get("usage"))
+        return self._rewrite_model(body)
+
+
+def _loads(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

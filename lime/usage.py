@@ -1,0 +1,114 @@
+"""Token usage as each protocol reports it, normalised into one :class:`Usage` that pricing can read.
+
+The providers disagree on what their fields include (fixtures/providers/README.md, facts 8, 9, 12-15):
+
+* OpenAI ``prompt_tokens`` / ``input_tokens`` *include* the cached tokens (``*_details.cached_tokens``);
+* Anthropic ``input_tokens`` *excludes* both cache reads and cache writes, which come as their own fields;
+* reasoning tokens are part of the output count on both OpenAI APIs.
+
+So :class:`Usage` keeps disjoint parts that add up to what was processed: ``input_tokens`` (not from the cache),
+``cached_input_tokens`` (read from the cache), ``cache_write_tokens`` (written to it, Anthropic only) and
+``output_tokens`` (reasoning included; ``reasoning_tokens`` says how many of them, for information only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Usage",
+    "anthropic_usage",
+    "chat_usage",
+    "embeddings_usage",
+    "responses_usage",
+]
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.total_input_tokens + self.output_tokens
+
+
+def _count(source: Mapping[str, Any] | None, name: str) -> int:
+    """A token count, or 0 when it is absent, null or not a count (a parser must not break on odd input)."""
+    if not isinstance(source, Mapping):
+        return 0
+    value = source.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value
+
+
+def _details(source: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    value = source.get(name)
+    return value if isinstance(value, Mapping) else None
+
+
+def chat_usage(usage: Any) -> Usage | None:
+    """The ``usage`` object of a Chat Completions body or of a stream's final chunk."""
+    if not isinstance(usage, Mapping):
+        return None
+    prompt = _count(usage, "prompt_tokens")
+    cached = min(_count(_details(usage, "prompt_tokens_details"), "cached_tokens"), prompt)
+    return Usage(
+        input_tokens=prompt - cached,
+        cached_input_tokens=cached,
+        output_tokens=_count(usage, "completion_tokens"),
+        reasoning_tokens=_count(_details(usage, "completion_tokens_details"), "reasoning_tokens"),
+    )
+
+
+def responses_usage(usage: Any) -> Usage | None:
+    """The ``usage`` object of a Responses body (or of ``response.completed`` in a stream)."""
+    if not isinstance(usage, Mapping):
+        return None
+    total_input = _count(usage, "input_tokens")
+    cached = min(_count(_details(usage, "input_tokens_details"), "cached_tokens"), total_input)
+    return Usage(
+        input_tokens=total_input - cached,
+        cached_input_tokens=cached,
+        output_tokens=_count(usage, "output_tokens"),
+        reasoning_tokens=_count(_details(usage, "output_tokens_details"), "reasoning_tokens"),
+    )
+
+
+def embeddings_usage(usage: Any) -> Usage | None:
+    """Embeddings report the input side only."""
+    if not isinstance(usage, Mapping):
+        return None
+    return Usage(input_tokens=_count(usage, "prompt_tokens"))
+
+
+def anthropic_usage(usage: Any, earlier: Usage | None = None) -> Usage | None:
+    """An Anthropic ``usage`` object, merged over what ``message_start`` said when this is a ``message_delta``.
+
+    ``output_tokens`` is cumulative in every event, so the latest value wins, never a sum (fact 14). The input
+    side comes from this object when it has it (current API versions repeat it), else from ``earlier``.
+    """
+    if not isinstance(usage, Mapping):
+        return earlier
+    base = earlier or Usage()
+
+    def latest(name: str, fallback: int) -> int:
+        return _count(usage, name) if name in usage and usage[name] is not None else fallback
+
+    return Usage(
+        input_tokens=latest("input_tokens", base.input_tokens),
+        cached_input_tokens=latest("cache_read_input_tokens", base.cached_input_tokens),
+        cache_write_tokens=latest("cache_creation_input_tokens", base.cache_write_tokens),
+        output_tokens=latest("output_tokens", base.output_tokens),
+    )
