@@ -20,7 +20,9 @@ from lime.endpoints import Protocol, endpoint_protocol
 from lime.error_bodies import render_error
 from lime.errors import LimeError
 from lime.grant import Grant
+from lime.quota import UsageEvent
 from lime.response_tap import ResponseTap
+from lime.settlement import settlement_for
 
 __all__ = ["StreamProcessor"]
 
@@ -36,6 +38,7 @@ class StreamProcessor:
         self._metadata_seen = False
         self._request_headers: list[str] = []
         self._tap: ResponseTap | None = None
+        self._hide_usage_chunk = False
 
     def handle(self, request: Any) -> Any:
         try:
@@ -79,6 +82,7 @@ class StreamProcessor:
             if error.status >= 500:
                 log.error("request %s refused: %s", grant.request_id, error.message)
             return self._refuse(error)
+        self._hide_usage_chunk = edit.hide_usage_chunk
         return envoy_api.request_body_rewrite(
             edit.body, set_headers=edit.set_headers, remove_headers=edit.remove_headers)
 
@@ -90,7 +94,7 @@ class StreamProcessor:
             status = int(values.get(":status", "0"))
         except ValueError:
             status = 0
-        self._tap = ResponseTap(self._grant.endpoint, self._grant.model)
+        self._tap = ResponseTap(self._grant.endpoint, self._grant.model, hide_usage_chunk=self._hide_usage_chunk)
         self._tap.start(status, values.get("content-type", ""))
         return envoy_api.response_headers_edit(hidden_response_headers(values))
 
@@ -104,6 +108,12 @@ class StreamProcessor:
         if out == chunk:
             return envoy_api.ACK_RESPONSE_BODY
         return envoy_api.response_body_replace(out)
+
+    def settlement(self) -> UsageEvent | None:
+        """How this request settles, once its stream is over (or cut); ``None`` for a local reply."""
+        if self._grant is None:
+            return None
+        return settlement_for(self._grant, self._tap)
 
     def _tap_failed(self, request: Any) -> Any:
         """A bug in the tap must not break a stream the client is receiving: the rest passes through as is."""

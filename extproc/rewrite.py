@@ -21,11 +21,30 @@ CLIENT_ONLY_HEADERS = frozenset({"authorization", "x-api-key", TENANT_HEADER, "c
 LIME_PREFIX = "x-lime-"
 
 
+#: Where each endpoint takes its output cap, for the package default set when the client sent none.
+#: Chat uses `max_completion_tokens`: OpenAI's reasoning models refuse `max_tokens`.
+OUTPUT_CAP_FIELD = {"chat_completions": "max_completion_tokens", "responses": "max_output_tokens",
+                    "messages": "max_tokens"}
+
+
 @dataclass(frozen=True)
 class RequestEdit:
     body: bytes
     set_headers: dict[str, str]
     remove_headers: tuple[str, ...]
+    #: The gateway asked a chat stream for usage the client did not ask for: hide that chunk again.
+    hide_usage_chunk: bool = False
+
+
+def ask_for_usage(grant: Grant, body: dict[str, Any]) -> bool:
+    """Streamed chat reports usage only when asked (fact 7): ask, and say whether the client had not."""
+    if grant.endpoint != "chat_completions" or body.get("stream") is not True:
+        return False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return True
 
 
 def credential_headers(protocol: Protocol, credential: str) -> dict[str, str]:
@@ -51,6 +70,9 @@ def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
     if not isinstance(parsed, dict):
         raise BadRequest("The request body must be a JSON object.")
     parsed["model"] = grant.upstream_model
+    if grant.output_cap and grant.endpoint in OUTPUT_CAP_FIELD:
+        parsed[OUTPUT_CAP_FIELD[grant.endpoint]] = grant.output_cap
+    hide_usage_chunk = ask_for_usage(grant, parsed)
     protocol = endpoint_protocol(grant.endpoint)
     set_headers = {
         **credential_headers(protocol, credential),
@@ -60,7 +82,8 @@ def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
     }
     # What is set is not also removed: for Anthropic the client's and the upstream's key are both `x-api-key`.
     dropped = headers_to_drop([*request_headers, *CLIENT_ONLY_HEADERS]) - set(set_headers)
-    return RequestEdit(body=_serialise(parsed), set_headers=set_headers, remove_headers=tuple(sorted(dropped)))
+    return RequestEdit(body=_serialise(parsed), set_headers=set_headers, remove_headers=tuple(sorted(dropped)),
+                       hide_usage_chunk=hide_usage_chunk)
 
 
 def _serialise(body: dict[str, Any]) -> bytes:

@@ -1,33 +1,82 @@
-"""gRPC edge of extproc: one loop per Envoy stream that owns receive and send."""
+"""gRPC edge of extproc: one loop per Envoy stream that owns receive and send, and settles when it ends.
+
+The stream ends normally after the last response chunk, or is cancelled when the client goes away; either
+way the request is settled exactly then, from what the tap saw. Settlement runs in its own task so that a
+cancelled stream still finishes it, and so that Redis is never on the path of a chunk.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
+from lime import quota
+from lime.connections import open_redis
 from lime.envoy_api import proc_grpc
 from lime.grpc_server import serve_grpc
+from lime.quota import UsageEvent
 from lime.settings import Settings
 
 __all__ = ["ExternalProcessorService", "serve"]
 
+log = logging.getLogger(__name__)
+
+SETTLE_FAILURES = Counter("lime_settlement_failures", "Settlements that could not reach Redis (left to the reaper)")
+
 
 class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    def __init__(self, credential_for: CredentialLookup) -> None:
+    def __init__(self, credential_for: CredentialLookup, redis: aioredis.Redis) -> None:
         self._credential_for = credential_for
+        self._redis = redis
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def Process(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         processor = StreamProcessor(self._credential_for)
-        async for request in request_iterator:
-            yield processor.handle(request)
+        try:
+            async for request in request_iterator:
+                yield processor.handle(request)
+        finally:
+            event = processor.settlement()
+            if event is not None:
+                task = asyncio.get_running_loop().create_task(self._settle(event))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, event: UsageEvent) -> None:
+        for attempt in range(3):
+            try:
+                await quota.settle(self._redis, event)
+                return
+            except (aioredis.RedisError, OSError) as error:
+                if attempt == 2:
+                    SETTLE_FAILURES.inc()
+                    log.error("request %s not settled (%s): its reservation will be reaped", event.request_id, error)
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def drain(self) -> None:
+        """Wait for settlements in flight (on shutdown)."""
+        if self._settling:
+            await asyncio.wait(self._settling, timeout=5)
 
 
 async def serve(settings: Settings) -> None:
-    service = ExternalProcessorService(settings.upstream_credential)
-    await serve_grpc(
-        str(settings.extproc),
-        lambda server: proc_grpc.add_ExternalProcessorServicer_to_server(service, server),
-        name="extproc",
-    )
+    async with open_redis(settings) as redis:
+        service = ExternalProcessorService(settings.upstream_credential, redis)
+        try:
+            await serve_grpc(
+                str(settings.extproc),
+                lambda server: proc_grpc.add_ExternalProcessorServicer_to_server(service, server),
+                name="extproc",
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await service.drain()

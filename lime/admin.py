@@ -15,6 +15,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 
+from lime.catalog import Limits
 from lime.directory import cache_revocation
 from lime.endpoints import ModelKind, Protocol
 from lime.errors import BadRequest, Conflict, NotFound
@@ -69,11 +70,16 @@ async def add_model(
     )
 
 
-async def create_package(conn: Conn, package_id: str, name: str, model_ids: Iterable[str]) -> None:
+async def create_package(conn: Conn, package_id: str, name: str, model_ids: Iterable[str],
+                         limits: Limits | None = None) -> None:
     models = sorted(set(model_ids))
+    limits = limits or Limits()
     try:
         async with conn.transaction():
-            await conn.execute("INSERT INTO packages (id, name) VALUES (%s, %s)", (package_id, name))
+            await conn.execute(
+                "INSERT INTO packages (id, name, rpm_limit, tpm_limit, concurrency_limit, default_max_output_tokens)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (package_id, name, limits.rpm, limits.tpm, limits.concurrency, limits.default_max_output_tokens))
             for model_id in models:
                 await conn.execute("INSERT INTO package_models (package_id, model_id) VALUES (%s, %s)",
                                    (package_id, model_id))
@@ -81,6 +87,8 @@ async def create_package(conn: Conn, package_id: str, name: str, model_ids: Iter
         raise Conflict(f"Package `{package_id}` already exists.") from None
     except psycopg.errors.ForeignKeyViolation:
         raise NotFound(f"Package `{package_id}` names a model that does not exist: {models}.") from None
+    except psycopg.errors.CheckViolation:
+        raise BadRequest("Package limits must be positive numbers.") from None
 
 
 async def create_brand(conn: Conn, brand_id: str, name: str, model_allowlist: Iterable[str] | None) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from lime.endpoints import Endpoint, ModelKind, Protocol
 from lime.errors import NotFound, PermissionDenied, UnsupportedModel
 
-__all__ = ["Brand", "Catalog", "Model", "Package", "Route", "Tenant", "Upstream"]
+__all__ = ["Brand", "Catalog", "Limits", "Model", "Package", "Route", "Tenant", "Upstream"]
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,22 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """A package's limits per tenant; ``None`` means unlimited."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    #: The output cap reserved for, and set on the upstream request, when a client sends none.
+    default_max_output_tokens: int = 4096
+
+
+@dataclass(frozen=True)
 class Package:
     id: str
     name: str
     model_ids: frozenset[str] = frozenset()
+    limits: Limits = Limits()
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,10 @@ class Catalog:
         if brand is not None and brand.model_allowlist is not None:
             granted = granted & brand.model_allowlist
         return frozenset(model_id for model_id in granted if model_id in self.models)
+
+    def limits(self, tenant: Tenant) -> Limits:
+        package = self.packages.get(tenant.package_id or "")
+        return package.limits if package else Limits()
 
     def visible_models(self, tenant: Tenant) -> list[Model]:
         return sorted((self.models[m] for m in self.visible_model_ids(tenant)), key=lambda m: m.id)

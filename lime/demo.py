@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis.asyncio as aioredis
 
-from lime import admin
+from lime import admin, balances
 
 __all__ = ["DEMO_MODELS", "DEMO_TENANT", "DemoAccess", "seed_demo"]
 
 DEMO_TENANT = "demo"
 DEMO_PACKAGE = "demo"
+#: What the demo tenant starts with: 100 points, some thousands of demo requests.
+DEMO_POINTS = 100_000_000
 # (public id, upstream, upstream model id, kind, input, output, cached input price per million tokens)
 DEMO_MODELS = (
     ("lime-chat", "mock", "gpt-4o-mini", "chat", 150_000, 600_000, 75_000),
@@ -44,7 +47,7 @@ async def _exists(conn: psycopg.AsyncConnection[Any], table: str, row_id: str) -
     return await cursor.fetchone() is not None
 
 
-async def seed_demo(conn: psycopg.AsyncConnection[Any], state_dir: Path) -> DemoAccess:
+async def seed_demo(conn: psycopg.AsyncConnection[Any], redis: aioredis.Redis, state_dir: Path) -> DemoAccess:
     for upstream, protocol in (("mock", "openai"), ("mock_anthropic", "anthropic")):
         if not await _exists(conn, "upstreams", upstream):
             await admin.add_upstream(conn, upstream, protocol, "the demo mock upstream")
@@ -56,6 +59,7 @@ async def seed_demo(conn: psycopg.AsyncConnection[Any], state_dir: Path) -> Demo
         await admin.create_package(conn, DEMO_PACKAGE, "Demo", [m[0] for m in DEMO_MODELS])
     if not await _exists(conn, "tenants", DEMO_TENANT):
         await admin.create_tenant(conn, DEMO_TENANT, "Demo tenant", package_id=DEMO_PACKAGE)
+        await balances.grant_points(conn, redis, DEMO_TENANT, DEMO_POINTS, "demo")
     saved = state_dir / "demo.json"
     if saved.exists():
         data = json.loads(saved.read_text())

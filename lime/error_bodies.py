@@ -41,4 +41,10 @@ def render_error(error: LimeError, protocol: Protocol, request_id: str | None = 
                 "code": error.openai_code,
             }
         }
-    return ErrorReply(error.status, json.dumps(body, ensure_ascii=False).encode())
+    status = error.status
+    if protocol is Protocol.ANTHROPIC and error.anthropic_status is not None:
+        status = error.anthropic_status
+    headers: tuple[tuple[str, str], ...] = (("content-type", JSON_CONTENT_TYPE),)
+    if error.retry_after is not None:
+        headers += (("retry-after", str(error.retry_after)),)
+    return ErrorReply(status, json.dumps(body, ensure_ascii=False).encode(), headers)

@@ -8,6 +8,8 @@
     ├── NotFound              404  unknown path, model not granted or unknown
     ├── MethodNotAllowed      405
     ├── Conflict              409  admin: the id is taken
+    ├── QuotaExceeded         429  not enough points (Anthropic: 402 billing_error); not retryable
+    ├── RateLimited           429  RPM, TPM or concurrency over the package's limit; ``retry-after``
     └── ServiceUnavailable    503  a part of the money path is down: fail closed
 
 A body over the size limit never reaches Python: Envoy answers 413 itself (``local_reply_config``).
@@ -25,6 +27,8 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PermissionDenied",
+    "QuotaExceeded",
+    "RateLimited",
     "ServiceUnavailable",
     "UnsupportedModel",
 ]
@@ -32,6 +36,10 @@ __all__ = [
 
 class LimeError(Exception):
     status: int = 500
+    #: Where Anthropic uses another status for the same condition (402 for billing).
+    anthropic_status: int | None = None
+    #: Seconds after which a retry may succeed, sent as ``retry-after``; ``None``: no header.
+    retry_after: int | None = None
     #: OpenAI ``error.type`` and ``error.code``; Anthropic ``error.type``.
     openai_type: str = "server_error"
     openai_code: str | None = "internal_error"
@@ -90,6 +98,27 @@ class Conflict(LimeError):
     openai_type = "invalid_request_error"
     openai_code = "conflict"
     anthropic_type = "invalid_request_error"
+
+
+class QuotaExceeded(LimeError):
+    status = 429
+    anthropic_status = 402
+    openai_type = "insufficient_quota"
+    openai_code = "insufficient_quota"
+    anthropic_type = "billing_error"
+
+
+class RateLimited(LimeError):
+    status = 429
+    openai_type = "requests"
+    openai_code = "rate_limit_exceeded"
+    anthropic_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: int, limit: str = "requests") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        # OpenAI names the exhausted limit in `type` (fixtures: openai-error-429-rate-limit-exceeded).
+        self.openai_type = limit
 
 
 class ServiceUnavailable(LimeError):

@@ -33,6 +33,16 @@ class Grant:
     upstream: str
     upstream_model: str
     stream: bool
+    # The reservation (its id is the request id) and what settlement needs to price the answer: the prices
+    # travel with the grant, so a price change in the catalog never reprices a request in flight.
+    reserved: int = 0  # micro-points held
+    reserved_tokens: int = 0  # tokens counted against the TPM window
+    input_estimate: int = 0  # input tokens the reservation assumed
+    output_cap: int = 0  # set on the upstream request when the client sent no cap; 0: the client's stands
+    input_price: int = 0
+    output_price: int = 0
+    cached_input_price: int = 0
+    started_at: float = 0.0
 
     def to_metadata(self) -> dict[str, str | bool]:
         # Once per request: a flat copy, not dataclasses.asdict's recursive deep copy.
@@ -47,8 +57,12 @@ class Grant:
             values = {name: metadata[name] for name in _FIELDS}
         except KeyError:
             return None
-        values["stream"] = bool(values["stream"])
+        for name, kind in _COERCE.items():
+            # Struct numbers come back as floats (ENVOY-NOTES pitfall 9).
+            values[name] = kind(values[name])
         return cls(**values)
 
 
 _FIELDS = tuple(f.name for f in fields(Grant))
+_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
+_COERCE: dict[str, type] = {f.name: _TYPES[str(f.type)] for f in fields(Grant) if str(f.type) in _TYPES}

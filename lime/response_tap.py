@@ -77,6 +77,9 @@ class ResponseTap:
         self._hide_usage_chunk = hide_usage_chunk
         self._framer = EventFramer()
         self._held: list[bytes] = []
+        #: The data of every event the client received, kept so that an answer cut off before its usage can
+        #: still be counted at the end (read only then, never on the way).
+        self.delivered: list[bytes] = []
 
     def start(self, status: int, content_type: str) -> None:
         """The response headers: how the body that follows is framed."""
@@ -145,6 +148,7 @@ class ResponseTap:
         if not keep:
             return b""
         self.events += 1
+        self.delivered.append(event.data)
         return self._rewrite_model(raw)
 
     def _chat_event(self, event: SSEEvent, raw: bytes) -> bool:

@@ -67,6 +67,7 @@ class Settings:
     extproc: Address = Address("127.0.0.1", 9002)
     catalog: Address = Address("127.0.0.1", 9003)
     admin: Address = Address("127.0.0.1", 9004)
+    settler: Address = Address("127.0.0.1", 9005)
     mock_upstream: Address = Address("127.0.0.1", 9100)
     envoy_config: Path = DEFAULT_ENVOY_CONFIG
     admin_token: str | None = field(default=None, repr=False)
@@ -75,6 +76,8 @@ class Settings:
     upstream_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     key_cache_seconds: int = 60
     catalog_poll_seconds: float = 5.0
+    #: A reservation whose request has not settled after this long is reaped (released, nothing charged).
+    reservation_ttl_seconds: int = 900
     log_level: str = "INFO"
 
     @classmethod
@@ -92,12 +95,14 @@ class Settings:
             extproc=reader.address("LIME_EXTPROC_ADDR", cls.extproc),
             catalog=reader.address("LIME_CATALOG_ADDR", cls.catalog),
             admin=reader.address("LIME_ADMIN_ADDR", cls.admin),
+            settler=reader.address("LIME_SETTLER_ADDR", cls.settler),
             mock_upstream=reader.address("LIME_MOCK_UPSTREAM_ADDR", cls.mock_upstream),
             envoy_config=reader.path("LIME_ENVOY_CONFIG", cls.envoy_config) or cls.envoy_config,
             admin_token=reader.secret("LIME_ADMIN_TOKEN", secrets_dir, "admin_token"),
             upstream_keys=_upstream_keys(env, secrets_dir),
             key_cache_seconds=reader.integer("LIME_KEY_CACHE_SECONDS", cls.key_cache_seconds),
             catalog_poll_seconds=reader.number("LIME_CATALOG_POLL_SECONDS", cls.catalog_poll_seconds),
+            reservation_ttl_seconds=reader.integer("LIME_RESERVATION_TTL_SECONDS", cls.reservation_ttl_seconds),
             log_level=env.get("LIME_LOG_LEVEL", cls.log_level).upper(),
         )
 

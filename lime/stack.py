@@ -52,6 +52,7 @@ class Stack:
             "authz": Service("authz", [*lime, "authz"], settings.authz),
             "extproc": Service("extproc", [*lime, "extproc"], settings.extproc),
             "catalog_api": Service("catalog_api", [*lime, "catalog-api"], settings.catalog),
+            "settler": Service("settler", [*lime, "settler"], settings.settler),
             "envoy": Service("envoy", [
                 envoy, "-c", str(envoy_config), "--use-dynamic-base-id",
                 "--concurrency", str(envoy_concurrency), "--log-level", "warn",

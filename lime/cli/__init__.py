@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import psycopg
 from redis.exceptions import RedisError
 
-from lime.cli import admin_commands, envoy_commands, serve_commands, up_command
+from lime.cli import admin_commands, billing_commands, envoy_commands, serve_commands, up_command
 from lime.errors import LimeError
 from lime.settings import Settings, SettingsError
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_commands.register(commands)
     envoy_commands.register(commands)
     admin_commands.register(commands)
+    billing_commands.register(commands)
     return parser
 
 

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from lime import admin
+from lime.catalog import Limits
 from lime.cli.stores import with_stores
 from lime.errors import ServiceUnavailable
 from lime.settings import Settings, upstream_env_name
@@ -25,7 +26,7 @@ Conn = psycopg.AsyncConnection[Any]
 Action = Callable[[argparse.Namespace, Conn], Awaitable[Any]]
 
 
-def _print(args: argparse.Namespace, result: Any, text: str) -> None:
+def print_result(args: argparse.Namespace, result: Any, text: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(result, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v), indent=2))
     else:
@@ -51,7 +52,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
 
 async def _upstream_add(args: argparse.Namespace, conn: Conn) -> None:
     await admin.add_upstream(conn, args.id, args.protocol, args.description)
-    _print(args, {"id": args.id, "protocol": args.protocol},
+    print_result(args, {"id": args.id, "protocol": args.protocol},
            f"upstream {args.id} added; give it a cluster upstream_{args.id} and a route in envoy/envoy.yaml, "
            f"and its credential in {upstream_env_name(args.id)} (or $LIME_SECRETS_DIR/upstream_{args.id})")
 
@@ -62,34 +63,36 @@ async def _model_add(args: argparse.Namespace, conn: Conn) -> None:
         display_name=args.display_name, owned_by=args.owned_by, input_price=args.input_price,
         output_price=args.output_price, cached_input_price=args.cached_input_price,
     )
-    _print(args, {"id": args.id}, f"model {args.id} added")
+    print_result(args, {"id": args.id}, f"model {args.id} added")
 
 
 async def _package_create(args: argparse.Namespace, conn: Conn) -> None:
-    await admin.create_package(conn, args.id, args.name or args.id, _csv(args.models))
-    _print(args, {"id": args.id, "models": _csv(args.models)}, f"package {args.id} created")
+    limits = Limits(rpm=args.rpm, tpm=args.tpm, concurrency=args.concurrency,
+                    default_max_output_tokens=args.default_max_output_tokens)
+    await admin.create_package(conn, args.id, args.name or args.id, _csv(args.models), limits)
+    print_result(args, {"id": args.id, "models": _csv(args.models)}, f"package {args.id} created")
 
 
 async def _brand_create(args: argparse.Namespace, conn: Conn) -> None:
     models = None if args.models is None else _csv(args.models)
     await admin.create_brand(conn, args.id, args.name or args.id, models)
-    _print(args, {"id": args.id, "models": models}, f"brand {args.id} created")
+    print_result(args, {"id": args.id, "models": models}, f"brand {args.id} created")
 
 
 async def _tenant_create(args: argparse.Namespace, conn: Conn) -> None:
     await admin.create_tenant(conn, args.id, args.name or args.id, package_id=args.package, brand_id=args.brand)
-    _print(args, {"id": args.id, "package": args.package, "brand": args.brand}, f"tenant {args.id} created")
+    print_result(args, {"id": args.id, "package": args.package, "brand": args.brand}, f"tenant {args.id} created")
 
 
 async def _key_create(args: argparse.Namespace, conn: Conn) -> None:
     key = await admin.create_key(conn, args.tenant, name=args.name)
-    _print(args, {"id": key.id, "tenant": args.tenant, "key": key.secret},
+    print_result(args, {"id": key.id, "tenant": args.tenant, "key": key.secret},
            f"key {key.id} for tenant {args.tenant}:\n{key.secret}\n(shown once: Lime stores only its hash)")
 
 
 async def _key_list(args: argparse.Namespace, conn: Conn) -> None:
     keys = await admin.list_keys(conn, args.tenant)
-    _print(args, keys, "\n".join(f"{k['id']}  {k['tenant_id']}  {k['display_prefix']}…  {k['status']}"
+    print_result(args, keys, "\n".join(f"{k['id']}  {k['tenant_id']}  {k['display_prefix']}…  {k['status']}"
                                  for k in keys) or "no keys")
 
 
@@ -106,7 +109,7 @@ def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
                                      "copy could not be replaced. Retry when Redis is back.") from None
         finally:
             await redis.aclose()
-        _print(args, {"id": args.id, "status": "revoked"}, f"key {args.id} revoked")
+        print_result(args, {"id": args.id, "status": "revoked"}, f"key {args.id} revoked")
 
     asyncio.run(go())
     return 0
@@ -115,7 +118,7 @@ def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     applied = asyncio.run(apply_migrations(with_stores(settings).require_database_url()))
     names = [f"{m.version:04d}_{m.name}" for m in applied]
-    _print(args, {"applied": names}, "applied: " + ", ".join(names) if names else "schema is up to date")
+    print_result(args, {"applied": names}, "applied: " + ", ".join(names) if names else "schema is up to date")
     return 0
 
 
@@ -152,6 +155,11 @@ def register(commands: Any) -> None:
     package.add_argument("id")
     package.add_argument("--name")
     package.add_argument("--models", required=True, help="comma-separated public model ids")
+    package.add_argument("--rpm", type=int, help="requests per minute per tenant (default: no limit)")
+    package.add_argument("--tpm", type=int, help="tokens per minute per tenant (default: no limit)")
+    package.add_argument("--concurrency", type=int, help="requests in flight per tenant (default: no limit)")
+    package.add_argument("--default-max-output-tokens", type=int, default=4096,
+                         help="output cap reserved and set upstream when a request has none (default 4096)")
 
     brand = leaf(group("brand", "brands"), "create", "create a brand", _run(_brand_create))
     brand.add_argument("id")

@@ -32,6 +32,13 @@ def _catalog_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _settler(args: argparse.Namespace, settings: Settings) -> int:
+    from lime.settler import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
 def _mock_upstream(args: argparse.Namespace, settings: Settings) -> int:
     from lime.mock_upstream import MockConfig, run
 
@@ -44,6 +51,7 @@ def register(commands: Any) -> None:
     for name, run, text in (
         ("authz", _authz, "run the ext_authz gRPC service (LIME_AUTHZ_ADDR)"),
         ("extproc", _extproc, "run the ext_proc gRPC service (LIME_EXTPROC_ADDR)"),
+        ("settler", _settler, "run the settlement writer and reaper (metrics on LIME_SETTLER_ADDR)"),
         ("catalog-api", _catalog_api, "run the model directory (LIME_CATALOG_ADDR) and admin API (LIME_ADMIN_ADDR)"),
     ):
         commands.add_parser(name, help=text).set_defaults(run=run)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis.asyncio as aioredis
 
 from lime.cli.stores import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, record_stores
 from lime.demo import DemoAccess, seed_demo
@@ -68,8 +69,12 @@ def _secret(settings: Settings, name: str) -> str:
 async def _prepare(settings: Settings) -> DemoAccess:
     url = settings.require_database_url()
     await apply_migrations(url)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        return await seed_demo(conn, settings.state_dir)
+    redis = aioredis.Redis.from_url(settings.require_redis_url())
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await seed_demo(conn, redis, settings.state_dir)
+    finally:
+        await redis.aclose()
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from lime.catalog import Brand, Catalog, Model, Package, Tenant, Upstream
+from lime.catalog import Brand, Catalog, Limits, Model, Package, Tenant, Upstream
 from lime.endpoints import ModelKind, Protocol
 from lime.keys import KeyRecord
 
@@ -47,8 +47,10 @@ async def load_catalog(conn: AnyConnection) -> Catalog:
         ).fetchall():
             grants.setdefault(package_id, set()).add(model_id)
         packages = {
-            row[0]: Package(row[0], row[1], frozenset(grants.get(row[0], ())))
-            for row in await (await conn.execute("SELECT id, name FROM packages")).fetchall()
+            row[0]: Package(row[0], row[1], frozenset(grants.get(row[0], ())), Limits(*row[2:]))
+            for row in await (await conn.execute(
+                "SELECT id, name, rpm_limit, tpm_limit, concurrency_limit, default_max_output_tokens FROM packages"
+            )).fetchall()
         }
         brands = {
             row[0]: Brand(row[0], row[1], None if row[2] is None else frozenset(row[2]))

@@ -23,7 +23,8 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from lime import admin
+from lime import admin, balances
+from lime.catalog import Limits
 from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from lime.settings import Settings
 from lime.stack import Stack
@@ -85,19 +86,23 @@ class Gateway:
         return await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
 
     def new_tenant(self, models: list[str], *, brand_models: list[str] | None = None,
-                   wait: bool = True) -> TenantAccess:
+                   wait: bool = True, points: int = 10**12, limits: Limits | None = None) -> TenantAccess:
         suffix = uuid.uuid4().hex[:10]
         tenant_id, package_id = f"t-{suffix}", f"p-{suffix}"
 
         async def go() -> TenantAccess:
             async with await self._connect() as conn:
-                await admin.create_package(conn, package_id, package_id, models)
+                await admin.create_package(conn, package_id, package_id, models, limits)
                 brand_id = None
                 if brand_models is not None:
                     brand_id = f"b-{suffix}"
                     await admin.create_brand(conn, brand_id, brand_id, brand_models)
                 await admin.create_tenant(conn, tenant_id, tenant_id, package_id=package_id, brand_id=brand_id)
                 key = await admin.create_key(conn, tenant_id)
+                if points:
+                    redis = aioredis.Redis.from_url(self.redis_url)
+                    await balances.grant_points(conn, redis, tenant_id, points, "test")
+                    await redis.aclose()
                 return TenantAccess(tenant_id, key.secret, key.id)
 
         access = run_sync(go())
@@ -168,6 +173,40 @@ class Gateway:
         matches = [r for r in self.mock_requests() if r["request_id"] == request_id]
         assert len(matches) == 1, f"the mock saw {len(matches)} requests with id {request_id}"
         return matches[0]
+
+    def async_openai(self, access: TenantAccess, *, headers: dict[str, str] | None = None) -> AsyncOpenAIClient:
+        """The async SDK, configured like :meth:`openai`."""
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=access.key, max_retries=0,
+                                  default_headers={**access.headers, **(headers or {})})
+
+    def anthropic_x_api_key(self, access: TenantAccess) -> XApiKeyAnthropic:
+        """The anthropic SDK sending the key as ``x-api-key`` (and no ``Authorization``), as older SDKs do."""
+        return XApiKeyAnthropic(base_url=self.origin, api_key=access.key, default_headers=access.headers,
+                                max_retries=0)
+
+    def async_anthropic(self, access: TenantAccess, *, x_api_key: bool = False) -> AsyncAnthropicClient:
+        """The async anthropic SDK; ``Authorization: Bearer`` unless ``x_api_key``."""
+        kind = AsyncXApiKeyAnthropic if x_api_key else anthropic.AsyncAnthropic
+        return kind(base_url=self.origin, api_key=access.key, default_headers=access.headers, max_retries=0)
+
+
+# Inside Gateway the methods `openai` and `anthropic` shadow the modules in annotations.
+AsyncOpenAIClient = openai.AsyncOpenAI
+AsyncAnthropicClient = anthropic.AsyncAnthropic
+
+
+class XApiKeyAnthropic(anthropic.Anthropic):
+    """The installed SDK sends ``api_key`` as a Bearer token; this one sends it as ``x-api-key`` instead."""
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"X-Api-Key": self.api_key or ""}
+
+
+class AsyncXApiKeyAnthropic(anthropic.AsyncAnthropic):
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"X-Api-Key": self.api_key or ""}
 
 
 async def _seed(database_url: str) -> None:

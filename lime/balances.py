@@ -1,0 +1,72 @@
+"""Balances in PostgreSQL (the truth) and their working copy in Redis (what reservations check).
+
+PostgreSQL's ``balances`` row is changed only in a transaction that also writes the ``ledger``: by a grant here,
+or by the settlement writer for usage. Redis holds ``balance`` with every settled debit already applied (the
+settlement script debits it at once) plus ``held``. Loading and granting take the PostgreSQL row lock while they
+touch Redis, so a grant can never be counted twice or lost between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+
+from lime import quota
+from lime.errors import BadRequest, NotFound
+
+__all__ = ["balance_of", "grant_points", "load_into_redis", "reconcile_tenant"]
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+async def _locked_points(conn: Conn, tenant_id: str) -> int:
+    """The tenant's balance row, created at 0 if missing, locked until the transaction ends."""
+    await conn.execute("INSERT INTO balances (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING", (tenant_id,))
+    row = await (await conn.execute(
+        "SELECT points FROM balances WHERE tenant_id = %s FOR UPDATE", (tenant_id,))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def load_into_redis(conn: Conn, redis: aioredis.Redis, tenant_id: str) -> None:
+    """Seed Redis from PostgreSQL for a tenant it does not know yet (first use, or after Redis lost it)."""
+    async with conn.transaction():
+        points = await _locked_points(conn, tenant_id)
+        await quota.load_balance(redis, tenant_id, points)
+
+
+async def grant_points(conn: Conn, redis: aioredis.Redis, tenant_id: str, amount: int, note: str = "") -> int:
+    """Add ``amount`` micro-points (negative: take away); returns the new balance."""
+    if amount == 0:
+        raise BadRequest("A grant of 0 points changes nothing.")
+    try:
+        async with conn.transaction():
+            points = await _locked_points(conn, tenant_id) + amount
+            await conn.execute("UPDATE balances SET points = %s, updated_at = now() WHERE tenant_id = %s",
+                               (points, tenant_id))
+            await conn.execute(
+                "INSERT INTO ledger (tenant_id, kind, amount, balance_after, note) VALUES (%s, %s, %s, %s, %s)",
+                (tenant_id, "grant" if amount > 0 else "adjustment", amount, points, note))
+            # Inside the transaction: if Redis is down the grant is rolled back, never half done.
+            await quota.adjust_balance(redis, tenant_id, amount)
+    except psycopg.errors.ForeignKeyViolation:
+        raise NotFound(f"Tenant `{tenant_id}` does not exist.") from None
+    return points
+
+
+async def balance_of(conn: Conn, tenant_id: str) -> int | None:
+    row = await (await conn.execute("SELECT points FROM balances WHERE tenant_id = %s", (tenant_id,))).fetchone()
+    return None if row is None else int(row[0])
+
+
+async def reconcile_tenant(conn: Conn, redis: aioredis.Redis, tenant_id: str) -> dict[str, int]:
+    """Rebuild a tenant's Redis counters from PostgreSQL and the live reservations.
+
+    Redis ``balance`` = PostgreSQL's balance minus the costs still in the usage stream (settled, not yet
+    persisted). The row lock keeps the settlement writer from persisting one of them mid-way.
+    """
+    async with conn.transaction():
+        points = await _locked_points(conn, tenant_id)
+        return await quota.rebuild(redis, tenant_id, points)

@@ -1,0 +1,63 @@
+"""Points for tokens: the price of a usage, and the estimate a request is reserved at. Pure integer math.
+
+Prices are integer micro-points per million tokens, so a cost is ``tokens * price / 1_000_000`` micro-points,
+summed over the parts of a usage and rounded **up** once per request (a request never costs 0 by rounding when it
+used priced tokens, and rounding can never be gamed by splitting a usage into parts).
+
+Each part has its own rate: uncached input at the input price, cache reads at the cached-input price, cache
+writes (Anthropic) at the input price, output (reasoning included) at the output price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lime.catalog import Model
+from lime.usage import Usage
+
+__all__ = ["Estimate", "cost_of", "estimate_input_tokens", "reservation_estimate"]
+
+PER_MILLION = 1_000_000
+#: Bytes of request body per input token when estimating: JSON and prompt text run at about four.
+BYTES_PER_TOKEN = 4
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def cost_of(usage: Usage, model: Model) -> int:
+    """What ``usage`` of ``model`` costs, in micro-points."""
+    total = (
+        (usage.input_tokens + usage.cache_write_tokens) * model.input_price
+        + usage.cached_input_tokens * model.cached_input_price
+        + usage.output_tokens * model.output_price
+    )
+    return _ceil_div(total, PER_MILLION)
+
+
+def estimate_input_tokens(body_size: int) -> int:
+    """An upper-leaning guess of a request's input tokens from its body size: the whole JSON counts."""
+    return max(1, _ceil_div(body_size, BYTES_PER_TOKEN))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    input_tokens: int
+    output_tokens: int
+    points: int
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def reservation_estimate(model: Model, body_size: int, max_output_tokens: int) -> Estimate:
+    """What to hold before a request leaves: its estimated input, and its full output cap, at list prices.
+
+    Input is priced as uncached (cache reads are cheaper), so the hold is never below the likely cost;
+    embeddings have no output.
+    """
+    input_tokens = estimate_input_tokens(body_size)
+    usage = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
+    return Estimate(input_tokens, max_output_tokens, cost_of(usage, model))

@@ -1,0 +1,111 @@
+"""What a finished request costs: the tap's findings in, one :class:`~lime.quota.UsageEvent` out. Pure.
+
+The rules, one per situation (README "Billing" repeats them for users):
+
+* **nothing served** (no response, an upstream error status, or a 200 that carried no event): ``failed``, 0.
+* **usage reported and the answer complete**: ``complete``, priced from the upstream's own numbers.
+* **cut off** (client gone, stream broken, ``event: error``): ``partial``. Reported numbers are used where the
+  upstream sent them (Anthropic reports input at the start); what is missing is counted by Lime from what the
+  client actually received and the record is marked ``estimated``.
+* **complete without usage** (an upstream that does not report it): ``complete``, counted, ``estimated``.
+
+Lime's count: output tokens = the larger of the text events received and characters / 4 (OpenAI streams one
+token per event; Anthropic deltas carry several); input tokens = the estimate the reservation was made with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from lime.catalog import Model
+from lime.endpoints import ModelKind
+from lime.grant import Grant
+from lime.pricing import cost_of
+from lime.quota import UsageEvent
+from lime.response_tap import Framing, ResponseTap
+from lime.usage import Usage
+
+__all__ = ["count_output", "settlement_for"]
+
+CHARS_PER_TOKEN = 4
+
+
+def _texts(endpoint: str, event: dict[str, Any]) -> Iterable[str]:
+    if endpoint == "chat_completions":
+        for choice in event.get("choices") or []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                yield from (v for k, v in delta.items() if k in ("content", "reasoning_content", "refusal")
+                            and isinstance(v, str))
+                for call in delta.get("tool_calls") or []:
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                        yield function["arguments"]
+    elif endpoint == "responses":
+        kind = event.get("type")
+        if isinstance(kind, str) and kind.endswith(".delta") and isinstance(event.get("delta"), str):
+            yield str(event["delta"])
+    elif endpoint == "messages" and event.get("type") == "content_block_delta":
+        delta = event.get("delta")
+        if isinstance(delta, dict):
+            yield from (v for k, v in delta.items() if k in ("text", "partial_json", "thinking")
+                        and isinstance(v, str))
+
+
+def count_output(endpoint: str, delivered: Iterable[bytes]) -> int:
+    """Lime's own count of the output tokens in the events a client received."""
+    text_events = 0
+    characters = 0
+    for data in delivered:
+        try:
+            event = json.loads(data)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(event, dict):
+            continue
+        pieces = [text for text in _texts(endpoint, event) if text]
+        if pieces:
+            text_events += 1
+            characters += sum(len(text) for text in pieces)
+    return max(text_events, -(-characters // CHARS_PER_TOKEN))
+
+
+def _model_of(grant: Grant) -> Model:
+    # Pricing needs only the prices, which the grant carries.
+    return Model(id=grant.model, upstream_id=grant.upstream, upstream_model=grant.upstream_model,
+                 kind=ModelKind.CHAT, input_price=grant.input_price, output_price=grant.output_price,
+                 cached_input_price=grant.cached_input_price)
+
+
+def settlement_for(grant: Grant, tap: ResponseTap | None) -> UsageEvent:
+    usage, outcome, estimated = _usage_and_outcome(grant, tap)
+    return UsageEvent(
+        request_id=grant.request_id, tenant_id=grant.tenant_id, key_id=grant.key_id, endpoint=grant.endpoint,
+        model=grant.model, upstream=grant.upstream, outcome=outcome, estimated=estimated,
+        upstream_status=tap.status if tap else 0, input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens, reserved=grant.reserved,
+        cost=cost_of(usage, _model_of(grant)), started_at=grant.started_at,
+    )
+
+
+def _usage_and_outcome(grant: Grant, tap: ResponseTap | None) -> tuple[Usage, str, bool]:
+    if tap is None or tap.framing is Framing.OPAQUE or tap.events == 0:
+        return Usage(), "failed", False
+    whole = tap.complete and not tap.failed
+    reported = tap.usage
+    if reported is not None and whole:
+        return reported, "complete", False
+    outcome = "complete" if whole else "partial"
+    counted_output = count_output(grant.endpoint, tap.delivered) if tap.framing is Framing.SSE else 0
+    if reported is None:
+        output = 0 if grant.endpoint == "embeddings" else counted_output
+        return Usage(input_tokens=grant.input_estimate, output_tokens=output), outcome, True
+    # Cut off after some usage arrived (Anthropic's message_start): keep it, count only the output further.
+    output = max(reported.output_tokens, counted_output)
+    estimated = output != reported.output_tokens
+    return Usage(input_tokens=reported.input_tokens, cached_input_tokens=reported.cached_input_tokens,
+                 cache_write_tokens=reported.cache_write_tokens, output_tokens=output,
+                 reasoning_tokens=reported.reasoning_tokens), outcome, estimated

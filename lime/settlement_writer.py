@@ -1,0 +1,160 @@
+"""The settlement writer: usage events from the Redis stream into PostgreSQL, exactly once; and the reaper.
+
+Each event becomes, in one PostgreSQL transaction, a ``usage_records`` row keyed by the request id, a ``ledger``
+entry and the new balance. Only after the commit is the event acknowledged (and deleted: the stream holds only
+what PostgreSQL does not have yet, which ``lime reconcile`` relies on). A crash between commit and acknowledge
+redelivers the event; the request id makes the second insert a no-op, so nothing is counted twice. While
+PostgreSQL is down, events wait in the stream and the writer retries.
+
+The reaper releases reservations whose request never settled (an extproc that died mid-request) once their
+deadline passed: the rule is **release the hold, charge nothing, record the request as ``reaped``**, because
+Lime cannot prove what was served. Reaps are counted (``lime_reservations_reaped_total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+from psycopg_pool import AsyncConnectionPool
+
+from lime import quota
+from lime.quota import USAGE_STREAM, UsageEvent
+
+__all__ = ["GROUP", "SettlementWriter", "persist", "reap_expired"]
+
+log = logging.getLogger(__name__)
+
+GROUP = "settlement-writers"
+
+REAPED = Counter("lime_reservations_reaped", "Reservations released by the reaper because no settlement came")
+PERSISTED = Counter("lime_settlements_persisted", "Usage events written to PostgreSQL", ["outcome"])
+RETRIES = Counter("lime_settlement_write_retries", "Failed attempts to write a usage event to PostgreSQL")
+
+
+async def persist(conn: psycopg.AsyncConnection[Any], event: UsageEvent) -> bool:
+    """Write one event; ``False`` when its request id was already recorded (a redelivery)."""
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "INSERT INTO usage_records (request_id, tenant_id, key_id, endpoint, model, upstream, outcome,"
+            " estimated, upstream_status, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,"
+            " reasoning_tokens, reserved, cost, started_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (request_id) DO NOTHING",
+            (event.request_id, event.tenant_id, event.key_id, event.endpoint, event.model, event.upstream,
+             event.outcome, event.estimated, event.upstream_status, event.input_tokens,
+             event.cached_input_tokens, event.cache_write_tokens, event.output_tokens, event.reasoning_tokens,
+             event.reserved, event.cost, datetime.fromtimestamp(event.started_at, UTC)),
+        )
+        if cursor.rowcount == 0:
+            return False
+        if event.cost:
+            await conn.execute("INSERT INTO balances (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                               (event.tenant_id,))
+            row = await (await conn.execute(
+                "UPDATE balances SET points = points - %s, updated_at = now() WHERE tenant_id = %s"
+                " RETURNING points", (event.cost, event.tenant_id))).fetchone()
+            assert row is not None
+            await conn.execute(
+                "INSERT INTO ledger (tenant_id, kind, amount, balance_after, request_id)"
+                " VALUES (%s, 'usage', %s, %s, %s)", (event.tenant_id, -event.cost, row[0], event.request_id))
+    return True
+
+
+async def reap_expired(redis: aioredis.Redis, now: float | None = None) -> int:
+    """Release every reservation past its deadline; returns how many were reaped."""
+    now = time.time() if now is None else now
+    reaped = 0
+    for reservation_id in await quota.expired_reservations(redis, now):
+        fields = await quota.reservation_fields(redis, reservation_id)
+        if fields is None:
+            continue
+        event = UsageEvent(
+            request_id=reservation_id, tenant_id=fields["tenant_id"], key_id=fields["key_id"],
+            endpoint=fields["endpoint"], model=fields["model"], upstream=fields["upstream"], outcome="reaped",
+            estimated=True, upstream_status=0, input_tokens=0, cached_input_tokens=0, cache_write_tokens=0,
+            output_tokens=0, reasoning_tokens=0, reserved=int(fields["reserved"]), cost=0,
+            started_at=float(fields["started_at"]),
+        )
+        if await quota.settle(redis, event, tpm_tokens=0, only_if_expired_at=now) == 1:
+            reaped += 1
+            REAPED.inc()
+            log.warning("reservation %s of tenant %s reaped: no settlement came before its deadline",
+                        reservation_id, event.tenant_id)
+    return reaped
+
+
+class SettlementWriter:
+    def __init__(self, pool: AsyncConnectionPool[Any], redis: aioredis.Redis, *, consumer: str | None = None,
+                 batch: int = 200, block_ms: int = 1000, reap_every: float = 5.0) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._consumer = consumer or f"{socket.gethostname()}-{id(self):x}"
+        self._batch = batch
+        self._block_ms = block_ms
+        self._reap_every = reap_every
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(USAGE_STREAM, GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_group()
+        last_reap = 0.0
+        while not stop.is_set():
+            try:
+                await self.drain_once()
+                if time.monotonic() - last_reap >= self._reap_every:
+                    last_reap = time.monotonic()
+                    await reap_expired(self._redis)
+            except (psycopg.OperationalError, OSError, aioredis.ConnectionError) as error:
+                RETRIES.inc()
+                log.warning("settlement writer: %s; retrying in 1s (events wait in the stream)", error)
+                await asyncio.sleep(1.0)
+
+    async def drain_once(self) -> int:
+        """Persist what is pending for this consumer (redeliveries first), then new events; returns the count."""
+        done = await self._process(await self._read("0", block=False))
+        done += await self._process(await self._read(">", block=True))
+        # Events another consumer took and never acknowledged (it died) are claimed after a minute.
+        claimed = await self._redis.xautoclaim(USAGE_STREAM, GROUP, self._consumer, min_idle_time=60_000,
+                                               start_id="0-0", count=self._batch)
+        if claimed and claimed[1]:
+            done += await self._process(claimed[1])
+        return done
+
+    async def _read(self, start: str, *, block: bool) -> list[Any]:
+        reply: Any = await self._redis.xreadgroup(GROUP, self._consumer, {USAGE_STREAM: start},
+                                                  count=self._batch, block=self._block_ms if block else None)
+        return list(reply[0][1]) if reply else []  # RESP2: [[stream, [(id, fields), ...]]]
+
+    async def _process(self, entries: list[Any]) -> int:
+        done = 0
+        async with self._pool.connection() as conn:
+            for entry_id, fields in entries:
+                raw = fields.get(b"event") if fields else None
+                if raw is None:  # deleted meanwhile, or not ours
+                    await self._ack(entry_id)
+                    continue
+                event = UsageEvent.decode(raw)
+                if await persist(conn, event):
+                    PERSISTED.labels(event.outcome).inc()
+                await self._ack(entry_id)
+                done += 1
+        return done
+
+    async def _ack(self, entry_id: Any) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(USAGE_STREAM, GROUP, entry_id)
+            pipe.xdel(USAGE_STREAM, entry_id)
+            await pipe.execute()

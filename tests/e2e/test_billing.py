@@ -1,0 +1,160 @@
+"""The money path through the real stack: reserve in authz, settle from the tap, persist by the writer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anthropic
+import openai
+import psycopg
+import pytest
+
+from lime.catalog import Limits
+from tests.e2e.conftest import Gateway, TenantAccess, run_sync
+
+# conftest prices: 1 point (1e6 micro) per M input, 2 per M output, 0.5 per M cached input
+INPUT_PRICE, OUTPUT_PRICE = 1_000_000, 2_000_000
+
+
+def record(gateway: Gateway, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The usage record of one request, once the settlement writer has persisted it."""
+    async def fetch() -> list[dict[str, Any]]:
+        async with await psycopg.AsyncConnection.connect(gateway.database_url, autocommit=True) as conn:
+            cursor = conn.cursor(row_factory=psycopg.rows.dict_row)
+            await cursor.execute("SELECT * FROM usage_records WHERE request_id = %s", (request_id,))
+            return list(await cursor.fetchall())
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = run_sync(fetch())
+        if rows:
+            assert len(rows) == 1
+            return rows[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"request {request_id} was not settled within {timeout}s")
+        time.sleep(0.05)
+
+
+def ledger(gateway: Gateway, tenant_id: str) -> tuple[int, list[tuple[str, int, str | None]]]:
+    async def fetch() -> tuple[int, list[tuple[str, int, str | None]]]:
+        async with await psycopg.AsyncConnection.connect(gateway.database_url, autocommit=True) as conn:
+            balance = await (await conn.execute(
+                "SELECT points FROM balances WHERE tenant_id = %s", (tenant_id,))).fetchone()
+            rows = await (await conn.execute(
+                "SELECT kind, amount, request_id FROM ledger WHERE tenant_id = %s ORDER BY id", (tenant_id,)
+            )).fetchall()
+            return int(balance[0]) if balance else 0, [(r[0], int(r[1]), r[2]) for r in rows]
+
+    return run_sync(fetch())
+
+
+def expected_cost(input_tokens: int, output_tokens: int) -> int:
+    return -(-(input_tokens * INPUT_PRICE + output_tokens * OUTPUT_PRICE) // 1_000_000)
+
+
+@pytest.fixture(scope="module")
+def tenant(gateway: Gateway) -> TenantAccess:
+    return gateway.new_tenant(["chat-a", "claude", "embed"], points=50_000_000)
+
+
+def test_non_streamed_request_settles_once_with_the_upstreams_usage(gateway: Gateway, tenant: TenantAccess) -> None:
+    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
+        model="chat-a", messages=[{"role": "user", "content": "price me"}])
+    request_id = raw.headers["x-request-id"]
+    reported = gateway.mock_request(request_id)["usage"]
+    row = record(gateway, request_id)
+    assert row["outcome"] == "complete" and not row["estimated"]
+    assert (row["input_tokens"], row["output_tokens"]) == (reported["prompt_tokens"], reported["completion_tokens"])
+    assert row["cost"] == expected_cost(reported["prompt_tokens"], reported["completion_tokens"])
+    _, entries = ledger(gateway, tenant.tenant_id)
+    assert [e for e in entries if e[2] == request_id] == [("usage", -row["cost"], request_id)]
+
+
+def test_streamed_chat_settles_and_the_client_sees_no_usage_chunk_it_did_not_ask_for(
+        gateway: Gateway, tenant: TenantAccess) -> None:
+    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
+        model="chat-a", messages=[{"role": "user", "content": "stream me"}], stream=True,
+        extra_headers={"x-mock-chunks": "5"})
+    request_id = raw.headers["x-request-id"]
+    chunks = list(raw.parse())
+    assert all(chunk.choices for chunk in chunks)  # no usage-only chunk
+    assert all(chunk.usage is None for chunk in chunks)
+    seen = gateway.mock_request(request_id)
+    assert seen["body"]["stream_options"] == {"include_usage": True}  # the gateway asked for it
+    row = record(gateway, request_id)
+    assert row["outcome"] == "complete" and not row["estimated"]
+    assert row["output_tokens"] == seen["usage"]["completion_tokens"] == 5
+
+
+def test_a_client_that_asked_for_usage_gets_it(gateway: Gateway, tenant: TenantAccess) -> None:
+    chunks = list(gateway.openai(tenant).chat.completions.create(
+        model="chat-a", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+
+
+def test_anthropic_stream_settles_with_message_delta_usage(gateway: Gateway, tenant: TenantAccess) -> None:
+    client = gateway.anthropic(tenant)
+    with client.messages.stream(model="claude", max_tokens=50,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        request_id = stream.response.headers["x-request-id"]
+        final = stream.get_final_message()
+    row = record(gateway, request_id)
+    assert row["output_tokens"] == final.usage.output_tokens
+    assert row["outcome"] == "complete"
+
+
+def test_upstream_error_charges_nothing(gateway: Gateway, tenant: TenantAccess) -> None:
+    with pytest.raises(openai.InternalServerError) as raised:
+        gateway.openai(tenant).chat.completions.create(
+            model="chat-a", messages=[{"role": "user", "content": "fail"}], extra_headers={"x-mock-status": "500"})
+    request_id = raised.value.response.headers["x-request-id"]
+    row = record(gateway, request_id)
+    assert row["outcome"] == "failed" and row["cost"] == 0 and row["upstream_status"] == 500
+    _, entries = ledger(gateway, tenant.tenant_id)
+    assert not [e for e in entries if e[2] == request_id]
+
+
+def test_too_few_points_is_refused_before_any_upstream_call(gateway: Gateway) -> None:
+    poor = gateway.new_tenant(["chat-a", "claude"], points=10)
+    before = len(gateway.mock_requests())
+    with pytest.raises(openai.RateLimitError) as raised:
+        gateway.openai(poor).chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.code == "insufficient_quota"
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        gateway.anthropic(poor).messages.create(model="claude", max_tokens=10,
+                                                 messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 402
+    assert len(gateway.mock_requests()) == before
+
+
+def test_rpm_limit_bites_with_retry_after(gateway: Gateway) -> None:
+    limited = gateway.new_tenant(["chat-a"], limits=Limits(rpm=2))
+    client = gateway.openai(limited)
+    for _ in range(2):
+        client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.code == "rate_limit_exceeded"
+    assert 1 <= int(raised.value.response.headers["retry-after"]) <= 60
+
+
+def test_concurrency_limit_bites(gateway: Gateway) -> None:
+    limited = gateway.new_tenant(["chat-a"], limits=Limits(concurrency=1))
+    client = gateway.openai(limited)
+    slow = client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}], stream=True,
+                                          extra_headers={"x-mock-chunks": "10", "x-mock-delay-ms": "100"})
+    next(iter(slow))  # the first request is in flight
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    list(slow)
+    slow.close()
+    deadline = time.monotonic() + 5
+    while True:  # settled: the slot is free again
+        try:
+            client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+            break
+        except openai.RateLimitError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
