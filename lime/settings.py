@@ -56,6 +56,10 @@ def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **overrides}
 
 
+#: Every listening address, by its ``LIME_<NAME>_ADDR`` variable: tests give each one a free port.
+ADDRESS_NAMES = ("PUBLIC", "ENVOY_ADMIN", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "SETTLER", "MOCK_UPSTREAM")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from lime import admin, balances
 from lime.catalog import Limits
 from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from lime.settings import Settings
+from lime.settings import ADDRESS_NAMES, Settings
 from lime.stack import Stack
 from lime.store.migrate import apply_migrations
 
@@ -233,7 +233,7 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
         "LIME_ENVOY_CONFIG": str(Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"),
         "LIME_CATALOG_POLL_SECONDS": "1",
     })
-    for name in ("PUBLIC", "ENVOY_ADMIN", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "MOCK_UPSTREAM"):
+    for name in ADDRESS_NAMES:
         env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
     settings = Settings.from_env(env)
     stack = Stack(settings, env, tmp_path_factory.mktemp("stack"))

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from lime.settings import ADDRESS_NAMES
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_lime_up_prints_a_curl_that_works(fresh_database: str, redis_server: Emb
     env.update({"LIME_DATABASE_URL": fresh_database, "LIME_REDIS_URL": redis_server.url,
                 "LIME_STATE_DIR": str(tmp_path / "state"),
                 "LIME_ENVOY_CONFIG": str(Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml")})
-    for name in ("PUBLIC", "ENVOY_ADMIN", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "MOCK_UPSTREAM"):
+    for name in ADDRESS_NAMES:
         env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
     log = tmp_path / "up.log"
     with open(log, "wb") as out:

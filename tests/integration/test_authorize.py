@@ -201,12 +201,17 @@ async def test_an_openai_model_on_messages_is_400(directory: Directory, key: str
 async def test_an_allowed_request_gets_a_grant(directory: Directory, conn: Conn, seeded: Seeded) -> None:
     new = await admin.create_key(conn, seeded.tenant_id)
 
+    raw = body(seeded.chat, stream=True)
     grant = await authorize("POST", CHAT, headers(new.secret, seeded.tenant_id, **{"x-request-id": "req-1"}),
-                            body(seeded.chat, stream=True), directory)
+                            raw, directory, now=1000.0)
 
+    # Free models in this catalog: nothing to hold, but the estimate is made all the same. No cap was sent, so
+    # the package default (4096) is reserved for and will be set on the upstream request.
+    input_estimate = -(-len(raw) // 4)
     assert grant == Grant(request_id="req-1", tenant_id=seeded.tenant_id, key_id=new.id, endpoint="chat_completions",
                           model=seeded.chat, upstream=seeded.openai_upstream, upstream_model="gpt-4o-2024-08-06",
-                          stream=True)
+                          stream=True, reserved=0, reserved_tokens=input_estimate + 4096,
+                          input_estimate=input_estimate, output_cap=4096, started_at=1000.0)
 
 
 async def test_anthropic_clients_get_a_grant_with_x_api_key(directory: Directory, key: str, seeded: Seeded) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -86,3 +87,32 @@ def test_any_body_authz_accepts_is_rewritten_to_valid_json(extra: dict[str, obje
     edit = rewrite_request(CHAT, raw, CREDENTIALS)
     rewritten = json.loads(edit.body.decode("utf-8"))
     assert rewritten == {**facts.body, "model": "gpt-4o-mini"}
+
+
+STREAMED_CHAT = Grant("req-3", "t", "k", "chat_completions", "chat", "mock", "gpt-4o-mini", True)
+
+
+def test_a_streamed_chat_is_asked_for_usage_and_the_client_is_not_shown_it() -> None:
+    edit = rewrite_request(STREAMED_CHAT, b'{"model": "chat", "stream": true, "stream_options": {"x": 1}}',
+                           CREDENTIALS)
+    assert json.loads(edit.body)["stream_options"] == {"x": 1, "include_usage": True}
+    assert edit.hide_usage_chunk
+
+
+def test_a_client_that_asked_for_usage_sees_it() -> None:
+    body = b'{"model": "chat", "stream": true, "stream_options": {"include_usage": true}}'
+    edit = rewrite_request(STREAMED_CHAT, body, CREDENTIALS)
+    assert not edit.hide_usage_chunk
+
+
+@pytest.mark.parametrize(("endpoint", "field"), [("chat_completions", "max_completion_tokens"),
+                                                 ("responses", "max_output_tokens"), ("messages", "max_tokens")])
+def test_the_package_output_cap_is_set_when_the_client_sent_none(endpoint: str, field: str) -> None:
+    grant = dataclasses.replace(CHAT, endpoint=endpoint, output_cap=4096)
+    edit = rewrite_request(grant, b'{"model": "chat"}', CREDENTIALS)
+    assert json.loads(edit.body)[field] == 4096
+
+
+def test_no_cap_is_added_when_the_grant_carries_none() -> None:
+    edit = rewrite_request(CHAT, b'{"model": "chat", "max_tokens": 7}', CREDENTIALS)
+    assert json.loads(edit.body) == {"model": "gpt-4o-mini", "max_tokens": 7}
