@@ -158,3 +158,21 @@ def test_concurrency_limit_bites(gateway: Gateway) -> None:
         except openai.RateLimitError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_a_client_that_leaves_mid_stream_pays_for_what_it_got(gateway: Gateway, tenant: TenantAccess) -> None:
+    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
+        model="chat-a", messages=[{"role": "user", "content": "long story"}], stream=True,
+        extra_headers={"x-mock-chunks": "40", "x-mock-delay-ms": "50"})
+    request_id = raw.headers["x-request-id"]
+    stream = raw.parse()
+    received = [chunk for _, chunk in zip(range(4), stream, strict=False)]
+    assert len(received) == 4
+    stream.close()  # the client goes away; the upstream had more to say
+    row = record(gateway, request_id)
+    assert row["outcome"] == "partial" and row["estimated"]
+    # Every text chunk the client received is one mock token: at least those, never the 40 of the full answer.
+    assert 3 <= row["output_tokens"] < 40
+    assert row["cost"] == expected_cost(row["input_tokens"], row["output_tokens"]) > 0
+    _, entries = ledger(gateway, tenant.tenant_id)
+    assert [e for e in entries if e[2] == request_id] == [("usage", -row["cost"], request_id)]
