@@ -58,16 +58,16 @@ async def one_request(gateway: Gateway, access: TenantAccess, n: int) -> Sent:
         if kind in (1, 2):
             abandon = kind == 2
             headers = {"x-mock-chunks": "30", "x-mock-delay-ms": "20"} if abandon else chunks
-            raw = await oai.chat.completions.with_raw_response.create(
+            streamed = await oai.chat.completions.with_raw_response.create(
                 model="chat-a", messages=[{"role": "user", "content": prompt}], stream=True, extra_headers=headers)
-            stream = raw.parse()
+            stream = streamed.parse()
             received = 0
             async for _ in stream:
                 received += 1
                 if abandon and received == 3:
                     break
             await stream.close()
-            return Sent(raw.headers["x-request-id"], "chat", abandon)
+            return Sent(streamed.headers["x-request-id"], "chat", abandon)
         if kind == 3:
             raw_response = await oai.responses.with_raw_response.create(model="chat-b", input=prompt,
                                                                          extra_headers=chunks)
@@ -154,10 +154,10 @@ def test_points_are_conserved_over_a_mixed_concurrent_run(gateway: Gateway) -> N
     assert START_POINTS - balance == total_cost == -sum(e["amount"] for e in entries)
     assert sorted(e["request_id"] for e in entries) == sorted(r["request_id"] for r in records if r["cost"])
 
-    async def redis_view() -> dict[bytes, bytes]:
+    async def redis_view() -> dict[Any, Any]:
         client = aioredis.Redis.from_url(gateway.redis_url)
         try:
-            return await client.hgetall(quota.points_key(access.tenant_id))  # type: ignore[no-any-return]
+            return dict(await client.hgetall(quota.points_key(access.tenant_id)))
         finally:
             await client.aclose()
 
