@@ -18,7 +18,7 @@ from prometheus_client import Counter
 
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
-from lime import quota
+from lime import quota, token_count
 from lime.connections import open_redis
 from lime.envoy_api import proc_grpc
 from lime.grpc_server import serve_grpc
@@ -69,6 +69,7 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
 
 
 async def serve(settings: Settings) -> None:
+    token_count.warm_up()
     async with open_redis(settings) as redis:
         service = ExternalProcessorService(settings.upstream_credential, redis)
         try:

@@ -9,8 +9,9 @@ The rules, one per situation (README "Billing" repeats them for users):
   client actually received and the record is marked ``estimated``.
 * **complete without usage** (an upstream that does not report it): ``complete``, counted, ``estimated``.
 
-Lime's count: output tokens = the larger of the text events received and characters / 4 (OpenAI streams one
-token per event; Anthropic deltas carry several); input tokens = the estimate the reservation was made with.
+Lime's count: output tokens = the larger of the text events received (OpenAI streams about one token per
+event) and the tokenizer's count of their text (:mod:`lime.token_count`); input tokens = the estimate the
+reservation was made with.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from lime.grant import Grant
 from lime.pricing import cost_of
 from lime.quota import UsageEvent
 from lime.response_tap import Framing, ResponseTap
+from lime.token_count import count_tokens
 from lime.usage import Usage
 
 __all__ = ["count_output", "settlement_for"]
-
-CHARS_PER_TOKEN = 4
 
 
 def _texts(endpoint: str, event: dict[str, Any]) -> Iterable[str]:
@@ -57,7 +57,7 @@ def _texts(endpoint: str, event: dict[str, Any]) -> Iterable[str]:
 def count_output(endpoint: str, delivered: Iterable[bytes]) -> int:
     """Lime's own count of the output tokens in the events a client received."""
     text_events = 0
-    characters = 0
+    texts: list[str] = []
     for data in delivered:
         try:
             event = json.loads(data)
@@ -68,8 +68,8 @@ def count_output(endpoint: str, delivered: Iterable[bytes]) -> int:
         pieces = [text for text in _texts(endpoint, event) if text]
         if pieces:
             text_events += 1
-            characters += sum(len(text) for text in pieces)
-    return max(text_events, -(-characters // CHARS_PER_TOKEN))
+            texts.extend(pieces)
+    return max(text_events, count_tokens("".join(texts)))
 
 
 def _model_of(grant: Grant) -> Model:
