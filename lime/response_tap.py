@@ -171,16 +171,19 @@ class ResponseTap:
             return
         if event.name not in _RESPONSES_END:
             return
+        body = _loads(event.data)
+        if body is None:  # cut off inside the final event (flushed at EOF): its end never arrived
+            return
         self.complete = True
         self.failed = event.name == "response.failed"
-        body = _loads(event.data)
-        response = body.get("response") if body else None
+        response = body.get("response")
         if isinstance(response, dict):
             self.usage = responses_usage(response.get("usage")) or self.usage
 
     def _messages_event(self, event: SSEEvent) -> None:
         if event.name == "message_stop":
-            self.complete = True
+            # Only a whole one: an event cut off at EOF is flushed too, and a half `message_stop` is no end.
+            self.complete = self.complete or _loads(event.data) is not None
         elif event.name == "error":
             self.failed = True
         elif event.name == "message_start":

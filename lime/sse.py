@@ -29,11 +29,15 @@ class EventFramer:
         self._pending = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        pending = self._pending + data if self._pending else data
+        held = len(self._pending)
+        pending = self._pending + data if held else data
         events: list[bytes] = []
         start = 0
+        # What was held had no event end in it: search only where the new bytes can complete one (a line end
+        # of up to 2 bytes, twice), so one huge event in tiny chunks costs linear time, not quadratic.
+        search_from = max(0, held - 3)
         while True:
-            match = _EVENT_END.search(pending, start)
+            match = _EVENT_END.search(pending, max(start, search_from))
             # A `\r` at the very end may be the start of a `\r\n` still in flight: wait for the next byte.
             if match is None or (match.end() == len(pending) and pending.endswith(b"\r")):
                 break
