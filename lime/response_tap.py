@@ -66,6 +66,9 @@ class ResponseTap:
         self.framing = Framing.OPAQUE
         self.status = 0
         self.usage: Usage | None = None
+        #: The usage is the upstream's final word (chat's usage chunk, ``response.*`` end, ``message_delta``, a
+        #: JSON body), not Anthropic's provisional ``message_start`` count.
+        self.usage_final = False
         #: The protocol's own end was seen (``[DONE]``, ``message_stop``, ``response.completed``, a whole JSON).
         self.complete = False
         #: The upstream reported an error inside a 200 stream (``event: error``, ``response.failed``).
@@ -162,6 +165,7 @@ class ResponseTap:
         if chunk is None:
             return True
         self.usage = chat_usage(chunk.get("usage")) or self.usage
+        self.usage_final = self.usage is not None
         # The usage-only chunk has no choices; a client that did not ask for it must not see it.
         return not (self._hide_usage_chunk and chunk.get("choices") == [])
 
@@ -179,6 +183,7 @@ class ResponseTap:
         response = body.get("response")
         if isinstance(response, dict):
             self.usage = responses_usage(response.get("usage")) or self.usage
+            self.usage_final = self.usage is not None
 
     def _messages_event(self, event: SSEEvent) -> None:
         if event.name == "message_stop":
@@ -195,6 +200,7 @@ class ResponseTap:
             body = _loads(event.data)
             if body is not None:
                 self.usage = anthropic_usage(body.get("usage"), self.usage)
+                self.usage_final = self.usage is not None
 
     # -- JSON --------------------------------------------------------------------------------------------------
 
@@ -207,6 +213,7 @@ class ResponseTap:
         read_usage = _JSON_USAGE.get(self.endpoint)
         if read_usage is not None:
             self.usage = read_usage(document.get("usage"))
+            self.usage_final = self.usage is not None
         return self._rewrite_model(body)
 
 

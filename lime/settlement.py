@@ -3,7 +3,8 @@
 The rules, one per situation (README "Billing" repeats them for users):
 
 * **nothing served** (no response, an upstream error status, or a 200 that carried no event): ``failed``, 0.
-* **usage reported and the answer complete**: ``complete``, priced from the upstream's own numbers.
+* **final usage reported**: priced from the upstream's own numbers, ``complete`` (or ``partial`` if the stream
+  broke after them: the numbers are final all the same).
 * **cut off** (client gone, stream broken, ``event: error``): ``partial``. Reported numbers are used where the
   upstream sent them (Anthropic reports input at the start); what is missing is counted by Lime from what the
   client actually received and the record is marked ``estimated``.
@@ -96,16 +97,16 @@ def _usage_and_outcome(grant: Grant, tap: ResponseTap | None) -> tuple[Usage, st
         return Usage(), "failed", False
     whole = tap.complete and not tap.failed
     reported = tap.usage
-    if reported is not None and whole:
-        return reported, "complete", False
+    if reported is not None and tap.usage_final:
+        # The upstream's final numbers arrived; whatever followed (or did not) changes nothing.
+        return reported, "complete" if whole else "partial", False
     outcome = "complete" if whole else "partial"
     counted_output = count_output(grant.endpoint, tap.delivered) if tap.framing is Framing.SSE else 0
     if reported is None:
         output = 0 if grant.endpoint == "embeddings" else counted_output
         return Usage(input_tokens=grant.input_estimate, output_tokens=output), outcome, True
-    # Cut off after some usage arrived (Anthropic's message_start): keep it, count only the output further.
-    output = max(reported.output_tokens, counted_output)
-    estimated = output != reported.output_tokens
+    # Cut off after provisional usage (Anthropic's message_start): keep its input side, count the output.
     return Usage(input_tokens=reported.input_tokens, cached_input_tokens=reported.cached_input_tokens,
-                 cache_write_tokens=reported.cache_write_tokens, output_tokens=output,
-                 reasoning_tokens=reported.reasoning_tokens), outcome, estimated
+                 cache_write_tokens=reported.cache_write_tokens,
+                 output_tokens=max(reported.output_tokens, counted_output),
+                 reasoning_tokens=reported.reasoning_tokens), outcome, True

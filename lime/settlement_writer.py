@@ -33,8 +33,10 @@ __all__ = ["GROUP", "SettlementWriter", "persist", "reap_expired"]
 log = logging.getLogger(__name__)
 
 GROUP = "settlement-writers"
+DEAD_LETTER_STREAM = "lime:usage:dead"
 
 REAPED = Counter("lime_reservations_reaped", "Reservations released by the reaper because no settlement came")
+DEAD_LETTERS = Counter("lime_settlement_dead_letters", "Usage events PostgreSQL refused; kept in lime:usage:dead")
 PERSISTED = Counter("lime_settlements_persisted", "Usage events written to PostgreSQL", ["outcome"])
 RETRIES = Counter("lime_settlement_write_retries", "Failed attempts to write a usage event to PostgreSQL")
 
@@ -75,6 +77,8 @@ async def reap_expired(redis: aioredis.Redis, now: float | None = None) -> int:
     for reservation_id in await quota.expired_reservations(redis, now):
         fields = await quota.reservation_fields(redis, reservation_id)
         if fields is None:
+            # Settled a moment ago, or its record expired: nothing to release, only the index entry to drop.
+            await redis.zrem(quota.RESERVATIONS, reservation_id)
             continue
         event = UsageEvent(
             request_id=reservation_id, tenant_id=fields["tenant_id"], key_id=fields["key_id"],
@@ -146,9 +150,16 @@ class SettlementWriter:
                 if raw is None:  # deleted meanwhile, or not ours
                     await self._ack(entry_id)
                     continue
-                event = UsageEvent.decode(raw)
-                if await persist(conn, event):
-                    PERSISTED.labels(event.outcome).inc()
+                try:
+                    event = UsageEvent.decode(raw)
+                    if await persist(conn, event):
+                        PERSISTED.labels(event.outcome).inc()
+                except (ValueError, TypeError, psycopg.DataError, psycopg.IntegrityError) as error:
+                    # An event PostgreSQL can never take (its tenant deleted, say) must not stall all the
+                    # others behind it: set it aside, visible, for an operator.
+                    await self._redis.xadd(DEAD_LETTER_STREAM, {"event": raw, "error": str(error)[:500]})
+                    DEAD_LETTERS.inc()
+                    log.error("usage event %s set aside in %s: %s", entry_id, DEAD_LETTER_STREAM, error)
                 await self._ack(entry_id)
                 done += 1
         return done

@@ -51,9 +51,27 @@ class _State:
 _STATE = web.AppKey("lime_mock_state", _State)
 
 
-def _json_response(status: int, payload: Any) -> web.Response:
+def _json_response(status: int, payload: Any, api: Api | None = None) -> web.Response:
     # Set the header by hand: aiohttp's content_type= would append "; charset=utf-8", which OpenAI omits.
-    return web.Response(status=status, body=dumps(payload).encode(), headers={"Content-Type": JSON_CONTENT_TYPE})
+    headers = {"Content-Type": JSON_CONTENT_TYPE, **(provider_headers(api, status) if api else {})}
+    return web.Response(status=status, body=dumps(payload).encode(), headers=headers)
+
+
+def provider_headers(api: Api, status: int) -> dict[str, str]:
+    """The identifying headers real providers add (their own ids, organisation, rate-limit windows, a cookie):
+    what a gateway must not pass on to its clients."""
+    headers = {"Set-Cookie": "__cf_bm=mock-cookie; path=/; HttpOnly", "CF-RAY": "8f1e2d3c4b5a6978-AMS"}
+    if api.is_anthropic:
+        headers.update({"request-id": new_id("req_011C", 20), "anthropic-organization-id": "mock-org-0001",
+                        "anthropic-ratelimit-requests-limit": "4000",
+                        "anthropic-ratelimit-requests-remaining": "3999"})
+    else:
+        headers.update({"x-request-id": new_id("req_", 32), "openai-organization": "mock-org",
+                        "openai-processing-ms": "12", "openai-version": "2020-10-01",
+                        "x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999"})
+    if status == 429:
+        headers["retry-after"] = "2"
+    return headers
 
 
 def _fail(
@@ -66,13 +84,14 @@ def _fail(
     entry["status"] = status
     entry["completed"] = True
     state.log.add(entry)
-    return _json_response(status, payload)
+    return _json_response(status, payload, api)
 
 
 async def _stream(
-    request: web.Request, entry: LoggedRequest, events: tuple[bytes, ...], delay_ms: int
+    request: web.Request, entry: LoggedRequest, api: Api, events: tuple[bytes, ...], delay_ms: int
 ) -> web.StreamResponse:
-    response = web.StreamResponse(status=200, headers={"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache"})
+    response = web.StreamResponse(status=200, headers={
+        "Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", **provider_headers(api, 200)})
     await response.prepare(request)
     try:
         for index, event in enumerate(events):
@@ -129,11 +148,11 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
     entry["usage"] = planned.usage
     state.log.add(entry)
     if planned.body is None:
-        return await _stream(request, entry, planned.events, overrides.delay_ms)
+        return await _stream(request, entry, api, planned.events, overrides.delay_ms)
     if overrides.delay_ms and planned.pieces:
         await asyncio.sleep(overrides.delay_ms * planned.pieces / 1000)
     entry["completed"] = True
-    return _json_response(200, planned.body)
+    return _json_response(200, planned.body, api)
 
 
 def _api_handler(api: Api) -> Handler:

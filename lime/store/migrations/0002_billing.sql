@@ -7,6 +7,9 @@ ALTER TABLE packages
     -- The output cap a reservation assumes, and sets on the upstream request, when the client sends none.
     ADD COLUMN default_max_output_tokens integer NOT NULL DEFAULT 4096 CHECK (default_max_output_tokens > 0);
 
+-- Reservations price input at the full input price, which covers cache reads only if they cost no more.
+ALTER TABLE models ADD CONSTRAINT cached_input_price_at_most_input CHECK (cached_input_price <= input_price);
+
 -- Balances change on every settled request: kept out of `tenants`, whose trigger reloads the catalog.
 CREATE TABLE balances (
     tenant_id  text PRIMARY KEY REFERENCES tenants (id),
