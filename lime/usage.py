@@ -58,32 +58,30 @@ def _details(source: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
-def chat_usage(usage: Any) -> Usage | None:
-    """The ``usage`` object of a Chat Completions body or of a stream's final chunk."""
+def _openai_usage(usage: Any, names: tuple[str, str, str, str]) -> Usage | None:
     if not isinstance(usage, Mapping):
         return None
-    prompt = _count(usage, "prompt_tokens")
-    cached = min(_count(_details(usage, "prompt_tokens_details"), "cached_tokens"), prompt)
-    return Usage(
-        input_tokens=prompt - cached,
-        cached_input_tokens=cached,
-        output_tokens=_count(usage, "completion_tokens"),
-        reasoning_tokens=_count(_details(usage, "completion_tokens_details"), "reasoning_tokens"),
-    )
-
-
-def responses_usage(usage: Any) -> Usage | None:
-    """The ``usage`` object of a Responses body (or of ``response.completed`` in a stream)."""
-    if not isinstance(usage, Mapping):
-        return None
-    total_input = _count(usage, "input_tokens")
-    cached = min(_count(_details(usage, "input_tokens_details"), "cached_tokens"), total_input)
+    input_name, input_details, output_name, output_details = names
+    total_input = _count(usage, input_name)
+    cached = min(_count(_details(usage, input_details), "cached_tokens"), total_input)
     return Usage(
         input_tokens=total_input - cached,
         cached_input_tokens=cached,
-        output_tokens=_count(usage, "output_tokens"),
-        reasoning_tokens=_count(_details(usage, "output_tokens_details"), "reasoning_tokens"),
+        output_tokens=_count(usage, output_name),
+        reasoning_tokens=_count(_details(usage, output_details), "reasoning_tokens"),
     )
+
+
+def chat_usage(usage: Any) -> Usage | None:
+    """The ``usage`` object of a Chat Completions body or of a stream's final chunk."""
+    return _openai_usage(usage, ("prompt_tokens", "prompt_tokens_details", "completion_tokens",
+                                 "completion_tokens_details"))
+
+
+def responses_usage(usage: Any) -> Usage | None:
+    """The ``usage`` object of a Responses body (or of ``response.completed`` in a stream): the same shape as
+    chat's under other names."""
+    return _openai_usage(usage, ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details"))
 
 
 def embeddings_usage(usage: Any) -> Usage | None:

@@ -97,11 +97,20 @@ async def pool(migrated_database: str) -> AsyncIterator[AsyncConnectionPool[Any]
 
 
 @pytest.fixture
-async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=2.0, socket_connect_timeout=2.0)
+async def redis_client(redis_server: EmbeddedRedis, request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    """The session Redis; a module may pick its own database with ``REDIS_DB = n`` (database 0 is the e2e
+    gateway's, whose settler consumes ``lime:usage`` there) and have it emptied around each test with
+    ``FLUSH_REDIS = True``."""
+    client = aioredis.Redis(host=redis_server.host, port=redis_server.port, db=getattr(request.module, "REDIS_DB", 0),
+                            socket_timeout=5.0, socket_connect_timeout=2.0)
+    flush = getattr(request.module, "FLUSH_REDIS", False)
+    if flush:
+        await client.flushdb()
     try:
         yield client
     finally:
+        if flush:
+            await client.flushdb()
         await client.aclose()
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -23,7 +22,7 @@ from redis.backoff import NoBackoff
 
 from lime import admin, quota
 from lime.balances import balance_of, grant_points, load_into_redis, reconcile_tenant
-from lime.embedded import EmbeddedRedis, free_port
+from lime.embedded import free_port
 from lime.errors import BadRequest, NotFound
 from lime.quota import USAGE_STREAM, ReservationRequest, UsageEvent
 from lime.settlement_writer import persist
@@ -33,16 +32,6 @@ Conn = psycopg.AsyncConnection[Any]
 
 REDIS_DB = 12
 
-
-@pytest.fixture
-async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    # A database of this module's own: the session Redis's database 0 is the e2e gateway's.
-    client = aioredis.Redis(host=redis_server.host, port=redis_server.port, db=REDIS_DB, socket_timeout=5.0,
-                            socket_connect_timeout=2.0)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def new_tenant(conn: Conn) -> str:

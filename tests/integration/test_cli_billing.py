@@ -15,15 +15,8 @@ from lime.embedded import EmbeddedRedis
 from lime.quota import UsageEvent
 from lime.settlement_writer import persist
 from tests.integration.conftest import uid
-from tests.integration.test_cli import Lime, _env, _runner, as_json, ok, refused
-
-
-@pytest.fixture(scope="module")
-def lime(fresh_database: str, redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Lime:
-    state = tmp_path_factory.mktemp("cli-billing")
-    run = _runner(_env(fresh_database, redis_server.url, state), state)
-    ok(run("migrate"))
-    return run
+from tests.integration.test_cli import Lime, as_json, ok, refused
+from tests.integration.test_cli import lime as lime  # the fixture: `lime` on this module's own database
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -28,21 +27,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from lime import quota
-from lime.embedded import EmbeddedRedis
 from lime.quota import USAGE_STREAM, Refusal, ReservationRequest, UsageEvent
 from lime.settlement_writer import reap_expired
 
 REDIS_DB = 11
 
-
-@pytest.fixture
-async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis(host=redis_server.host, port=redis_server.port, db=REDIS_DB, socket_timeout=5.0,
-                            socket_connect_timeout=2.0)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def tenant() -> str:

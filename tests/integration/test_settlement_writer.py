@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lime import admin, quota
 from lime.balances import balance_of, grant_points, load_into_redis
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from lime.embedded import EmbeddedPostgres, free_port
 from lime.quota import USAGE_STREAM, ReservationRequest, UsageEvent
 from lime.settlement_writer import DEAD_LETTER_STREAM, GROUP, SettlementWriter, persist, reap_expired
 from lime.store.migrate import apply_migrations
@@ -37,21 +36,9 @@ from tests.integration.conftest import eventually, uid
 Conn = psycopg.AsyncConnection[Any]
 Pool = AsyncConnectionPool[Any]
 
-REDIS_DB = 13
+REDIS_DB = 13  # the writer reads the whole stream: it must hold this test's events only
+FLUSH_REDIS = True
 
-
-@pytest.fixture
-async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    """A database of this module's own, emptied for each test: the writer reads the whole stream, so it must
-    hold this test's events only (database 0 is the e2e gateway's, whose settler reads ``lime:usage`` there)."""
-    client = aioredis.Redis(host=redis_server.host, port=redis_server.port, db=REDIS_DB, socket_timeout=5.0,
-                            socket_connect_timeout=2.0)
-    await client.flushdb()
-    try:
-        yield client
-    finally:
-        await client.flushdb()
-        await client.aclose()
 
 
 async def funded_tenant(conn: Conn, redis: aioredis.Redis, points: int) -> str:

@@ -235,29 +235,24 @@ def test_readers_never_raise(value: Any) -> None:
     assert anthropic_usage(value, Usage(1, 2, 3, 4)) is not None
 
 
-@settings(max_examples=50)
-@given(usage=usage_objects)
-def test_chat_usage_rule(usage: dict[str, Any]) -> None:
-    prompt = count(usage.get("prompt_tokens"))
-    cached = min(detail(usage, "prompt_tokens_details", "cached_tokens"), prompt)
-    assert chat_usage(usage) == Usage(
-        input_tokens=prompt - cached,
-        cached_input_tokens=cached,
-        output_tokens=count(usage.get("completion_tokens")),
-        reasoning_tokens=detail(usage, "completion_tokens_details", "reasoning_tokens"),
-    )
+OPENAI_NAMES = {
+    "chat": (chat_usage, "prompt_tokens", "prompt_tokens_details", "completion_tokens", "completion_tokens_details"),
+    "responses": (responses_usage, "input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details"),
+}
 
 
+@pytest.mark.parametrize("api", sorted(OPENAI_NAMES))
 @settings(max_examples=50)
 @given(usage=usage_objects)
-def test_responses_usage_rule(usage: dict[str, Any]) -> None:
-    total = count(usage.get("input_tokens"))
-    cached = min(detail(usage, "input_tokens_details", "cached_tokens"), total)
-    assert responses_usage(usage) == Usage(
+def test_openai_usage_rule(api: str, usage: dict[str, Any]) -> None:
+    read, input_name, input_details, output_name, output_details = OPENAI_NAMES[api]
+    total = count(usage.get(input_name))
+    cached = min(detail(usage, input_details, "cached_tokens"), total)
+    assert read(usage) == Usage(
         input_tokens=total - cached,
         cached_input_tokens=cached,
-        output_tokens=count(usage.get("output_tokens")),
-        reasoning_tokens=detail(usage, "output_tokens_details", "reasoning_tokens"),
+        output_tokens=count(usage.get(output_name)),
+        reasoning_tokens=detail(usage, output_details, "reasoning_tokens"),
     )
 
 
