@@ -210,6 +210,7 @@ class ResponseTap:
             return body
         self.complete = True
         self.events = 1
+        self.delivered.append(body)
         read_usage = _JSON_USAGE.get(self.endpoint)
         if read_usage is not None:
             self.usage = read_usage(document.get("usage"))

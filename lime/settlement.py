@@ -53,6 +53,21 @@ def _texts(endpoint: str, event: dict[str, Any]) -> Iterable[str]:
         if isinstance(delta, dict):
             yield from (v for k, v in delta.items() if k in ("text", "partial_json", "thinking")
                         and isinstance(v, str))
+    # Whole JSON answers (an upstream that sent no usage with them).
+    if endpoint == "chat_completions":
+        for choice in event.get("choices") or []:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                yield message["content"]
+    elif endpoint == "responses" and event.get("object") == "response":
+        for item in event.get("output") or []:
+            for part in (item.get("content") or []) if isinstance(item, dict) else []:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    yield part["text"]
+    elif endpoint == "messages" and event.get("type") == "message":
+        for block in event.get("content") or []:
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                yield block["text"]
 
 
 def count_output(endpoint: str, delivered: Iterable[bytes]) -> int:
@@ -101,7 +116,7 @@ def _usage_and_outcome(grant: Grant, tap: ResponseTap | None) -> tuple[Usage, st
         # The upstream's final numbers arrived; whatever followed (or did not) changes nothing.
         return reported, "complete" if whole else "partial", False
     outcome = "complete" if whole else "partial"
-    counted_output = count_output(grant.endpoint, tap.delivered) if tap.framing is Framing.SSE else 0
+    counted_output = count_output(grant.endpoint, tap.delivered)
     if reported is None:
         output = 0 if grant.endpoint == "embeddings" else counted_output
         return Usage(input_tokens=grant.input_estimate, output_tokens=output), outcome, True

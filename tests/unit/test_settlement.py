@@ -221,12 +221,18 @@ def test_complete_stream_without_usage_is_counted_and_estimated() -> None:
     assert_priced(event, GRANT)
 
 
-def test_complete_json_without_usage_is_estimated_at_the_reserved_input() -> None:
-    document = json.loads(provider_fixture("openai-chat-completion-cached.json").read_bytes())
+@pytest.mark.parametrize(("endpoint", "name"), [
+    ("chat_completions", "openai-chat-completion-cached.json"), ("responses", "openai-responses.json"),
+    ("messages", "anthropic-messages-cache.json")])
+def test_complete_json_without_usage_is_estimated_at_the_reserved_input_and_counted_output(
+        endpoint: str, name: str) -> None:
+    document = json.loads(provider_fixture(name).read_bytes())
     del document["usage"]
-    event = settlement_for(GRANT, tap_of("chat_completions", json.dumps(document).encode(), content_type=JSON))
+    event = settlement_for(grant(endpoint), tap_of(endpoint, json.dumps(document).encode(), content_type=JSON))
     assert (event.outcome, event.estimated, event.input_tokens) == ("complete", True, GRANT.input_estimate)
-    assert_priced(event, GRANT)
+    # Lime counts the answer's text itself: never nothing for an answer that has text.
+    assert event.output_tokens > 0
+    assert_priced(event, grant(endpoint))
 
 
 # -- cut off ----------------------------------------------------------------------------------------------------
