@@ -18,6 +18,7 @@ by ``lime reconcile``); until then reserve answers ``unloaded`` and the caller l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 __all__ = [
     "USAGE_STREAM",
@@ -207,6 +209,20 @@ return 1
 """
 
 
+# Redis names scripts by their SHA-1 (an identifier here, not a security measure).
+_SHA1 = {script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+         for script in (_RESERVE, _SETTLE, _ADJUST, _REBUILD, _LOAD)}
+
+
+async def _run(redis: aioredis.Redis, script: str, keys: list[str], args: list[str | int | float]) -> Any:
+    """EVALSHA, so the hot path sends a digest instead of the script; EVAL once when Redis does not know it yet
+    (a restarted or flushed Redis)."""
+    try:
+        return await redis.evalsha(_SHA1[script], len(keys), *keys, *args)
+    except NoScriptError:
+        return await redis.eval(script, len(keys), *keys, *args)
+
+
 async def reserve(redis: aioredis.Redis, request: ReservationRequest, *, now: float | None = None) -> ReserveOutcome:
     now = time.time() if now is None else now
     minute = window(now)
@@ -218,7 +234,7 @@ async def reserve(redis: aioredis.Redis, request: ReservationRequest, *, now: fl
     args: list[str | int | float] = [
         request.reservation_id, request.points, request.tokens, request.rpm_limit or 0, request.tpm_limit or 0,
         request.concurrency_limit or 0, now, now + request.ttl_seconds, max(1, 60 - int(now % 60)), fields]
-    verdict, retry_after = await redis.eval(_RESERVE, len(keys), *keys, *args)
+    verdict, retry_after = await _run(redis, _RESERVE, keys, args)
     verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
     if verdict == "unloaded":
         return ReserveOutcome(None, loaded=False, minute=minute)
@@ -273,7 +289,7 @@ async def settle(redis: aioredis.Redis, event: UsageEvent, *, tpm_tokens: int | 
     tokens = event.tokens if tpm_tokens is None else tpm_tokens
     args: list[str | int | float] = [
         event.request_id, event.cost, tokens, event.encode(), only_if_expired_at, SETTLED_MARKER_SECONDS]
-    return int(await redis.eval(_SETTLE, len(keys), *keys, *args))
+    return int(await _run(redis, _SETTLE, keys, args))
 
 
 async def expired_reservations(redis: aioredis.Redis, now: float, limit: int = 100) -> list[str]:
@@ -293,15 +309,15 @@ async def reservation_fields(redis: aioredis.Redis, reservation_id: str) -> Mapp
 
 async def adjust_balance(redis: aioredis.Redis, tenant_id: str, amount: int) -> bool:
     """Add ``amount`` to a loaded balance (a grant); an unloaded one will be read from PostgreSQL anyway."""
-    return bool(await redis.eval(_ADJUST, 1, points_key(tenant_id), amount))
+    return bool(await _run(redis, _ADJUST, [points_key(tenant_id)], [amount]))
 
 
 async def rebuild(redis: aioredis.Redis, tenant_id: str, pg_balance: int) -> dict[str, int]:
     keys = [points_key(tenant_id), inflight_key(tenant_id), USAGE_STREAM, RESERVATIONS]
-    balance, held, count = await redis.eval(_REBUILD, len(keys), *keys, tenant_id, pg_balance)
+    balance, held, count = await _run(redis, _REBUILD, keys, [tenant_id, pg_balance])
     return {"balance": int(balance), "held": int(held), "in_flight": int(count)}
 
 
 async def load_balance(redis: aioredis.Redis, tenant_id: str, points: int) -> None:
     """Seed an unloaded balance; the caller holds the PostgreSQL row lock so no grant slips in between."""
-    await redis.eval(_LOAD, 1, points_key(tenant_id), points)
+    await _run(redis, _LOAD, [points_key(tenant_id)], [points])

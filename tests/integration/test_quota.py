@@ -388,3 +388,14 @@ async def test_event_round_trips_through_the_stream(redis_client: aioredis.Redis
                if json.loads(fields[b"event"])["request_id"] == event.request_id]
     assert UsageEvent.decode(entry[b"event"]) == event
     assert UsageEvent.decode(event.encode()) == event
+
+
+async def test_scripts_survive_a_redis_that_forgot_them(redis_client: aioredis.Redis) -> None:
+    tenant_id = tenant()
+    await quota.load_balance(redis_client, tenant_id, 1_000)
+    await redis_client.script_flush()  # a restarted Redis knows no script
+    outcome = await quota.reserve(redis_client, ReservationRequest(
+        reservation_id=f"req-{uuid.uuid4().hex}", tenant_id=tenant_id, key_id="k", endpoint="chat_completions",
+        model="m", upstream="u", points=10, tokens=5, rpm_limit=None, tpm_limit=None, concurrency_limit=None,
+        ttl_seconds=60))
+    assert outcome.ok
