@@ -139,6 +139,10 @@ Try it:
     -H 'Content-Type: application/json' \\
     -d '{{"model": "lime-chat", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
+What it cost (the demo tenant starts with 100 points):
+  .venv/bin/lime usage --tenant {access.tenant_id}
+  .venv/bin/lime points balance {access.tenant_id}
+
 Ctrl-C stops everything.""", flush=True)
 
 

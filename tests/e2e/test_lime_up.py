@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -54,6 +55,18 @@ def test_lime_up_prints_a_curl_that_works(fresh_database: str, redis_server: Emb
         body, status = result.stdout.rsplit("\n", 1)
         assert status == "200", body
         assert '"object":"chat.completion"' in body.replace(" ", "")
+        # The banner's billing commands show what that request cost, once the settler has written it.
+        usage = re.search(r"^\s*\S*(lime usage .*)$", banner, re.M)
+        assert usage, banner
+        while True:
+            shown = subprocess.run([sys.executable, "-m", "lime.cli", *shlex.split(usage.group(1))[1:], "--json"],
+                                   env=env, capture_output=True, text=True, timeout=30, check=True)
+            rows = json.loads(shown.stdout)
+            if rows:
+                break
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        assert rows[0]["model"] == "lime-chat" and rows[0]["requests"] == 1 and rows[0]["cost"] > 0
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(30)
