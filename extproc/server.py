@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from extproc.rewrite import CredentialLookup
 from lime import quota, token_count
 from lime.connections import open_redis
 from lime.envoy_api import proc_grpc
+from lime.grant import Grant
 from lime.grpc_server import serve_grpc
 from lime.quota import UsageEvent
 from lime.settings import Settings
@@ -33,22 +35,38 @@ SETTLE_FAILURES = Counter("lime_settlement_failures", "Settlements that could no
 
 
 class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    def __init__(self, credential_for: CredentialLookup, redis: aioredis.Redis) -> None:
+    def __init__(self, credential_for: CredentialLookup, redis: aioredis.Redis, *,
+                 reservation_ttl_seconds: int = 900) -> None:
         self._credential_for = credential_for
         self._redis = redis
+        self._ttl = reservation_ttl_seconds
         self._settling: set[asyncio.Task[None]] = set()
 
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    def _still_streaming(self, grant: Grant) -> None:
+        self._background(self._extend(grant.request_id))
+
+    async def _extend(self, reservation_id: str) -> None:
+        try:
+            await quota.extend(self._redis, reservation_id, time.time() + self._ttl)
+        except (aioredis.RedisError, OSError) as error:
+            log.warning("could not extend the reservation of %s: %s", reservation_id, error)
+
     async def Process(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-        processor = StreamProcessor(self._credential_for)
+        # A third of the TTL: two chances to push the deadline out before the reaper would take the reservation.
+        processor = StreamProcessor(self._credential_for, still_streaming=self._still_streaming,
+                                    touch_every=self._ttl / 3)
         try:
             async for request in request_iterator:
                 yield processor.handle(request)
         finally:
             event = processor.settlement()
             if event is not None:
-                task = asyncio.get_running_loop().create_task(self._settle(event))
-                self._settling.add(task)
-                task.add_done_callback(self._settling.discard)
+                self._background(self._settle(event))
 
     async def _settle(self, event: UsageEvent) -> None:
         for attempt in range(3):
@@ -71,7 +89,8 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
 async def serve(settings: Settings) -> None:
     token_count.warm_up()
     async with open_redis(settings) as redis:
-        service = ExternalProcessorService(settings.upstream_credential, redis)
+        service = ExternalProcessorService(settings.upstream_credential, redis,
+                                           reservation_ttl_seconds=settings.reservation_ttl_seconds)
         try:
             await serve_grpc(
                 str(settings.extproc),

@@ -36,6 +36,7 @@ __all__ = [
     "ReserveOutcome",
     "UsageEvent",
     "adjust_balance",
+    "extend",
     "load_balance",
     "points_key",
     "reserve",
@@ -167,6 +168,14 @@ redis.call('SET', settled, '1', 'EX', ARGV[6])
 return 1
 """
 
+# A long stream pushes its deadline out, so the reaper leaves a request alone while its answer still flows.
+_EXTEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'deadline', ARGV[2])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
+return 1
+"""
+
 _ADJUST = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'balance', ARGV[1]) return 1 end
 return 0
@@ -211,7 +220,7 @@ return 1
 
 # Redis names scripts by their SHA-1 (an identifier here, not a security measure).
 _SHA1 = {script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-         for script in (_RESERVE, _SETTLE, _ADJUST, _REBUILD, _LOAD)}
+         for script in (_RESERVE, _SETTLE, _EXTEND, _ADJUST, _REBUILD, _LOAD)}
 
 
 async def _run(redis: aioredis.Redis, script: str, keys: list[str], args: list[str | int | float]) -> Any:
@@ -290,6 +299,12 @@ async def settle(redis: aioredis.Redis, event: UsageEvent, *, tpm_tokens: int | 
     args: list[str | int | float] = [
         event.request_id, event.cost, tokens, event.encode(), only_if_expired_at, SETTLED_MARKER_SECONDS]
     return int(await _run(redis, _SETTLE, keys, args))
+
+
+async def extend(redis: aioredis.Redis, reservation_id: str, deadline: float) -> bool:
+    """Move a live reservation's deadline; ``False`` when it is already settled or reaped."""
+    keys = [reservation_key(reservation_id), RESERVATIONS]
+    return bool(await _run(redis, _EXTEND, keys, [reservation_id, deadline]))
 
 
 async def expired_reservations(redis: aioredis.Redis, now: float, limit: int = 100) -> list[str]:

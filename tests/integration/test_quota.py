@@ -399,3 +399,18 @@ async def test_scripts_survive_a_redis_that_forgot_them(redis_client: aioredis.R
         model="m", upstream="u", points=10, tokens=5, rpm_limit=None, tpm_limit=None, concurrency_limit=None,
         ttl_seconds=60))
     assert outcome.ok
+
+
+async def test_a_long_stream_pushes_its_deadline_past_the_reaper(redis_client: aioredis.Redis) -> None:
+    tenant_id = tenant()
+    await quota.load_balance(redis_client, tenant_id, 1_000)
+    request = ReservationRequest(
+        reservation_id=f"req-{uuid.uuid4().hex}", tenant_id=tenant_id, key_id="k", endpoint="chat_completions",
+        model="m", upstream="u", points=10, tokens=5, rpm_limit=None, tpm_limit=None, concurrency_limit=None,
+        ttl_seconds=60)
+    started = time.time() - 100  # reserved 100 s ago with a 60 s TTL: due for reaping ...
+    assert (await quota.reserve(redis_client, request, now=started)).ok
+    assert await quota.extend(redis_client, request.reservation_id, time.time() + 60)  # ... but still streaming
+    assert await reap_expired(redis_client) == 0
+    assert request.reservation_id not in await quota.expired_reservations(redis_client, time.time())
+    assert not await quota.extend(redis_client, "req-never-reserved", time.time() + 60)
