@@ -11,8 +11,6 @@ without a grant are local replies (authz denied, or Envoy answered itself) and p
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 from extproc.response_headers import hidden_response_headers
@@ -34,15 +32,8 @@ _RESPONSE_PHASES = frozenset({"response_headers", "response_body", "response_tra
 
 
 class StreamProcessor:
-    def __init__(self, credential_for: CredentialLookup, *, still_streaming: Callable[[Grant], None] | None = None,
-                 touch_every: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
-        """``still_streaming`` is called at most every ``touch_every`` seconds while an answer flows, so that the
-        caller can keep the request's reservation from being reaped under a long stream."""
+    def __init__(self, credential_for: CredentialLookup) -> None:
         self._credential_for = credential_for
-        self._still_streaming = still_streaming
-        self._touch_every = touch_every
-        self._clock = clock
-        self._last_touch = clock()
         self._grant: Grant | None = None
         self._metadata_seen = False
         self._request_headers: list[str] = []
@@ -114,14 +105,13 @@ class StreamProcessor:
         out = tap.feed(chunk)
         if end_of_stream:
             out += tap.finish()
-        elif self._still_streaming is not None and self._grant is not None:
-            now = self._clock()
-            if now - self._last_touch >= self._touch_every:
-                self._last_touch = now
-                self._still_streaming(self._grant)
         if out == chunk:
             return envoy_api.ACK_RESPONSE_BODY
         return envoy_api.response_body_replace(out)
+
+    @property
+    def grant(self) -> Grant | None:
+        return self._grant
 
     def settlement(self) -> UsageEvent | None:
         """How this request settles, once its stream is over (or cut); ``None`` for a local reply."""

@@ -22,7 +22,6 @@ from extproc.rewrite import CredentialLookup
 from lime import quota, token_count
 from lime.connections import open_redis
 from lime.envoy_api import proc_grpc
-from lime.grant import Grant
 from lime.grpc_server import serve_grpc
 from lime.quota import UsageEvent
 from lime.settings import Settings
@@ -47,23 +46,27 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    def _still_streaming(self, grant: Grant) -> None:
-        self._background(self._extend(grant.request_id))
-
-    async def _extend(self, reservation_id: str) -> None:
-        try:
-            await quota.extend(self._redis, reservation_id, time.time() + self._ttl)
-        except (aioredis.RedisError, OSError) as error:
-            log.warning("could not extend the reservation of %s: %s", reservation_id, error)
+    async def _keep_alive(self, reservation_id: str) -> None:
+        """Vouch for a request in progress every third of the TTL (two chances before the reaper would act),
+        however long its answer takes; a request nobody vouches for is one whose extproc is gone."""
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                await quota.extend(self._redis, reservation_id, time.time() + self._ttl)
+            except (aioredis.RedisError, OSError) as error:
+                log.warning("could not extend the reservation of %s: %s", reservation_id, error)
 
     async def Process(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-        # A third of the TTL: two chances to push the deadline out before the reaper would take the reservation.
-        processor = StreamProcessor(self._credential_for, still_streaming=self._still_streaming,
-                                    touch_every=self._ttl / 3)
+        processor = StreamProcessor(self._credential_for)
+        keep_alive: asyncio.Task[None] | None = None
         try:
             async for request in request_iterator:
                 yield processor.handle(request)
+                if keep_alive is None and processor.grant is not None:
+                    keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(processor.grant.request_id))
         finally:
+            if keep_alive is not None:
+                keep_alive.cancel()
             event = processor.settlement()
             if event is not None:
                 self._background(self._settle(event))

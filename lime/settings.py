@@ -80,8 +80,9 @@ class Settings:
     upstream_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     key_cache_seconds: int = 60
     catalog_poll_seconds: float = 5.0
-    #: A reservation whose request has not settled after this long is reaped (released, nothing charged).
-    reservation_ttl_seconds: int = 900
+    #: A reservation nobody has vouched for this long is reaped (released, nothing charged); extproc vouches for
+    #: the requests it serves every third of it, so only requests whose extproc is gone are reaped.
+    reservation_ttl_seconds: int = 60
     log_level: str = "INFO"
 
     @classmethod

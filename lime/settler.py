@@ -21,7 +21,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_pool(settings) as pool, open_redis(settings) as redis:
-        writer = SettlementWriter(pool, redis)
+        writer = SettlementWriter(pool, redis, reap_every=min(5.0, settings.reservation_ttl_seconds / 2))
         await writer.ensure_group()
         server, thread = start_http_server(settings.settler.port, addr=settings.settler.host)
         try:

@@ -35,6 +35,7 @@ T = TypeVar("T")
 UPSTREAM_SECRET = "upstream-secret-mock-0001"
 UPSTREAM_SECRET_ANTHROPIC = "upstream-secret-anthropic-0002"
 ADMIN_TOKEN = "test-admin-token"
+RESERVATION_TTL_SECONDS = 3
 
 # public id, upstream, upstream model id, kind
 CATALOG = (
@@ -232,6 +233,8 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
         "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": UPSTREAM_SECRET_ANTHROPIC,
         "LIME_ENVOY_CONFIG": str(Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"),
         "LIME_CATALOG_POLL_SECONDS": "1",
+        # Short, so the whole suite runs with extproc vouching for its requests, and a lost one is reaped soon.
+        "LIME_RESERVATION_TTL_SECONDS": str(RESERVATION_TTL_SECONDS),
     })
     for name in ADDRESS_NAMES:
         env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from lime.catalog import Limits
-from tests.e2e.conftest import Gateway, TenantAccess, run_sync
+from tests.e2e.conftest import RESERVATION_TTL_SECONDS, Gateway, TenantAccess, run_sync
 
 # conftest prices: 1 point (1e6 micro) per M input, 2 per M output, 0.5 per M cached input
 INPUT_PRICE, OUTPUT_PRICE = 1_000_000, 2_000_000
@@ -176,3 +176,27 @@ def test_a_client_that_leaves_mid_stream_pays_for_what_it_got(gateway: Gateway, 
     assert row["cost"] == expected_cost(row["input_tokens"], row["output_tokens"]) > 0
     _, entries = ledger(gateway, tenant.tenant_id)
     assert [e for e in entries if e[2] == request_id] == [("usage", -row["cost"], request_id)]
+
+
+def test_an_answer_longer_than_the_reservation_ttl_is_not_reaped(gateway: Gateway, tenant: TenantAccess) -> None:
+    # 12 chunks 600 ms apart: over twice the suite's reservation TTL; extproc vouches for it all along.
+    assert RESERVATION_TTL_SECONDS * 2 < 12 * 0.6
+    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
+        model="chat-a", messages=[{"role": "user", "content": "take your time"}], stream=True,
+        extra_headers={"x-mock-chunks": "12", "x-mock-delay-ms": "600"})
+    request_id = raw.headers["x-request-id"]
+    assert len([c for c in raw.parse() if c.choices and c.choices[0].delta.content]) == 12
+    row = record(gateway, request_id)
+    assert row["outcome"] == "complete" and row["output_tokens"] == 12 and row["cost"] > 0
+
+
+def test_a_request_extproc_never_saw_gives_its_hold_and_slot_back(gateway: Gateway) -> None:
+    limited = gateway.new_tenant(["chat-a"], limits=Limits(concurrency=1))
+    client = gateway.openai(limited)
+    with gateway.stopped("extproc"), pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    assert failed.value.status_code == 503  # authz had reserved: the slot is taken until the reaper frees it
+    request_id = failed.value.response.headers["x-request-id"]
+    row = record(gateway, request_id, timeout=RESERVATION_TTL_SECONDS + 15)
+    assert row["outcome"] == "reaped" and row["cost"] == 0
+    client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])  # the slot is back

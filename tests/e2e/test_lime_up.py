@@ -31,7 +31,10 @@ def fresh_database(postgres: EmbeddedPostgres) -> Iterator[str]:
 
 def test_lime_up_prints_a_curl_that_works(fresh_database: str, redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIME_")}
-    env.update({"LIME_DATABASE_URL": fresh_database, "LIME_REDIS_URL": redis_server.url,
+    # A Redis database of its own: the session gateway's settler consumes the usage stream of database 0, and
+    # would take this stack's events (two deployments must never share one).
+    redis_url = f"redis://{redis_server.host}:{redis_server.port}/7"
+    env.update({"LIME_DATABASE_URL": fresh_database, "LIME_REDIS_URL": redis_url,
                 "LIME_STATE_DIR": str(tmp_path / "state"),
                 "LIME_ENVOY_CONFIG": str(Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml")})
     for name in ADDRESS_NAMES:

@@ -122,17 +122,3 @@ def test_missing_credential_is_an_immediate_503_in_the_clients_protocol() -> Non
     body = json.loads(immediate.body)
     assert body["type"] == "error" and body["error"]["type"] == "api_error" and body["request_id"] == "req-9"
 
-
-def test_a_long_stream_keeps_its_reservation_alive() -> None:
-    now = [0.0]
-    touched: list[str] = []
-    processor = StreamProcessor({"mock": "sk-up"}.get, still_streaming=lambda grant: touched.append(grant.request_id),
-                                touch_every=300, clock=lambda: now[0])
-    meta = GRANT.to_metadata()
-    processor.handle(message("response_headers", metadata=meta,
-                             headers={":status": "200", "content-type": "text/event-stream"}))
-    for second in (10, 200, 310, 400, 620):
-        now[0] = second
-        processor.handle(message("response_body", metadata=meta, body=b'data: {"choices":[]}\n\n'))
-    # at most once per 300 s of streaming: at 310 and at 620
-    assert touched == ["req-1", "req-1"]
