@@ -74,7 +74,7 @@ def _include_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
-def _plan(api: Api, body: Mapping[str, Any], chunks: int) -> Reply:
+def _plan(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int) -> Reply:
     now = int(time.time())
     if api is Api.CHAT:
         return plan_reply(
@@ -83,6 +83,7 @@ def _plan(api: Api, body: Mapping[str, Any], chunks: int) -> Reply:
             limit_fields=("max_completion_tokens", "max_tokens"),
             response_id=new_id("chatcmpl-", 29),
             created=now,
+            cached_tokens=cached_tokens,
         )
     if api is Api.RESPONSES:
         return plan_reply(
@@ -92,11 +93,13 @@ def _plan(api: Api, body: Mapping[str, Any], chunks: int) -> Reply:
             response_id=new_id("resp_", 48),
             created=now,
             item_id=new_id("msg_", 48),
+            cached_tokens=cached_tokens,
         )
-    return plan_reply(body, chunks=chunks, limit_fields=("max_tokens",), response_id=new_id("msg_01", 22), created=now)
+    return plan_reply(body, chunks=chunks, limit_fields=("max_tokens",), response_id=new_id("msg_01", 22), created=now,
+                      cached_tokens=cached_tokens)
 
 
-def answer(api: Api, body: Mapping[str, Any], chunks: int) -> Answer:
+def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 0) -> Answer:
     """The answer to a parsed request body, or :class:`InvalidRequest` for what the real API rejects."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -109,7 +112,7 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int) -> Answer:
         reply_body = bodies.embeddings_body(body, dimensions=width or bodies.DEFAULT_EMBEDDING_DIMENSIONS)
         return Answer(usage=reply_body["usage"], body=reply_body)
 
-    reply = _plan(api, body, chunks)
+    reply = _plan(api, body, chunks, cached_tokens)
     stream = is_stream(api, body)
     if api is Api.CHAT:
         usage = bodies.chat_usage(reply)

@@ -15,7 +15,9 @@ __all__ = ["anthropic_events", "anthropic_message", "anthropic_usage"]
 
 
 def _anthropic_input_usage(reply: Reply) -> JSON:
-    return {"input_tokens": reply.input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    # Anthropic's input_tokens leave out what was read from the cache (fixtures README, fact 15).
+    return {"input_tokens": reply.input_tokens - reply.cached_tokens, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": reply.cached_tokens}
 
 
 def anthropic_usage(reply: Reply) -> JSON:

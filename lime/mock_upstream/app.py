@@ -140,7 +140,7 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
     if overrides.status is not None:
         return _fail(state, entry, api, overrides.status, None)
     try:
-        planned = answer(api, body, overrides.chunks)
+        planned = answer(api, body, overrides.chunks, overrides.cached_tokens)
     except InvalidRequest as exc:
         return _fail(state, entry, api, 400, exc.message, exc.param)
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "CACHED_HEADER",
     "CHUNKS_HEADER",
     "DELAY_HEADER",
     "STATUS_HEADER",
@@ -22,6 +23,8 @@ __all__ = [
 CHUNKS_HEADER = "x-mock-chunks"
 DELAY_HEADER = "x-mock-delay-ms"
 STATUS_HEADER = "x-mock-status"
+#: Prompt tokens to report as read from the provider's prompt cache (capped at the prompt's size).
+CACHED_HEADER = "x-mock-cached-tokens"
 
 # Bounds that keep a typo from making the mock stream for hours.
 MAX_CHUNKS = 100_000
@@ -49,6 +52,7 @@ class Overrides:
     chunks: int
     delay_ms: int
     status: int | None
+    cached_tokens: int = 0
 
 
 class BadOverride(ValueError):
@@ -73,7 +77,9 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
     chunks = _int_header(headers, CHUNKS_HEADER, 0, MAX_CHUNKS)
     delay_ms = _int_header(headers, DELAY_HEADER, 0, MAX_DELAY_MS)
     status = _int_header(headers, STATUS_HEADER, 400, 599)
+    cached = _int_header(headers, CACHED_HEADER, 0, 10**9)
     return Overrides(
+        cached_tokens=cached or 0,
         chunks=config.chunks if chunks is None else chunks,
         delay_ms=config.delay_ms if delay_ms is None else delay_ms,
         status=status,

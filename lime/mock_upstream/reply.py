@@ -43,6 +43,8 @@ class Reply:
     created: int
     #: The Responses API's output item id (``msg_…``); unused by the other APIs.
     item_id: str = ""
+    #: Of ``input_tokens``, how many were read from the prompt cache.
+    cached_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -105,6 +107,7 @@ def plan_reply(
     response_id: str,
     created: int,
     item_id: str = "",
+    cached_tokens: int = 0,
 ) -> Reply:
     """Plan the answer to ``body``: ``chunks`` pieces, cut to the request's token limit as a real model would.
 
@@ -119,11 +122,12 @@ def plan_reply(
     return Reply(
         model=str(body.get("model", "")),
         pieces=reply_pieces(count),
-        input_tokens=count_input_tokens(body),
+        input_tokens=(input_tokens := count_input_tokens(body)),
         truncated=truncated,
         response_id=response_id,
         created=created,
         item_id=item_id,
+        cached_tokens=min(max(cached_tokens, 0), input_tokens),
     )
 
 

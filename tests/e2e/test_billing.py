@@ -200,3 +200,31 @@ def test_a_request_extproc_never_saw_gives_its_hold_and_slot_back(gateway: Gatew
     row = record(gateway, request_id, timeout=RESERVATION_TTL_SECONDS + 15)
     assert row["outcome"] == "reaped" and row["cost"] == 0
     client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])  # the slot is back
+
+
+CACHED_PRICE = 500_000
+
+
+@pytest.mark.parametrize("endpoint", ["chat_completions", "responses", "messages"])
+def test_cached_input_is_priced_at_its_own_rate(gateway: Gateway, tenant: TenantAccess, endpoint: str) -> None:
+    prompt = "a long shared prefix " * 40  # about 210 mock tokens, 120 of them from the cache
+    cached = {"x-mock-cached-tokens": "120"}
+    if endpoint == "chat_completions":
+        request_id = gateway.openai(tenant).chat.completions.with_raw_response.create(
+            model="chat-a", messages=[{"role": "user", "content": prompt}], extra_headers=cached,
+        ).headers["x-request-id"]
+    elif endpoint == "responses":
+        request_id = gateway.openai(tenant).responses.with_raw_response.create(
+            model="chat-a", input=prompt, extra_headers=cached).headers["x-request-id"]
+    else:
+        request_id = gateway.anthropic(tenant).messages.with_raw_response.create(
+            model="claude", max_tokens=32, messages=[{"role": "user", "content": prompt}], extra_headers=cached,
+        ).headers["x-request-id"]
+    row = record(gateway, request_id)
+    usage = gateway.mock_request(request_id)["usage"]
+    total_input = usage.get("prompt_tokens") or usage["input_tokens"] + usage.get("cache_read_input_tokens", 0)
+    output = usage.get("completion_tokens") or usage["output_tokens"]
+    assert row["cached_input_tokens"] == 120
+    assert row["input_tokens"] == total_input - 120  # cached tokens are not billed twice
+    assert row["cost"] == -(-((total_input - 120) * INPUT_PRICE + 120 * CACHED_PRICE + output * OUTPUT_PRICE)
+                            // 1_000_000)

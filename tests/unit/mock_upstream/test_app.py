@@ -377,3 +377,21 @@ async def test_abandoned_stream_is_logged_incomplete(server: MockServer) -> None
     [entry] = await get_log(server)
     assert entry["status"] == 200 and entry["completed"] is False
     assert math.isfinite(entry["usage"]["output_tokens"])
+
+
+async def test_cached_tokens_are_reported_in_each_protocols_own_way(
+        oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic) -> None:
+    prompt = "cache me " * 50
+    cached = {"x-mock-cached-tokens": "40"}
+    chat = await oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}],
+                                             extra_headers=cached)
+    assert chat.usage is not None and chat.usage.prompt_tokens_details is not None
+    assert chat.usage.prompt_tokens_details.cached_tokens == 40  # part of prompt_tokens
+    message = await claude.messages.create(model="claude-mock", max_tokens=5, extra_headers=cached,
+                                           messages=[{"role": "user", "content": prompt}])
+    assert message.usage.cache_read_input_tokens == 40
+    assert message.usage.input_tokens == chat.usage.prompt_tokens - 40  # Anthropic leaves them out
+    huge = await oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                             extra_headers={"x-mock-cached-tokens": "1000"})
+    assert huge.usage is not None and huge.usage.prompt_tokens_details is not None
+    assert huge.usage.prompt_tokens_details.cached_tokens == huge.usage.prompt_tokens  # never more than the prompt
