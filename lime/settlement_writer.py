@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from lime import quota
 from lime.quota import USAGE_STREAM, UsageEvent
 
-__all__ = ["GROUP", "SettlementWriter", "persist", "reap_expired"]
+__all__ = ["GROUP", "SettlementWriter", "persist", "persist_batch", "reap_expired"]
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +42,85 @@ RETRIES = Counter("lime_settlement_write_retries", "Failed attempts to write a u
 
 
 async def persist(conn: psycopg.AsyncConnection[Any], event: UsageEvent) -> bool:
-    """Write one event; ``False`` when its request id was already recorded (a redelivery)."""
+    """Write one event in its own transaction; ``False`` when its request id was already recorded."""
+    async with conn.transaction():
+        return await _write(conn, event)
+
+
+_RECORD_COLUMNS = ("request_id, tenant_id, key_id, endpoint, model, upstream, outcome, estimated, upstream_status,"
+                   " input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,"
+                   " reserved, cost, started_at")
+_RECORD_VALUES = "(" + ", ".join(["%s"] * 17) + ")"
+
+
+def _record_row(event: UsageEvent) -> tuple[Any, ...]:
+    return (event.request_id, event.tenant_id, event.key_id, event.endpoint, event.model, event.upstream,
+            event.outcome, event.estimated, event.upstream_status, event.input_tokens, event.cached_input_tokens,
+            event.cache_write_tokens, event.output_tokens, event.reasoning_tokens, event.reserved, event.cost,
+            datetime.fromtimestamp(event.started_at, UTC))
+
+
+async def persist_batch(conn: psycopg.AsyncConnection[Any], events: list[UsageEvent]) -> list[bool]:
+    """Write events in one transaction and a handful of statements, whatever their number: one multi-row
+    insert of the records, one balance update per tenant, one multi-row insert into the ledger. Returns, per
+    event, whether it was new.
+
+    Balance rows are locked tenant by tenant in sorted order, so two writers cannot deadlock on each other."""
+    if not events:
+        return []
     async with conn.transaction():
         cursor = await conn.execute(
-            "INSERT INTO usage_records (request_id, tenant_id, key_id, endpoint, model, upstream, outcome,"
-            " estimated, upstream_status, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,"
-            " reasoning_tokens, reserved, cost, started_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (request_id) DO NOTHING",
-            (event.request_id, event.tenant_id, event.key_id, event.endpoint, event.model, event.upstream,
-             event.outcome, event.estimated, event.upstream_status, event.input_tokens,
-             event.cached_input_tokens, event.cache_write_tokens, event.output_tokens, event.reasoning_tokens,
-             event.reserved, event.cost, datetime.fromtimestamp(event.started_at, UTC)),
-        )
-        if cursor.rowcount == 0:
-            return False
-        if event.cost:
-            await conn.execute("INSERT INTO balances (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                               (event.tenant_id,))
+            # Built from constants and placeholders only: every value travels as a parameter.
+            f"INSERT INTO usage_records ({_RECORD_COLUMNS}) VALUES "  # noqa: S608
+            + ", ".join([_RECORD_VALUES] * len(events)) + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+            [value for event in events for value in _record_row(event)])
+        inserted = {row[0] for row in await cursor.fetchall()}
+        # The first event of a request id is the one written (a redelivery inside one batch is a no-op too).
+        written, seen = [], set()
+        for event in events:
+            new = event.request_id in inserted and event.request_id not in seen
+            seen.add(event.request_id)
+            written.append(new)
+        charges: dict[str, list[UsageEvent]] = {}
+        for event, new in zip(events, written, strict=True):
+            if new and event.cost:
+                charges.setdefault(event.tenant_id, []).append(event)
+        ledger: list[Any] = []
+        for tenant_id in sorted(charges):
+            tenant_events = charges[tenant_id]
+            await conn.execute("INSERT INTO balances (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING", (tenant_id,))
             row = await (await conn.execute(
-                "UPDATE balances SET points = points - %s, updated_at = now() WHERE tenant_id = %s"
-                " RETURNING points", (event.cost, event.tenant_id))).fetchone()
+                "UPDATE balances SET points = points - %s, updated_at = now() WHERE tenant_id = %s RETURNING points",
+                (sum(e.cost for e in tenant_events), tenant_id))).fetchone()
             assert row is not None
+            balance = int(row[0]) + sum(e.cost for e in tenant_events)
+            for event in tenant_events:  # in stream order, each entry with the balance it left
+                balance -= event.cost
+                ledger.extend((tenant_id, -event.cost, balance, event.request_id))
+        if ledger:
             await conn.execute(
-                "INSERT INTO ledger (tenant_id, kind, amount, balance_after, request_id)"
-                " VALUES (%s, 'usage', %s, %s, %s)", (event.tenant_id, -event.cost, row[0], event.request_id))
+                "INSERT INTO ledger (tenant_id, kind, amount, balance_after, request_id) VALUES "  # noqa: S608
+                + ", ".join(["(%s, 'usage', %s, %s, %s)"] * (len(ledger) // 4)), ledger)
+    return written
+
+
+async def _write(conn: psycopg.AsyncConnection[Any], event: UsageEvent) -> bool:
+    cursor = await conn.execute(
+        f"INSERT INTO usage_records ({_RECORD_COLUMNS}) VALUES {_RECORD_VALUES}"  # noqa: S608
+        " ON CONFLICT (request_id) DO NOTHING",
+        _record_row(event))
+    if cursor.rowcount == 0:
+        return False
+    if event.cost:
+        await conn.execute("INSERT INTO balances (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                           (event.tenant_id,))
+        row = await (await conn.execute(
+            "UPDATE balances SET points = points - %s, updated_at = now() WHERE tenant_id = %s"
+            " RETURNING points", (event.cost, event.tenant_id))).fetchone()
+        assert row is not None
+        await conn.execute(
+            "INSERT INTO ledger (tenant_id, kind, amount, balance_after, request_id)"
+            " VALUES (%s, 'usage', %s, %s, %s)", (event.tenant_id, -event.cost, row[0], event.request_id))
     return True
 
 
@@ -143,29 +197,46 @@ class SettlementWriter:
         return list(reply[0][1]) if reply else []  # RESP2: [[stream, [(id, fields), ...]]]
 
     async def _process(self, entries: list[Any]) -> int:
-        done = 0
+        if not entries:
+            return 0
+        batch: list[tuple[Any, UsageEvent]] = []
+        for entry_id, fields in entries:
+            raw = fields.get(b"event") if fields else None
+            if raw is None:  # deleted meanwhile: nothing to write
+                continue
+            try:
+                batch.append((entry_id, UsageEvent.decode(raw)))
+            except (ValueError, TypeError) as error:
+                await self._set_aside(entry_id, raw, error)
         async with self._pool.connection() as conn:
-            for entry_id, fields in entries:
-                raw = fields.get(b"event") if fields else None
-                if raw is None:  # deleted meanwhile, or not ours
-                    await self._ack(entry_id)
-                    continue
-                try:
-                    event = UsageEvent.decode(raw)
-                    if await persist(conn, event):
-                        PERSISTED.labels(event.outcome).inc()
-                except (ValueError, TypeError, psycopg.DataError, psycopg.IntegrityError) as error:
-                    # An event PostgreSQL can never take (its tenant deleted, say) must not stall all the
-                    # others behind it: set it aside, visible, for an operator.
-                    await self._redis.xadd(DEAD_LETTER_STREAM, {"event": raw, "error": str(error)[:500]})
-                    DEAD_LETTERS.inc()
-                    log.error("usage event %s set aside in %s: %s", entry_id, DEAD_LETTER_STREAM, error)
-                await self._ack(entry_id)
-                done += 1
-        return done
+            try:
+                written = await persist_batch(conn, [event for _, event in batch])
+            except (psycopg.DataError, psycopg.IntegrityError):
+                # One event PostgreSQL refuses spoils the batch: write them one by one to find it.
+                written = [await self._persist_or_set_aside(conn, entry_id, event) for entry_id, event in batch]
+        for (_, event), new in zip(batch, written, strict=True):
+            if new:
+                PERSISTED.labels(event.outcome).inc()
+        await self._ack([entry_id for entry_id, _ in entries])
+        return len(entries)
 
-    async def _ack(self, entry_id: Any) -> None:
+    async def _persist_or_set_aside(self, conn: psycopg.AsyncConnection[Any], entry_id: Any,
+                                    event: UsageEvent) -> bool:
+        try:
+            return await persist(conn, event)
+        except (psycopg.DataError, psycopg.IntegrityError) as error:
+            await self._set_aside(entry_id, event.encode().encode(), error)
+            return False
+
+    async def _set_aside(self, entry_id: Any, raw: bytes, error: Exception) -> None:
+        """An event PostgreSQL can never take (its tenant deleted, say) must not stall all the others behind it:
+        it goes to a stream of its own, visible to an operator, and is counted."""
+        await self._redis.xadd(DEAD_LETTER_STREAM, {"event": raw, "error": str(error)[:500]})
+        DEAD_LETTERS.inc()
+        log.error("usage event %s set aside in %s: %s", entry_id, DEAD_LETTER_STREAM, error)
+
+    async def _ack(self, entry_ids: list[Any]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(USAGE_STREAM, GROUP, entry_id)
-            pipe.xdel(USAGE_STREAM, entry_id)
+            pipe.xack(USAGE_STREAM, GROUP, *entry_ids)
+            pipe.xdel(USAGE_STREAM, *entry_ids)
             await pipe.execute()

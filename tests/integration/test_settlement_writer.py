@@ -29,7 +29,14 @@ from lime import admin, quota
 from lime.balances import balance_of, grant_points, load_into_redis
 from lime.embedded import EmbeddedPostgres, free_port
 from lime.quota import USAGE_STREAM, ReservationRequest, UsageEvent
-from lime.settlement_writer import DEAD_LETTER_STREAM, GROUP, SettlementWriter, persist, reap_expired
+from lime.settlement_writer import (
+    DEAD_LETTER_STREAM,
+    GROUP,
+    SettlementWriter,
+    persist,
+    persist_batch,
+    reap_expired,
+)
 from lime.store.migrate import apply_migrations
 from tests.integration.conftest import eventually, uid
 
@@ -336,3 +343,20 @@ async def test_the_reaper_drops_index_entries_whose_reservation_is_gone(redis_cl
     await redis_client.zadd(quota.RESERVATIONS, {ghost: time.time() - 10})
     assert await reap_expired(redis_client) == 0
     assert await redis_client.zscore(quota.RESERVATIONS, ghost) is None
+
+
+async def test_a_batch_writes_each_request_once_and_chains_each_tenants_ledger(conn: Conn) -> None:
+    first, second = uid("batch-a"), uid("batch-b")
+    for tenant_id in (first, second):
+        await admin.create_tenant(conn, tenant_id, tenant_id, package_id=None)
+    template = usage_event(reservation(first, 1), 0)
+    events = [replace(template, request_id=f"req-{uuid.uuid4().hex}", tenant_id=tenant_id, cost=cost)
+              for tenant_id, cost in ((first, 10), (second, 5), (first, 0), (first, 7), (second, 1))]
+    events.append(events[0])  # the same settlement twice in one batch
+
+    assert await persist_batch(conn, events) == [True, True, True, True, True, False]
+    assert await persist_batch(conn, events[:2]) == [False, False]  # and again later
+    assert await usage_ledger(conn, first) == [(events[0].request_id, -10, -10), (events[3].request_id, -7, -17)]
+    assert await usage_ledger(conn, second) == [(events[1].request_id, -5, -5), (events[4].request_id, -1, -6)]
+    assert (await balance_of(conn, first), await balance_of(conn, second)) == (-17, -6)
+    assert len(await records(conn, first)) == 3  # the free one is recorded, not charged
