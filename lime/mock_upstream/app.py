@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from lime.mock_upstream.answers import API_PATHS, Api, InvalidRequest, answer, is_stream
-from lime.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
+from lime.mock_upstream.config import BadOverride, MockConfig, Overrides, resolve_overrides
 from lime.mock_upstream.errors import anthropic_error_body, openai_error_body
 from lime.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
 from lime.mock_upstream.reply import new_id
@@ -87,24 +87,43 @@ def _fail(
     return _json_response(status, payload, api)
 
 
-async def _stream(
-    request: web.Request, entry: LoggedRequest, api: Api, events: tuple[bytes, ...], delay_ms: int
-) -> web.StreamResponse:
+async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: tuple[bytes, ...],
+                  overrides: Overrides) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers={
         "Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", **provider_headers(api, 200)})
     await response.prepare(request)
+    cut = overrides.drop_after if overrides.drop_after is not None else overrides.error_after
     try:
         for index, event in enumerate(events):
-            if index and delay_ms:
-                await asyncio.sleep(delay_ms / 1000)
+            if index == cut:
+                break
+            if index and overrides.delay_ms:
+                await asyncio.sleep(overrides.delay_ms / 1000)
             await response.write(event)
+        if cut is not None and cut < len(events):
+            if overrides.drop_after is not None:
+                # No terminating chunk, no final event: the connection just ends, as when an upstream crashes.
+                if request.transport is not None:
+                    request.transport.abort()
+                logger.info("dropped %s stream after %d events, as asked", request.path, cut)
+                return response
+            await response.write(in_stream_error(api))
         await response.write_eof()
     except ConnectionResetError:
         # The client hung up mid-stream; the entry stays incomplete, which is what the test wants to see.
         logger.info("client left %s stream after partial delivery", request.path)
         return response
-    entry["completed"] = True
+    entry["completed"] = cut is None or cut >= len(events)
     return response
+
+
+def in_stream_error(api: Api) -> bytes:
+    """The error event a provider sends inside a 200 stream (fixtures: anthropic-messages-stream-error.sse)."""
+    if api.is_anthropic:
+        return (b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+                b'"message":"Overloaded"}}\n\n')
+    return (b'data: {"error":{"message":"The server had an error while processing your request.",'
+            b'"type":"server_error","param":null,"code":null}}\n\n')
 
 
 async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
@@ -148,7 +167,7 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
     entry["usage"] = planned.usage
     state.log.add(entry)
     if planned.body is None:
-        return await _stream(request, entry, api, planned.events, overrides.delay_ms)
+        return await _stream(request, entry, api, planned.events, overrides)
     if overrides.delay_ms and planned.pieces:
         await asyncio.sleep(overrides.delay_ms * planned.pieces / 1000)
     entry["completed"] = True

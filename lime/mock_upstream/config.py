@@ -13,6 +13,8 @@ __all__ = [
     "CACHED_HEADER",
     "CHUNKS_HEADER",
     "DELAY_HEADER",
+    "DROP_HEADER",
+    "ERROR_HEADER",
     "STATUS_HEADER",
     "BadOverride",
     "MockConfig",
@@ -25,6 +27,10 @@ DELAY_HEADER = "x-mock-delay-ms"
 STATUS_HEADER = "x-mock-status"
 #: Prompt tokens to report as read from the provider's prompt cache (capped at the prompt's size).
 CACHED_HEADER = "x-mock-cached-tokens"
+#: Streams: after this many events, cut the connection without ending the response (a crashed upstream).
+DROP_HEADER = "x-mock-drop-after"
+#: Streams: after this many events, send the provider's in-stream error event and end (an overloaded upstream).
+ERROR_HEADER = "x-mock-error-after"
 
 # Bounds that keep a typo from making the mock stream for hours.
 MAX_CHUNKS = 100_000
@@ -53,6 +59,8 @@ class Overrides:
     delay_ms: int
     status: int | None
     cached_tokens: int = 0
+    drop_after: int | None = None
+    error_after: int | None = None
 
 
 class BadOverride(ValueError):
@@ -80,6 +88,8 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
     cached = _int_header(headers, CACHED_HEADER, 0, 10**9)
     return Overrides(
         cached_tokens=cached or 0,
+        drop_after=_int_header(headers, DROP_HEADER, 0, MAX_CHUNKS),
+        error_after=_int_header(headers, ERROR_HEADER, 0, MAX_CHUNKS),
         chunks=config.chunks if chunks is None else chunks,
         delay_ms=config.delay_ms if delay_ms is None else delay_ms,
         status=status,
