@@ -175,7 +175,13 @@ class SettlementWriter:
                 if time.monotonic() - last_reap >= self._reap_every:
                     last_reap = time.monotonic()
                     await reap_expired(self._redis)
-            except (psycopg.OperationalError, OSError, aioredis.ConnectionError) as error:
+            except aioredis.ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                # Redis lost its data (a restart without persistence): the stream and group start afresh.
+                log.warning("settlement writer: the usage stream's consumer group is gone; creating it again")
+                await self.ensure_group()
+            except (psycopg.OperationalError, OSError, aioredis.ConnectionError, aioredis.TimeoutError) as error:
                 RETRIES.inc()
                 log.warning("settlement writer: %s; retrying in 1s (events wait in the stream)", error)
                 await asyncio.sleep(1.0)

@@ -1,0 +1,57 @@
+"""The stores fail as DESIGN.md says: Redis down fails closed; PostgreSQL down keeps serving from caches while
+settlements wait, and nothing is lost or counted twice when it returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from lime.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.e2e.conftest import Gateway, TenantAccess
+from tests.e2e.test_billing import ledger, record
+
+MESSAGES: Any = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def tenant(gateway: Gateway) -> TenantAccess:
+    access = gateway.new_tenant(["chat-a", "claude"], points=10**9)
+    gateway.openai(access).chat.completions.create(model="chat-a", messages=MESSAGES)  # warm: key and balance
+    return access
+
+
+def test_postgres_down_keeps_serving_and_settles_when_it_returns(
+        gateway: Gateway, tenant: TenantAccess, postgres: EmbeddedPostgres) -> None:
+    served: list[str] = []
+    postgres.stop()
+    try:
+        for _ in range(3):
+            raw = gateway.openai(tenant).chat.completions.with_raw_response.create(model="chat-a", messages=MESSAGES)
+            served.append(raw.headers["x-request-id"])
+    finally:
+        postgres.start()
+    rows = [record(gateway, request_id, timeout=30) for request_id in served]  # the settler caught up
+    assert all(row["outcome"] == "complete" and row["cost"] > 0 for row in rows)
+    balance, entries = ledger(gateway, tenant.tenant_id)
+    charged = [entry for entry in entries if entry[0] == "usage"]
+    assert len(charged) == len({entry[2] for entry in charged}) == 4  # the warm-up and the three, once each
+    assert balance == 10**9 + sum(amount for _, amount, _ in charged)
+
+
+def test_redis_down_fails_closed_and_recovers(gateway: Gateway, tenant: TenantAccess,
+                                              redis_server: EmbeddedRedis) -> None:
+    redis_server.stop()
+    try:
+        with pytest.raises(openai.InternalServerError) as refused:
+            gateway.openai(tenant).chat.completions.create(model="chat-a", messages=MESSAGES)
+        assert refused.value.status_code == 503
+        with pytest.raises(anthropic.InternalServerError):
+            gateway.anthropic(tenant).messages.create(model="claude", max_tokens=8, messages=MESSAGES)
+    finally:
+        redis_server.start()
+    # Redis came back empty: keys, balances and the usage stream are rebuilt or recreated as they are needed.
+    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(model="chat-a", messages=MESSAGES)
+    assert record(gateway, raw.headers["x-request-id"], timeout=30)["outcome"] == "complete"
