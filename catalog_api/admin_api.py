@@ -15,9 +15,11 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from catalog_api.public import Handler, error_response
-from lime import admin
+from lime import admin, balances
+from lime.catalog import Limits
 from lime.endpoints import Protocol
 from lime.errors import AuthError, BadRequest, LimeError, NotFound
+from lime.usage_report import parse_since, usage_rows
 
 __all__ = ["build_admin_app"]
 
@@ -105,8 +107,11 @@ async def create_model(request: web.Request) -> web.Response:
 async def create_package(request: web.Request) -> web.Response:
     body = await _body(request)
     models = _field(body, "models", list)
+    limits = Limits(rpm=_field(body, "rpm", int, required=False), tpm=_field(body, "tpm", int, required=False),
+                    concurrency=_field(body, "concurrency", int, required=False),
+                    default_max_output_tokens=_field(body, "default_max_output_tokens", int, required=False) or 4096)
     async with request.app[POOL].connection() as conn:
-        await admin.create_package(conn, _field(body, "id"), _field(body, "name"), [str(m) for m in models])
+        await admin.create_package(conn, _field(body, "id"), _field(body, "name"), [str(m) for m in models], limits)
     return _json({"id": body["id"]}, 201)
 
 
@@ -142,6 +147,27 @@ async def revoke_key(request: web.Request) -> web.Response:
     return _json({"id": request.match_info["key_id"], "status": "revoked"})
 
 
+async def grant_points(request: web.Request) -> web.Response:
+    body = await _body(request)
+    tenant_id = request.match_info["tenant_id"]
+    amount = _field(body, "amount", int)
+    async with request.app[POOL].connection() as conn:
+        points = await balances.grant_points(conn, request.app[REDIS], tenant_id, amount,
+                                             _field(body, "note", required=False) or "")
+    return _json({"tenant": tenant_id, "granted": amount, "balance": points})
+
+
+async def balance(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        return _json(await balances.balance_view(conn, request.app[REDIS], request.match_info["tenant_id"]))
+
+
+async def usage(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        rows = await usage_rows(conn, request.query.get("tenant"), parse_since(request.query.get("since")))
+    return _json({"data": rows})
+
+
 async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -152,7 +178,10 @@ def build_admin_app(pool: AsyncConnectionPool[Any], redis: aioredis.Redis, token
     app[REDIS] = redis
     app[TOKEN] = token
     app.router.add_get("/healthz", health)
+    app.router.add_get("/admin/usage", usage)
     app.router.add_get("/admin/{table}", list_things)
+    app.router.add_get("/admin/tenants/{tenant_id}/balance", balance)
+    app.router.add_post("/admin/tenants/{tenant_id}/points", grant_points)
     app.router.add_post("/admin/upstreams", create_upstream)
     app.router.add_post("/admin/models", create_model)
     app.router.add_post("/admin/packages", create_package)

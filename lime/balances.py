@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from lime import quota
 from lime.errors import BadRequest, NotFound
 
-__all__ = ["balance_of", "grant_points", "load_into_redis", "reconcile_tenant"]
+__all__ = ["balance_of", "balance_view", "grant_points", "load_into_redis", "reconcile_tenant"]
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -59,6 +59,18 @@ async def grant_points(conn: Conn, redis: aioredis.Redis, tenant_id: str, amount
 async def balance_of(conn: Conn, tenant_id: str) -> int | None:
     row = await (await conn.execute("SELECT points FROM balances WHERE tenant_id = %s", (tenant_id,))).fetchone()
     return None if row is None else int(row[0])
+
+
+async def balance_view(conn: Conn, redis: aioredis.Redis, tenant_id: str) -> dict[str, Any]:
+    """What a tenant has: PostgreSQL's balance, what requests in flight hold, what is available to reserve, and
+    the charges Redis has applied that PostgreSQL has not recorded yet (``unpersisted``)."""
+    points = await balance_of(conn, tenant_id) or 0
+    live = await redis.hgetall(quota.points_key(tenant_id))
+    held = int(live.get(b"held", 0)) if live else 0
+    working = int(live[b"balance"]) if live and b"balance" in live else None
+    return {"tenant": tenant_id, "balance": points, "held": held,
+            "available": (points if working is None else working) - held,
+            "unpersisted": 0 if working is None else points - working}
 
 
 async def reconcile_tenant(conn: Conn, redis: aioredis.Redis, tenant_id: str) -> dict[str, int]:

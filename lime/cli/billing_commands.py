@@ -9,21 +9,20 @@ import argparse
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
-from psycopg.rows import dict_row
 from redis.exceptions import RedisError
 
-from lime import balances, quota
+from lime import balances
 from lime.cli.admin_commands import print_result
 from lime.cli.stores import with_stores
-from lime.errors import BadRequest, ServiceUnavailable
+from lime.errors import ServiceUnavailable
 from lime.settings import Settings
+from lime.usage_report import parse_since, usage_rows
 
-__all__ = ["register", "usage_rows"]
+__all__ = ["register"]
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -61,48 +60,13 @@ async def _grant(args: argparse.Namespace, conn: Conn, redis: aioredis.Redis) ->
 
 
 async def _balance(args: argparse.Namespace, conn: Conn, redis: aioredis.Redis) -> None:
-    points = await balances.balance_of(conn, args.tenant) or 0
-    live = await redis.hgetall(quota.points_key(args.tenant))
-    held = int(live.get(b"held", 0)) if live else 0
-    working = int(live[b"balance"]) if live and b"balance" in live else None
-    result = {"tenant": args.tenant, "balance": points, "held": held, "available": (working or points) - held,
-              "unpersisted": None if working is None else points - working}
-    print_result(args, result, f"tenant {args.tenant}: balance {points} micro-points, {held} held by requests in "
-                               f"flight, {result['available']} available")
-
-
-def _since(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    units = {"m": "minutes", "h": "hours", "d": "days"}
-    if text[-1] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"--since takes an ISO time or an age like 30m, 24h, 7d; got {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-async def usage_rows(conn: Conn, tenant: str | None, since: datetime | None) -> list[dict[str, Any]]:
-    """Usage summed per tenant and model: requests, tokens by kind, cost."""
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(
-            "SELECT tenant_id, model, count(*) AS requests,"
-            " sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,"
-            " sum(cache_write_tokens)::bigint AS cache_write_tokens, sum(output_tokens)::bigint AS output_tokens,"
-            " sum(cost)::bigint AS cost, count(*) FILTER (WHERE estimated) AS estimated,"
-            " count(*) FILTER (WHERE outcome = 'partial') AS partial,"
-            " count(*) FILTER (WHERE outcome = 'failed') AS failed"
-            " FROM usage_records WHERE (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)"
-            " AND (%(since)s::timestamptz IS NULL OR settled_at >= %(since)s)"
-            " GROUP BY tenant_id, model ORDER BY tenant_id, model",
-            {"tenant": tenant, "since": since})
-        return list(await cursor.fetchall())
+    result = await balances.balance_view(conn, redis, args.tenant)
+    print_result(args, result, f"tenant {args.tenant}: balance {result['balance']} micro-points, {result['held']} "
+                               f"held by requests in flight, {result['available']} available")
 
 
 async def _usage(args: argparse.Namespace, conn: Conn, redis: aioredis.Redis) -> None:
-    rows = await usage_rows(conn, args.tenant, _since(args.since))
+    rows = await usage_rows(conn, args.tenant, parse_since(args.since))
     lines = [f"{'tenant':<20} {'model':<20} {'requests':>8} {'input':>10} {'cached':>8} {'output':>10} {'cost':>14}"]
     lines += [f"{r['tenant_id']:<20} {r['model']:<20} {r['requests']:>8} {r['input_tokens']:>10} "
               f"{r['cached_input_tokens']:>8} {r['output_tokens']:>10} {r['cost']:>14}" for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ import psycopg
 import pytest
 
 from lime.catalog import Limits
-from tests.e2e.conftest import RESERVATION_TTL_SECONDS, Gateway, TenantAccess, run_sync
+from tests.e2e.conftest import ADMIN_TOKEN, RESERVATION_TTL_SECONDS, Gateway, TenantAccess, run_sync
 
 # conftest prices: 1 point (1e6 micro) per M input, 2 per M output, 0.5 per M cached input
 INPUT_PRICE, OUTPUT_PRICE = 1_000_000, 2_000_000
@@ -228,3 +229,25 @@ def test_cached_input_is_priced_at_its_own_rate(gateway: Gateway, tenant: Tenant
     assert row["input_tokens"] == total_input - 120  # cached tokens are not billed twice
     assert row["cost"] == -(-((total_input - 120) * INPUT_PRICE + 120 * CACHED_PRICE + output * OUTPUT_PRICE)
                             // 1_000_000)
+
+
+def test_the_admin_api_grants_points_and_reports_balance_and_usage(gateway: Gateway) -> None:
+    access = gateway.new_tenant(["chat-a"], points=0)
+    admin = f"http://{gateway.settings.admin}"
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"}
+    with pytest.raises(openai.RateLimitError):  # nothing to spend yet
+        gateway.openai(access).chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    status, granted = gateway.http("POST", f"/admin/tenants/{access.tenant_id}/points", origin=admin, headers=auth,
+                                   body=json.dumps({"amount": 5_000_000, "note": "trial"}).encode())
+    assert status == 200 and granted["balance"] == 5_000_000
+    raw = gateway.openai(access).chat.completions.with_raw_response.create(
+        model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    cost = record(gateway, raw.headers["x-request-id"])["cost"]
+    status, balance = gateway.http("GET", f"/admin/tenants/{access.tenant_id}/balance", origin=admin, headers=auth)
+    assert status == 200 and (balance["balance"], balance["held"]) == (5_000_000 - cost, 0)
+    status, usage = gateway.http("GET", f"/admin/usage?tenant={access.tenant_id}&since=1h", origin=admin,
+                                 headers=auth)
+    assert status == 200 and [(r["model"], r["requests"], r["cost"]) for r in usage["data"]] == [("chat-a", 1, cost)]
+    status, refused = gateway.http("POST", f"/admin/tenants/{access.tenant_id}/points", origin=admin, headers=auth,
+                                   body=b'{"amount": "lots"}')
+    assert status == 400 and refused["error"]["param"] == "amount"
