@@ -31,6 +31,8 @@ __all__ = ["ExternalProcessorService", "serve"]
 log = logging.getLogger(__name__)
 
 SETTLE_FAILURES = Counter("lime_settlement_failures", "Settlements that could not reach Redis (left to the reaper)")
+SETTLED_TOO_LATE = Counter("lime_settlements_after_reap",
+                           "Settlements dropped because their reservation had already been reaped")
 
 
 class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -74,7 +76,10 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
     async def _settle(self, event: UsageEvent) -> None:
         for attempt in range(3):
             try:
-                await quota.settle(self._redis, event)
+                if await quota.settle(self._redis, event) == 0:
+                    SETTLED_TOO_LATE.inc()
+                    log.warning("request %s settled after its reservation was reaped: %d micro-points not charged",
+                                event.request_id, event.cost)
                 return
             except (aioredis.RedisError, OSError) as error:
                 if attempt == 2:
