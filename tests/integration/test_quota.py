@@ -391,26 +391,16 @@ async def test_event_round_trips_through_the_stream(redis_client: aioredis.Redis
 
 
 async def test_scripts_survive_a_redis_that_forgot_them(redis_client: aioredis.Redis) -> None:
-    tenant_id = tenant()
-    await quota.load_balance(redis_client, tenant_id, 1_000)
+    tenant_id = await loaded(redis_client, 1_000)
     await redis_client.script_flush()  # a restarted Redis knows no script
-    outcome = await quota.reserve(redis_client, ReservationRequest(
-        reservation_id=f"req-{uuid.uuid4().hex}", tenant_id=tenant_id, key_id="k", endpoint="chat_completions",
-        model="m", upstream="u", points=10, tokens=5, rpm_limit=None, tpm_limit=None, concurrency_limit=None,
-        ttl_seconds=60))
-    assert outcome.ok
+    assert (await quota.reserve(redis_client, request(tenant_id, 10))).ok
 
 
 async def test_a_long_stream_pushes_its_deadline_past_the_reaper(redis_client: aioredis.Redis) -> None:
-    tenant_id = tenant()
-    await quota.load_balance(redis_client, tenant_id, 1_000)
-    request = ReservationRequest(
-        reservation_id=f"req-{uuid.uuid4().hex}", tenant_id=tenant_id, key_id="k", endpoint="chat_completions",
-        model="m", upstream="u", points=10, tokens=5, rpm_limit=None, tpm_limit=None, concurrency_limit=None,
-        ttl_seconds=60)
-    started = time.time() - 100  # reserved 100 s ago with a 60 s TTL: due for reaping ...
-    assert (await quota.reserve(redis_client, request, now=started)).ok
-    assert await quota.extend(redis_client, request.reservation_id, time.time() + 60)  # ... but still streaming
+    tenant_id = await loaded(redis_client, 1_000)
+    req = request(tenant_id, 10, ttl=60)
+    assert (await quota.reserve(redis_client, req, now=time.time() - 100)).ok  # due for reaping ...
+    assert await quota.extend(redis_client, req.reservation_id, time.time() + 60)  # ... but still answering
     assert await reap_expired(redis_client) == 0
-    assert request.reservation_id not in await quota.expired_reservations(redis_client, time.time())
+    assert req.reservation_id not in await quota.expired_reservations(redis_client, time.time())
     assert not await quota.extend(redis_client, "req-never-reserved", time.time() + 60)
