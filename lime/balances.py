@@ -31,10 +31,9 @@ async def _locked_points(conn: Conn, tenant_id: str) -> int:
 
 
 async def load_into_redis(conn: Conn, redis: aioredis.Redis, tenant_id: str) -> None:
-    """Seed Redis from PostgreSQL for a tenant it does not know yet (first use, or after Redis lost it)."""
-    async with conn.transaction():
-        points = await _locked_points(conn, tenant_id)
-        await quota.load_balance(redis, tenant_id, points)
+    """Seed Redis from PostgreSQL for a tenant it does not know yet (first use, or after Redis lost it): the same
+    exact rebuild as ``lime reconcile``, so settlements still in the stream are not forgotten."""
+    await reconcile_tenant(conn, redis, tenant_id)
 
 
 async def grant_points(conn: Conn, redis: aioredis.Redis, tenant_id: str, amount: int, note: str = "") -> int:
@@ -76,9 +75,18 @@ async def balance_view(conn: Conn, redis: aioredis.Redis, tenant_id: str) -> dic
 async def reconcile_tenant(conn: Conn, redis: aioredis.Redis, tenant_id: str) -> dict[str, int]:
     """Rebuild a tenant's Redis counters from PostgreSQL and the live reservations.
 
-    Redis ``balance`` = PostgreSQL's balance minus the costs still in the usage stream (settled, not yet
-    persisted). The row lock keeps the settlement writer from persisting one of them mid-way.
+    Redis ``balance`` = PostgreSQL's balance minus the costs settled in Redis and not yet in PostgreSQL. Those are
+    the tenant's stream entries whose request id has no usage record (an entry can outlive its commit by a moment:
+    the writer deletes it just after), plus anything settled while this runs. The balance row stays locked
+    throughout, so the writer cannot commit one of them mid-way.
     """
     async with conn.transaction():
         points = await _locked_points(conn, tenant_id)
-        return await quota.rebuild(redis, tenant_id, points)
+        costs, last = await quota.stream_costs(redis, tenant_id)
+        persisted: set[str] = set()
+        if costs:
+            rows = await (await conn.execute(
+                "SELECT request_id FROM usage_records WHERE request_id = ANY(%s)", (list(costs),))).fetchall()
+            persisted = {row[0] for row in rows}
+        owed = sum(cost for request_id, cost in costs.items() if request_id not in persisted)
+        return await quota.rebuild(redis, tenant_id, points, owed=owed, after=last)

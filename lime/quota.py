@@ -37,10 +37,11 @@ __all__ = [
     "UsageEvent",
     "adjust_balance",
     "extend",
-    "load_balance",
     "points_key",
+    "rebuild",
     "reserve",
     "settle",
+    "stream_costs",
 ]
 
 USAGE_STREAM = "lime:usage"
@@ -181,18 +182,20 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'balan
 return 0
 """
 
-# Rebuild one tenant's counters: balance = PostgreSQL's minus what the stream still owes it; held and in-flight
-# from the live reservations. O(stream + reservations): an admin step, not a request path.
+# Rebuild one tenant's counters: balance = PostgreSQL's minus what the stream still owes it (``owed``, computed by
+# the caller for the entries up to ``after``, plus whatever this tenant settled since); held and in-flight from
+# the live reservations. O(stream + reservations): an admin step and a first-use step, never per request.
 _REBUILD = """
 local points, inflight, stream, zset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local tenant, pg_balance = ARGV[1], tonumber(ARGV[2])
-local unpersisted = 0
-for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
+local tenant, pg_balance, owed, after = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local start = '-'
+if after ~= '' then start = '(' .. after end
+for _, entry in ipairs(redis.call('XRANGE', stream, start, '+')) do
   local fields = entry[2]
   for i = 1, #fields, 2 do
     if fields[i] == 'event' then
       local event = cjson.decode(fields[i + 1])
-      if event.tenant_id == tenant then unpersisted = unpersisted + event.cost end
+      if event.tenant_id == tenant then owed = owed + event.cost end
     end
   end
 end
@@ -205,22 +208,16 @@ for _, rid in ipairs(redis.call('ZRANGE', zset, 0, -1)) do
     count = count + 1
   end
 end
-local balance = string.format('%d', pg_balance - unpersisted)
+local balance = string.format('%d', pg_balance - owed)
 redis.call('HSET', points, 'balance', balance, 'held', string.format('%d', held))
 redis.call('SET', inflight, count)
 return {balance, string.format('%d', held), count}
 """
 
-_LOAD = """
-redis.call('HSETNX', KEYS[1], 'balance', ARGV[1])
-redis.call('HSETNX', KEYS[1], 'held', 0)
-return 1
-"""
-
 
 # Redis names scripts by their SHA-1 (an identifier here, not a security measure).
 _SHA1 = {script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-         for script in (_RESERVE, _SETTLE, _EXTEND, _ADJUST, _REBUILD, _LOAD)}
+         for script in (_RESERVE, _SETTLE, _EXTEND, _ADJUST, _REBUILD)}
 
 
 async def _run(redis: aioredis.Redis, script: str, keys: list[str], args: list[str | int | float]) -> Any:
@@ -327,12 +324,25 @@ async def adjust_balance(redis: aioredis.Redis, tenant_id: str, amount: int) -> 
     return bool(await _run(redis, _ADJUST, [points_key(tenant_id)], [amount]))
 
 
-async def rebuild(redis: aioredis.Redis, tenant_id: str, pg_balance: int) -> dict[str, int]:
+async def stream_costs(redis: aioredis.Redis, tenant_id: str) -> tuple[dict[str, int], str]:
+    """The tenant's settled costs still in the usage stream, by request id, and the last entry id read ('' for
+    an empty stream). Some may already be in PostgreSQL: the writer deletes an entry just after its commit."""
+    entries: Any = await redis.xrange(USAGE_STREAM)
+    costs: dict[str, int] = {}
+    last = ""
+    for entry_id, fields in entries:
+        last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        raw = fields.get(b"event")
+        if raw is not None:
+            event = json.loads(raw)
+            if event.get("tenant_id") == tenant_id:
+                costs[str(event["request_id"])] = int(event["cost"])
+    return costs, last
+
+
+async def rebuild(redis: aioredis.Redis, tenant_id: str, pg_balance: int, *, owed: int = 0,
+                  after: str = "") -> dict[str, int]:
+    """Set the tenant's counters: ``pg_balance - owed`` minus anything it settled after entry ``after``."""
     keys = [points_key(tenant_id), inflight_key(tenant_id), USAGE_STREAM, RESERVATIONS]
-    balance, held, count = await _run(redis, _REBUILD, keys, [tenant_id, pg_balance])
+    balance, held, count = await _run(redis, _REBUILD, keys, [tenant_id, pg_balance, owed, after])
     return {"balance": int(balance), "held": int(held), "in_flight": int(count)}
-
-
-async def load_balance(redis: aioredis.Redis, tenant_id: str, points: int) -> None:
-    """Seed an unloaded balance; the caller holds the PostgreSQL row lock so no grant slips in between."""
-    await _run(redis, _LOAD, [points_key(tenant_id)], [points])

@@ -208,3 +208,20 @@ async def _drop_from_stream(redis: aioredis.Redis, request_id: str) -> None:
     for entry_id, fields in entries:
         if UsageEvent.decode(fields[b"event"]).request_id == request_id:
             await redis.xdel(USAGE_STREAM, entry_id)
+
+
+async def test_reconcile_does_not_count_twice_what_the_writer_just_committed(
+        conn: Conn, redis_client: aioredis.Redis) -> None:
+    tenant_id = await new_tenant(conn)
+    await grant_points(conn, redis_client, tenant_id, 10_000)
+    await load_into_redis(conn, redis_client, tenant_id)
+    req = reservation(tenant_id, 1_000)
+    assert (await quota.reserve(redis_client, req)).ok
+    event = usage_event(tenant_id, 400, req.reservation_id)
+    assert await quota.settle(redis_client, event) == 1
+    # The writer has committed this event and not yet deleted it from the stream: it is in both places.
+    assert await persist(conn, event)
+    assert await balance_of(conn, tenant_id) == 9_600
+    result = await reconcile_tenant(conn, redis_client, tenant_id)
+    assert result["balance"] == 9_600  # not 9_200
+    assert await redis_points(redis_client, tenant_id) == (9_600, 0)

@@ -79,7 +79,7 @@ async def stream_events(redis: aioredis.Redis, request_id: str) -> list[UsageEve
 
 async def loaded(redis: aioredis.Redis, balance: int) -> str:
     tenant_id = tenant()
-    await quota.load_balance(redis, tenant_id, balance)
+    await quota.rebuild(redis, tenant_id, balance)
     return tenant_id
 
 
@@ -92,7 +92,7 @@ async def test_unloaded_tenant_is_loaded_then_reserved(redis_client: aioredis.Re
     outcome = await quota.reserve(redis_client, req)
     assert not outcome.loaded and not outcome.ok and outcome.refusal is None
     assert not await redis_client.exists(quota.points_key(tenant_id), quota.reservation_key(req.reservation_id))
-    await quota.load_balance(redis_client, tenant_id, 1000)
+    await quota.rebuild(redis_client, tenant_id, 1000)
     assert await points(redis_client, tenant_id) == (1000, 0)
     outcome = await quota.reserve(redis_client, req)
     assert outcome.ok and outcome.loaded
@@ -100,11 +100,19 @@ async def test_unloaded_tenant_is_loaded_then_reserved(redis_client: aioredis.Re
     assert await inflight(redis_client, tenant_id) == 1
 
 
-async def test_loading_again_never_overwrites(redis_client: aioredis.Redis) -> None:
+async def test_a_second_rebuild_keeps_what_is_held_and_owed(redis_client: aioredis.Redis) -> None:
     tenant_id = await loaded(redis_client, 1000)
-    assert (await quota.reserve(redis_client, request(tenant_id, 300))).ok
-    await quota.load_balance(redis_client, tenant_id, 5)  # a second loader, late: a no-op
-    assert await points(redis_client, tenant_id) == (1000, 300)
+    held = request(tenant_id, 300)
+    assert (await quota.reserve(redis_client, held)).ok
+    settled = request(tenant_id, 50)
+    assert (await quota.reserve(redis_client, settled)).ok
+    assert await quota.settle(redis_client, usage_event(settled, 40)) == 1
+    # A second loader, late (or reconcile), reading PostgreSQL's 1000 while 40 are still in the stream:
+    costs, last = await quota.stream_costs(redis_client, tenant_id)
+    assert costs == {settled.reservation_id: 40}
+    assert await quota.rebuild(redis_client, tenant_id, 1000, owed=0, after=last) == {
+        "balance": 1000, "held": 300, "in_flight": 1}  # told the stream's 40 are already in PostgreSQL
+    assert await quota.rebuild(redis_client, tenant_id, 1000) == {"balance": 960, "held": 300, "in_flight": 1}
 
 
 async def test_insufficient_points_are_refused_and_nothing_is_held(redis_client: aioredis.Redis) -> None:
