@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from lime.catalog import Tenant
 from lime.directory import Directory
-from lime.endpoints import ModelKind, match_endpoint
+from lime.endpoints import match_endpoint
 from lime.errors import AuthError, PermissionDenied
 from lime.grant import TENANT_HEADER, Grant
 from lime.keys import hash_key, looks_like_key, presented_key
+from lime.output_cap import reserved_output_tokens, upstream_cap
 from lime.pricing import reservation_estimate
 from lime.request_body import parse_request_body
 
@@ -65,9 +66,9 @@ async def authorize(
     route = catalog.route(tenant, facts.model, endpoint)
     model = route.model
     # The reservation covers the output cap the upstream will be held to: the client's, or the package's
-    # default, which extproc then sets on the upstream request (so a stream cannot run past its hold).
+    # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens
-    output_tokens = 0 if model.kind is ModelKind.EMBEDDING else facts.max_output_tokens or default_cap
+    output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
     estimate = reservation_estimate(model, len(body), output_tokens)
     return Grant(
         request_id=headers.get("x-request-id", ""),
@@ -81,7 +82,7 @@ async def authorize(
         reserved=estimate.points,
         reserved_tokens=estimate.tokens,
         input_estimate=estimate.input_tokens,
-        output_cap=output_tokens if facts.max_output_tokens is None else 0,
+        output_cap=upstream_cap(endpoint.name, facts.output_caps, default_cap),
         input_price=model.input_price,
         output_price=model.output_price,
         cached_input_price=model.cached_input_price,

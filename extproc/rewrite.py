@@ -10,6 +10,7 @@ from typing import Any
 from lime.endpoints import Protocol, endpoint_protocol
 from lime.errors import BadRequest, ServiceUnavailable
 from lime.grant import TENANT_HEADER, UPSTREAM_HEADER, Grant
+from lime.output_cap import CAP_FIELDS
 
 __all__ = ["CredentialLookup", "RequestEdit", "headers_to_drop", "rewrite_request"]
 
@@ -19,12 +20,6 @@ CredentialLookup = Callable[[str], "str | None"]
 CLIENT_ONLY_HEADERS = frozenset({"authorization", "x-api-key", TENANT_HEADER, "cookie", "proxy-authorization"})
 #: Every Lime header is Lime's business: none reaches an upstream, whoever set it.
 LIME_PREFIX = "x-lime-"
-
-
-#: Where each endpoint takes its output cap, for the package default set when the client sent none.
-#: Chat uses `max_completion_tokens`: OpenAI's reasoning models refuse `max_tokens`.
-OUTPUT_CAP_FIELD = {"chat_completions": "max_completion_tokens", "responses": "max_output_tokens",
-                    "messages": "max_tokens"}
 
 
 @dataclass(frozen=True)
@@ -70,8 +65,8 @@ def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
     if not isinstance(parsed, dict):
         raise BadRequest("The request body must be a JSON object.")
     parsed["model"] = grant.upstream_model
-    if grant.output_cap and grant.endpoint in OUTPUT_CAP_FIELD:
-        parsed[OUTPUT_CAP_FIELD[grant.endpoint]] = grant.output_cap
+    if grant.output_cap and grant.endpoint in CAP_FIELDS:
+        parsed[CAP_FIELDS[grant.endpoint][0]] = grant.output_cap
     hide_usage_chunk = ask_for_usage(grant, parsed)
     protocol = endpoint_protocol(grant.endpoint)
     set_headers = {

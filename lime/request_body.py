@@ -1,7 +1,7 @@
 """Validation of a request body: bytes in, :class:`RequestFacts` out, or :class:`~lime.errors.BadRequest`.
 
-Only what the gateway decides on is read (``model``, ``stream``, the output cap). The body is otherwise passed
-through untouched, so unknown fields are never an error here: the upstream judges them.
+Only what the gateway decides on is read (``model``, ``stream``, the output caps, the number of choices). The body
+is otherwise passed through untouched, so unknown fields are never an error here: the upstream judges them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from lime.errors import BadRequest
 
 __all__ = ["RequestFacts", "parse_request_body"]
 
-# Output caps by the name each protocol gives them; the first present wins.
+# Output caps by the name each protocol gives them; which ones count depends on the endpoint (lime.output_cap).
 _OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
@@ -23,8 +23,11 @@ _OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens"
 class RequestFacts:
     model: str
     stream: bool
-    max_output_tokens: int | None
+    #: The output caps the body sets, by field name (validated positive integers).
+    output_caps: dict[str, int]
     body: dict[str, Any]
+    #: Chat's ``n``: how many answers the upstream is asked for, each up to the cap.
+    choices: int = 1
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -75,15 +78,19 @@ def parse_request_body(raw: bytes) -> RequestFacts:
         stream = False
     if not isinstance(stream, bool):
         raise BadRequest("`stream` must be a boolean.", param="stream", code="invalid_type")
-    return RequestFacts(model=model, stream=stream, max_output_tokens=_output_cap(body), body=body)
+    return RequestFacts(model=model, stream=stream, output_caps=_output_caps(body), body=body,
+                        choices=_positive(body, "n") or 1)
 
 
-def _output_cap(body: dict[str, Any]) -> int | None:
-    for name in _OUTPUT_CAP_FIELDS:
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"`{name}` must be a positive integer.", param=name, code="invalid_type")
-        return value
-    return None
+def _positive(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadRequest(f"`{name}` must be a positive integer.", param=name, code="invalid_type")
+    return value
+
+
+def _output_caps(body: dict[str, Any]) -> dict[str, int]:
+    caps = {name: _positive(body, name) for name in _OUTPUT_CAP_FIELDS}
+    return {name: cap for name, cap in caps.items() if cap is not None}

@@ -12,12 +12,13 @@ from lime.request_body import RequestFacts, parse_request_body
 
 def test_reads_model_stream_and_output_cap() -> None:
     facts = parse_request_body(b'{"model": "m", "stream": true, "max_tokens": 100, "messages": []}')
-    assert facts == RequestFacts("m", True, 100, {"model": "m", "stream": True, "max_tokens": 100, "messages": []})
+    assert facts == RequestFacts("m", True, {"max_tokens": 100},
+                                 {"model": "m", "stream": True, "max_tokens": 100, "messages": []})
 
 
 @pytest.mark.parametrize("field", ["max_completion_tokens", "max_tokens", "max_output_tokens"])
 def test_each_protocol_names_its_cap(field: str) -> None:
-    assert parse_request_body(json.dumps({"model": "m", field: 7}).encode()).max_output_tokens == 7
+    assert parse_request_body(json.dumps({"model": "m", field: 7}).encode()).output_caps == {field: 7}
 
 
 def test_stream_null_is_false_and_unknown_fields_pass() -> None:
@@ -43,6 +44,7 @@ def test_stream_null_is_false_and_unknown_fields_pass() -> None:
         (b'{"model": "a", "max_tokens": -1}', "max_tokens", "positive"),
         (b'{"model": "a", "max_tokens": true}', "max_tokens", "positive"),
         (b'{"model": "a", "max_tokens": 1.5}', "max_tokens", "positive"),
+        (b'{"model": "a", "n": 0}', "n", "positive"),
         (b'{"model": "a", "x": NaN}', None, "NaN"),
         (b'{"model": "a", "temperature": 1e400}', None, "out of range"),
         (b"[" * 100_000 + b"]" * 100_000, None, "nested"),

@@ -1,0 +1,42 @@
+"""How many output tokens a request may cost: the cap it is reserved for, and the field that sets it upstream.
+
+Each endpoint reads only its own cap fields (a `max_output_tokens` sent to chat is not chat's cap: an upstream
+that drops unknown fields would never honour it). When the client sets none of them, the package's default is
+reserved and written into the endpoint's field on the upstream request, so no answer can run past its hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["CAP_FIELDS", "requested_cap", "reserved_output_tokens", "upstream_cap"]
+
+#: The cap fields of each endpoint; the first is where Lime writes a default. Chat has two names for one cap.
+CAP_FIELDS: Mapping[str, tuple[str, ...]] = {
+    # `max_completion_tokens` first: OpenAI's reasoning models refuse `max_tokens`.
+    "chat_completions": ("max_completion_tokens", "max_tokens"),
+    "responses": ("max_output_tokens",),
+    "messages": ("max_tokens",),
+}
+
+
+def requested_cap(endpoint: str, caps: Mapping[str, int]) -> int | None:
+    """The client's cap for this endpoint: the largest of its own fields that it set (the upstream may honour
+    either), or ``None``."""
+    own = [caps[name] for name in CAP_FIELDS.get(endpoint, ()) if name in caps]
+    return max(own) if own else None
+
+
+def reserved_output_tokens(endpoint: str, caps: Mapping[str, int], choices: int, default: int) -> int:
+    """Output tokens to reserve: the cap (the client's or ``default``) for each of ``choices`` answers; 0 for an
+    endpoint without output (embeddings)."""
+    if endpoint not in CAP_FIELDS:
+        return 0
+    return (requested_cap(endpoint, caps) or default) * choices
+
+
+def upstream_cap(endpoint: str, caps: Mapping[str, int], default: int) -> int:
+    """The cap Lime must set on the upstream request (``default``), or 0 when the client's own stands."""
+    if endpoint not in CAP_FIELDS or requested_cap(endpoint, caps) is not None:
+        return 0
+    return default
