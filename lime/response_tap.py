@@ -19,6 +19,7 @@ longer. A JSON body is held whole (it is rewritten as one document) and released
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from enum import Enum
@@ -28,6 +29,8 @@ from lime.sse import EventFramer, SSEEvent, parse_event
 from lime.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 
 __all__ = ["Framing", "ResponseTap"]
+
+log = logging.getLogger(__name__)
 
 _MODEL_FIELD = re.compile(rb'("model"\s*:\s*)"((?:[^"\\]|\\.)*)"')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
@@ -80,6 +83,8 @@ class ResponseTap:
         self._hide_usage_chunk = hide_usage_chunk
         self._framer = EventFramer()
         self._held: list[bytes] = []
+        #: Events or bodies the tap failed to read (a bug or an input it did not foresee); they passed untouched.
+        self.errors = 0
         #: The data of every event the client received, kept so that an answer cut off before its usage can
         #: still be counted at the end (read only then, never on the way).
         self.delivered: list[bytes] = []
@@ -135,9 +140,23 @@ class ResponseTap:
     # -- SSE ---------------------------------------------------------------------------------------------------
 
     def _event(self, raw: bytes) -> bytes:
-        event = parse_event(raw)
-        if event.data is None:
+        try:
+            return self._read_event(raw)
+        except Exception:
+            # Reading an event must never cost the client its bytes: pass it on as it came, and say so.
+            self.errors += 1
+            log.exception("response tap could not read an event of a %s stream; passed on as is", self.endpoint)
+            self.events += 1
             return raw
+
+    def _read_event(self, raw: bytes) -> bytes:
+        event = parse_event(raw)
+        data = event.data
+        if data is None:
+            return raw
+        if event.name is None and self.endpoint in ("responses", "messages"):
+            # Some relays send only `data:` lines; both protocols repeat the event's name as its `type`.
+            event = SSEEvent(_type_of(data), data)
         keep = True
         if self.endpoint == "chat_completions":
             keep = self._chat_event(event, raw)
@@ -151,7 +170,7 @@ class ResponseTap:
         if not keep:
             return b""
         self.events += 1
-        self.delivered.append(event.data)
+        self.delivered.append(data)
         return self._rewrite_model(raw)
 
     def _chat_event(self, event: SSEEvent, raw: bytes) -> bool:
@@ -205,6 +224,14 @@ class ResponseTap:
     # -- JSON --------------------------------------------------------------------------------------------------
 
     def _json_body(self, body: bytes) -> bytes:
+        try:
+            return self._read_json_body(body)
+        except Exception:
+            self.errors += 1
+            log.exception("response tap could not read a %s JSON body; passed on as is", self.endpoint)
+            return body
+
+    def _read_json_body(self, body: bytes) -> bytes:
         document = _loads(body)
         if document is None:
             return body
@@ -216,6 +243,15 @@ class ResponseTap:
             self.usage = read_usage(document.get("usage"))
             self.usage_final = self.usage is not None
         return self._rewrite_model(body)
+
+
+_TYPE_FIELD = re.compile(rb'"type"\s*:\s*"([^"\\]{1,100})"')
+
+
+def _type_of(data: bytes) -> str | None:
+    """The first ``"type"`` of an event's JSON, which leads in both Responses and Messages events."""
+    match = _TYPE_FIELD.search(data)
+    return match.group(1).decode("ascii", "replace") if match else None
 
 
 def _loads(data: bytes | None) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from tests.unit.tap_cases import (
     STREAMS,
     Case,
     assert_whole,
+    data_events,
     run,
     split_at,
     tap_for,
@@ -325,3 +326,47 @@ def test_odd_usage_in_a_stream_never_raises(usage: Any) -> None:
     stream = b'data: {"model":"m","choices":[],"usage":' + usage_payload(usage) + b"}\n\ndata: [DONE]\n\n"
     assert tap.feed(stream) + tap.finish() == stream.replace(b'"model":"m"', b'"model":"team-default"')
     assert tap.complete
+
+
+# -- streams from relays, and the tap's own failures --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("endpoint", "name"), [("messages", "anthropic-messages-stream.sse"),
+                                                ("responses", "openai-responses-stream.sse")])
+def test_a_stream_without_event_lines_is_read_by_its_types(endpoint: str, name: str) -> None:
+    """Some relays drop the `event:` lines; the `type` inside each event says the same."""
+    raw = provider_fixture(name).read_bytes()
+    bare = b"\n".join(line for line in raw.split(b"\n") if not line.startswith(b"event:"))
+
+    def read(stream: bytes) -> ResponseTap:
+        tap = ResponseTap(endpoint, PUBLIC)
+        tap.start(200, SSE)
+        tap.feed(stream)
+        tap.finish()
+        return tap
+
+    named, unnamed = read(raw), read(bare)
+    assert unnamed.usage == named.usage is not None
+    assert unnamed.complete and unnamed.usage_final
+
+
+def test_an_event_the_tap_cannot_read_still_reaches_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = provider_fixture("openai-chat-stream-include-usage.sse").read_bytes()
+
+    def broken(*_: Any) -> bool:
+        raise RuntimeError("a bug in the tap")
+
+    tap = ResponseTap("chat_completions", PUBLIC)
+    monkeypatch.setattr(tap, "_chat_event", broken)
+    tap.start(200, SSE)
+    out = tap.feed(raw[:700]) + tap.feed(raw[700:]) + tap.finish()
+    assert out == raw  # every byte, in order, untouched
+    assert tap.errors == data_events(raw) and tap.usage is None
+
+
+def test_a_json_body_the_tap_cannot_read_still_reaches_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = provider_fixture("openai-chat-completion-cached.json").read_bytes()
+    tap = ResponseTap("chat_completions", PUBLIC)
+    monkeypatch.setattr(tap, "_rewrite_model", lambda _: (_ for _ in ()).throw(RuntimeError("bug")))
+    tap.start(200, JSON)
+    assert tap.feed(raw) + tap.finish() == raw and tap.errors == 1
