@@ -25,12 +25,16 @@ from lime.envoy_api import proc_grpc
 from lime.grpc_server import serve_grpc
 from lime.quota import UsageEvent
 from lime.settings import Settings
+from lime.settlement import settlement_for
 
 __all__ = ["ExternalProcessorService", "serve"]
 
 log = logging.getLogger(__name__)
 
 SETTLE_FAILURES = Counter("lime_settlement_failures", "Settlements that could not reach Redis (left to the reaper)")
+SETTLEMENT_BUGS = Counter("lime_settlement_bugs", "Requests the gateway failed to price, settled at no charge")
+#: How long a settlement keeps trying to reach Redis before it is given up (and logged in full).
+SETTLE_PATIENCE_SECONDS = 600.0
 SETTLED_TOO_LATE = Counter("lime_settlements_after_reap",
                            "Settlements dropped because their reservation had already been reaped")
 
@@ -67,14 +71,40 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
                 if keep_alive is None and processor.grant is not None:
                     keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(processor.grant.request_id))
         finally:
+            event = self._settlement_of(processor)
+            if event is not None:
+                # The keep-alive goes on until the settlement is in: a Redis outage must not hand the request to
+                # the reaper while its settlement waits.
+                self._background(self._settle(event, keep_alive))
+            elif keep_alive is not None:
+                keep_alive.cancel()
+
+    def _settlement_of(self, processor: StreamProcessor) -> UsageEvent | None:
+        try:
+            return processor.settlement()
+        except Exception:
+            grant = processor.grant
+            if grant is None:
+                return None
+            # A bug in pricing must not leave the request unsettled (reaped, uncounted): release it at no
+            # charge, as a failed request, and say so.
+            SETTLEMENT_BUGS.inc()
+            log.exception("could not price request %s; settled at no charge", grant.request_id)
+            return settlement_for(grant, None)
+
+    async def _settle(self, event: UsageEvent, keep_alive: asyncio.Task[None] | None) -> None:
+        try:
+            await self._settle_patiently(event)
+        finally:
             if keep_alive is not None:
                 keep_alive.cancel()
-            event = processor.settlement()
-            if event is not None:
-                self._background(self._settle(event))
 
-    async def _settle(self, event: UsageEvent) -> None:
-        for attempt in range(3):
+    async def _settle_patiently(self, event: UsageEvent) -> None:
+        """Settle, retrying through a Redis outage (a failover takes seconds to a minute) for up to
+        ``SETTLE_PATIENCE_SECONDS``; the settled marker makes a retry after a lost reply a no-op."""
+        deadline = time.monotonic() + SETTLE_PATIENCE_SECONDS
+        pause = 0.2
+        while True:
             try:
                 if await quota.settle(self._redis, event) == 0:
                     SETTLED_TOO_LATE.inc()
@@ -82,11 +112,14 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
                                 event.request_id, event.cost)
                 return
             except (aioredis.RedisError, OSError) as error:
-                if attempt == 2:
+                if time.monotonic() + pause > deadline:
                     SETTLE_FAILURES.inc()
-                    log.error("request %s not settled (%s): its reservation will be reaped", event.request_id, error)
+                    # Everything needed to charge it by hand, since the reaper will charge nothing.
+                    log.error("request %s not settled (%s); its usage event: %s", event.request_id, error,
+                              event.encode())
                     return
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     async def drain(self) -> None:
         """Wait for settlements in flight (on shutdown)."""

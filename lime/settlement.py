@@ -33,41 +33,40 @@ from lime.usage import Usage
 __all__ = ["count_output", "settlement_for"]
 
 
-def _texts(endpoint: str, event: dict[str, Any]) -> Iterable[str]:
+def _items(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list; anything else (an upstream's odd answer) has none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _strings(source: Any, keys: tuple[str, ...]) -> list[str]:
+    return [source[k] for k in keys if isinstance(source.get(k), str)] if isinstance(source, dict) else []
+
+
+def _texts(endpoint: str, event: dict[str, Any]) -> list[str]:
+    """The text an event (or a whole JSON answer) carries, whatever its shape; never raises."""
+    texts: list[str] = []
     if endpoint == "chat_completions":
-        for choice in event.get("choices") or []:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                yield from (v for k, v in delta.items() if k in ("content", "reasoning_content", "refusal")
-                            and isinstance(v, str))
-                for call in delta.get("tool_calls") or []:
-                    function = call.get("function") if isinstance(call, dict) else None
-                    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                        yield function["arguments"]
+        for choice in _items(event.get("choices")):
+            delta = choice.get("delta")
+            texts += _strings(delta, ("content", "reasoning_content", "refusal"))
+            for call in _items(delta.get("tool_calls") if isinstance(delta, dict) else None):
+                texts += _strings(call.get("function"), ("arguments",))
+            texts += _strings(choice.get("message"), ("content",))  # a whole JSON answer
     elif endpoint == "responses":
         kind = event.get("type")
-        if isinstance(kind, str) and kind.endswith(".delta") and isinstance(event.get("delta"), str):
-            yield str(event["delta"])
-    elif endpoint == "messages" and event.get("type") == "content_block_delta":
-        delta = event.get("delta")
-        if isinstance(delta, dict):
-            yield from (v for k, v in delta.items() if k in ("text", "partial_json", "thinking")
-                        and isinstance(v, str))
-    # Whole JSON answers (an upstream that sent no usage with them).
-    if endpoint == "chat_completions":
-        for choice in event.get("choices") or []:
-            message = choice.get("message") if isinstance(choice, dict) else None
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                yield message["content"]
-    elif endpoint == "responses" and event.get("object") == "response":
-        for item in event.get("output") or []:
-            for part in (item.get("content") or []) if isinstance(item, dict) else []:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield part["text"]
-    elif endpoint == "messages" and event.get("type") == "message":
-        for block in event.get("content") or []:
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
-                yield block["text"]
+        if isinstance(kind, str) and kind.endswith(".delta"):
+            texts += _strings(event, ("delta",))
+        if event.get("object") == "response":  # a whole JSON answer
+            for item in _items(event.get("output")):
+                for part in _items(item.get("content")):
+                    texts += _strings(part, ("text",))
+    elif endpoint == "messages":
+        if event.get("type") == "content_block_delta":
+            texts += _strings(event.get("delta"), ("text", "partial_json", "thinking"))
+        elif event.get("type") == "message":  # a whole JSON answer
+            for block in _items(event.get("content")):
+                texts += _strings(block, ("text",))
+    return texts
 
 
 def count_output(endpoint: str, delivered: Iterable[bytes]) -> int:

@@ -3,6 +3,7 @@ settlements wait, and nothing is lost or counted twice when it returns."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anthropic
@@ -55,3 +56,22 @@ def test_redis_down_fails_closed_and_recovers(gateway: Gateway, tenant: TenantAc
     # Redis came back empty: keys, balances and the usage stream are rebuilt or recreated as they are needed.
     raw = gateway.openai(tenant).chat.completions.with_raw_response.create(model="chat-a", messages=MESSAGES)
     assert record(gateway, raw.headers["x-request-id"], timeout=30)["outcome"] == "complete"
+
+
+def test_a_settlement_waits_out_a_redis_outage(gateway: Gateway, tenant: TenantAccess,
+                                               redis_server: EmbeddedRedis) -> None:
+    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
+        model="chat-a", messages=MESSAGES, stream=True,
+        extra_headers={"x-mock-chunks": "8", "x-mock-delay-ms": "150"})
+    request_id = raw.headers["x-request-id"]
+    stream = iter(raw.parse())
+    next(stream)
+    redis_server.stop()  # a failover, while the answer is still flowing ...
+    try:
+        rest = list(stream)  # ... which Redis is not on the path of
+        assert rest
+        time.sleep(1.0)  # the answer is over and extproc keeps trying to settle it
+    finally:
+        redis_server.start()
+    row = record(gateway, request_id, timeout=30)
+    assert row["outcome"] == "complete" and row["output_tokens"] == 8 and row["cost"] > 0

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from lime.catalog import Model
 from lime.endpoints import ModelKind
@@ -389,3 +392,23 @@ def test_count_output_on_the_fixture_deltas() -> None:
              if d is not None and json.loads(d)["type"] == "content_block_delta"]
     assert len(texts) == 3
     assert count_output("messages", [d for d in a_data if d is not None]) == lime_count(3, "".join(texts))
+
+
+ANSWER_KEYS = st.sampled_from(["choices", "delta", "message", "content", "tool_calls", "function", "arguments",
+                                "type", "output", "object", "text", "partial_json"])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.sampled_from(["message", "response"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(ANSWER_KEYS, children, max_size=4),
+    max_leaves=12)
+
+
+@given(endpoint=st.sampled_from(["chat_completions", "responses", "messages", "embeddings"]),
+       events=st.lists(st.dictionaries(ANSWER_KEYS, json_values, max_size=5), max_size=4))
+# Found by review: lists where lists belong are not to be taken for granted.
+@example(endpoint="chat_completions", events=[{"choices": 1}])
+@example(endpoint="chat_completions", events=[{"choices": [{"delta": {"tool_calls": 1}}]}])
+@example(endpoint="responses", events=[{"object": "response", "output": [{"content": 1}]}])
+@settings(max_examples=300)
+def test_counting_never_raises_on_odd_answers(endpoint: str, events: list[Any]) -> None:
+    delivered = [json.dumps(event).encode() for event in events]
+    assert count_output(endpoint, delivered) >= 0
