@@ -8,6 +8,7 @@ touch Redis, so a grant can never be counted twice or lost between the two.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -40,6 +41,7 @@ async def grant_points(conn: Conn, redis: aioredis.Redis, tenant_id: str, amount
     """Add ``amount`` micro-points (negative: take away); returns the new balance."""
     if amount == 0:
         raise BadRequest("A grant of 0 points changes nothing.")
+    redis_touched = False
     try:
         async with conn.transaction():
             points = await _locked_points(conn, tenant_id) + amount
@@ -49,9 +51,17 @@ async def grant_points(conn: Conn, redis: aioredis.Redis, tenant_id: str, amount
                 "INSERT INTO ledger (tenant_id, kind, amount, balance_after, note) VALUES (%s, %s, %s, %s, %s)",
                 (tenant_id, "grant" if amount > 0 else "adjustment", amount, points, note))
             # Inside the transaction: if Redis is down the grant is rolled back, never half done.
+            redis_touched = True
             await quota.adjust_balance(redis, tenant_id, amount)
     except psycopg.errors.ForeignKeyViolation:
         raise NotFound(f"Tenant `{tenant_id}` does not exist.") from None
+    except BaseException:
+        if redis_touched:
+            # Redis may hold the credit (a lost reply, or a failed COMMIT after it) while PostgreSQL rolled back:
+            # rebuild the tenant from PostgreSQL so a retried grant cannot count twice.
+            with contextlib.suppress(Exception):
+                await reconcile_tenant(conn, redis, tenant_id)
+        raise
     return points
 
 

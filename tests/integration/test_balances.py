@@ -225,3 +225,24 @@ async def test_reconcile_does_not_count_twice_what_the_writer_just_committed(
     result = await reconcile_tenant(conn, redis_client, tenant_id)
     assert result["balance"] == 9_600  # not 9_200
     assert await redis_points(redis_client, tenant_id) == (9_600, 0)
+
+
+async def test_a_grant_whose_commit_fails_leaves_redis_as_postgresql_has_it(
+        conn: Conn, redis_client: aioredis.Redis) -> None:
+    tenant_id = await new_tenant(conn)
+    await grant_points(conn, redis_client, tenant_id, 1_000)
+    await load_into_redis(conn, redis_client, tenant_id)
+    # A deferred check that fails at COMMIT: after Redis has already been credited inside the transaction.
+    await conn.execute("""
+        CREATE OR REPLACE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused at commit'; END $$""")
+    await conn.execute("""
+        CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON ledger DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW WHEN (NEW.note = 'refuse-at-commit') EXECUTE FUNCTION refuse_at_commit()""")
+    try:
+        with pytest.raises(psycopg.Error):
+            await grant_points(conn, redis_client, tenant_id, 500, "refuse-at-commit")
+    finally:
+        await conn.execute("DROP TRIGGER refuse_at_commit ON ledger")
+    assert await balance_of(conn, tenant_id) == 1_000
+    assert await redis_points(redis_client, tenant_id) == (1_000, 0)  # not 1_500
