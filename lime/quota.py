@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 USAGE_STREAM = "lime:usage"
+#: Usage events PostgreSQL refused, set aside by the settlement writer for an operator.
+DEAD_LETTER_STREAM = "lime:usage:dead"
 RESERVATIONS = "lime:reservations"
 #: How long a settlement marker is kept: longer than any redelivery of the same settlement.
 SETTLED_MARKER_SECONDS = 86_400
@@ -325,18 +327,22 @@ async def adjust_balance(redis: aioredis.Redis, tenant_id: str, amount: int) -> 
 
 
 async def stream_costs(redis: aioredis.Redis, tenant_id: str) -> tuple[dict[str, int], str]:
-    """The tenant's settled costs still in the usage stream, by request id, and the last entry id read ('' for
-    an empty stream). Some may already be in PostgreSQL: the writer deletes an entry just after its commit."""
-    entries: Any = await redis.xrange(USAGE_STREAM)
+    """The tenant's settled costs Redis has applied and PostgreSQL may not have, by request id: those still in
+    the usage stream (some may already be committed: the writer deletes an entry just after its commit) and those
+    set aside in the dead-letter stream. Also the last usage-stream entry id read ('' for an empty stream)."""
     costs: dict[str, int] = {}
     last = ""
-    for entry_id, fields in entries:
-        last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        raw = fields.get(b"event")
-        if raw is not None:
-            event = json.loads(raw)
-            if event.get("tenant_id") == tenant_id:
-                costs[str(event["request_id"])] = int(event["cost"])
+    for stream in (DEAD_LETTER_STREAM, USAGE_STREAM):
+        entries: Any = await redis.xrange(stream)
+        for entry_id, fields in entries:
+            if stream == USAGE_STREAM:
+                last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            try:
+                event = json.loads(fields.get(b"event") or b"null")
+                if isinstance(event, dict) and event.get("tenant_id") == tenant_id:
+                    costs[str(event["request_id"])] = int(event["cost"])
+            except (ValueError, TypeError, KeyError):
+                continue  # an event no one can read was never charged by a script that could
     return costs, last
 
 

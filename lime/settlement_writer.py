@@ -26,14 +26,13 @@ from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
 from lime import quota
-from lime.quota import USAGE_STREAM, UsageEvent
+from lime.quota import DEAD_LETTER_STREAM, USAGE_STREAM, UsageEvent
 
 __all__ = ["GROUP", "SettlementWriter", "persist", "persist_batch", "reap_expired"]
 
 log = logging.getLogger(__name__)
 
 GROUP = "settlement-writers"
-DEAD_LETTER_STREAM = "lime:usage:dead"
 
 REAPED = Counter("lime_reservations_reaped", "Reservations released by the reaper because no settlement came")
 DEAD_LETTERS = Counter("lime_settlement_dead_letters", "Usage events PostgreSQL refused; kept in lime:usage:dead")
@@ -211,9 +210,12 @@ class SettlementWriter:
             if raw is None:  # deleted meanwhile: nothing to write
                 continue
             try:
-                batch.append((entry_id, UsageEvent.decode(raw)))
-            except (ValueError, TypeError) as error:
+                event = UsageEvent.decode(raw)
+                _record_row(event)  # a value PostgreSQL cannot take (a timestamp out of range) shows here
+            except (ValueError, TypeError, KeyError, OverflowError) as error:
                 await self._set_aside(entry_id, raw, error)
+                continue
+            batch.append((entry_id, event))
         async with self._pool.connection() as conn:
             try:
                 written = await persist_batch(conn, [event for _, event in batch])
@@ -236,7 +238,8 @@ class SettlementWriter:
 
     async def _set_aside(self, entry_id: Any, raw: bytes, error: Exception) -> None:
         """An event PostgreSQL can never take (its tenant deleted, say) must not stall all the others behind it:
-        it goes to a stream of its own, visible to an operator, and is counted."""
+        it goes to a stream of its own, visible to an operator, and is counted. Its charge stays applied in Redis
+        (``lime reconcile`` counts dead-lettered costs as owed), so nothing is silently given back."""
         await self._redis.xadd(DEAD_LETTER_STREAM, {"event": raw, "error": str(error)[:500]})
         DEAD_LETTERS.inc()
         log.error("usage event %s set aside in %s: %s", entry_id, DEAD_LETTER_STREAM, error)

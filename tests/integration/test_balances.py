@@ -246,3 +246,17 @@ async def test_a_grant_whose_commit_fails_leaves_redis_as_postgresql_has_it(
         await conn.execute("DROP TRIGGER refuse_at_commit ON ledger")
     assert await balance_of(conn, tenant_id) == 1_000
     assert await redis_points(redis_client, tenant_id) == (1_000, 0)  # not 1_500
+
+
+async def test_a_dead_lettered_charge_is_not_given_back_by_reconcile(conn: Conn, redis_client: aioredis.Redis) -> None:
+    tenant_id = await new_tenant(conn)
+    await grant_points(conn, redis_client, tenant_id, 1_000)
+    await load_into_redis(conn, redis_client, tenant_id)
+    req = reservation(tenant_id, 100)
+    assert (await quota.reserve(redis_client, req)).ok
+    event = usage_event(tenant_id, 70, req.reservation_id)
+    assert await quota.settle(redis_client, event) == 1
+    # The writer could not store it and set it aside: gone from the usage stream, not in PostgreSQL.
+    await redis_client.xadd(quota.DEAD_LETTER_STREAM, {"event": event.encode(), "error": "test"})
+    await _drop_from_stream(redis_client, event.request_id)
+    assert (await reconcile_tenant(conn, redis_client, tenant_id))["balance"] == 930

@@ -28,9 +28,8 @@ from psycopg_pool import AsyncConnectionPool
 from lime import admin, quota
 from lime.balances import balance_of, grant_points, load_into_redis
 from lime.embedded import EmbeddedPostgres, free_port
-from lime.quota import USAGE_STREAM, ReservationRequest, UsageEvent
+from lime.quota import DEAD_LETTER_STREAM, USAGE_STREAM, ReservationRequest, UsageEvent
 from lime.settlement_writer import (
-    DEAD_LETTER_STREAM,
     GROUP,
     SettlementWriter,
     persist,
@@ -360,3 +359,17 @@ async def test_a_batch_writes_each_request_once_and_chains_each_tenants_ledger(c
     assert await usage_ledger(conn, second) == [(events[1].request_id, -5, -5), (events[4].request_id, -1, -6)]
     assert (await balance_of(conn, first), await balance_of(conn, second)) == (-17, -6)
     assert len(await records(conn, first)) == 3  # the free one is recorded, not charged
+
+
+async def test_an_event_with_a_value_postgresql_cannot_hold_is_set_aside(
+        conn: Conn, pool: Pool, redis_client: aioredis.Redis) -> None:
+    tenant_id = await funded_tenant(conn, redis_client, 100_000)
+    good = await settle_one(redis_client, tenant_id, 10)
+    odd = replace(good, request_id=f"req-{uuid.uuid4().hex}", started_at=1e20)  # no timestamp is that late
+    await redis_client.xadd(USAGE_STREAM, {"event": odd.encode()})
+    writer = writer_for(pool, redis_client)
+    await writer.ensure_group()
+    await writer.drain_once()  # does not raise: the writer goes on
+    assert set(await records(conn, tenant_id)) == {good.request_id}
+    dead: Any = await redis_client.xrange(DEAD_LETTER_STREAM)
+    assert UsageEvent.decode(dead[-1][1][b"event"]).request_id == odd.request_id
