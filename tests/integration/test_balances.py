@@ -210,15 +210,21 @@ async def _drop_from_stream(redis: aioredis.Redis, request_id: str) -> None:
             await redis.xdel(USAGE_STREAM, entry_id)
 
 
+async def settled_once(conn: Conn, redis: aioredis.Redis, points: int, cost: int) -> tuple[str, UsageEvent]:
+    """A loaded tenant with ``points`` that has just settled one request costing ``cost`` (in Redis only)."""
+    tenant_id = await new_tenant(conn)
+    await grant_points(conn, redis, tenant_id, points)
+    await load_into_redis(conn, redis, tenant_id)
+    req = reservation(tenant_id, cost)
+    assert (await quota.reserve(redis, req)).ok
+    event = usage_event(tenant_id, cost, req.reservation_id)
+    assert await quota.settle(redis, event) == 1
+    return tenant_id, event
+
+
 async def test_reconcile_does_not_count_twice_what_the_writer_just_committed(
         conn: Conn, redis_client: aioredis.Redis) -> None:
-    tenant_id = await new_tenant(conn)
-    await grant_points(conn, redis_client, tenant_id, 10_000)
-    await load_into_redis(conn, redis_client, tenant_id)
-    req = reservation(tenant_id, 1_000)
-    assert (await quota.reserve(redis_client, req)).ok
-    event = usage_event(tenant_id, 400, req.reservation_id)
-    assert await quota.settle(redis_client, event) == 1
+    tenant_id, event = await settled_once(conn, redis_client, 10_000, 400)
     # The writer has committed this event and not yet deleted it from the stream: it is in both places.
     assert await persist(conn, event)
     assert await balance_of(conn, tenant_id) == 9_600
@@ -249,13 +255,7 @@ async def test_a_grant_whose_commit_fails_leaves_redis_as_postgresql_has_it(
 
 
 async def test_a_dead_lettered_charge_is_not_given_back_by_reconcile(conn: Conn, redis_client: aioredis.Redis) -> None:
-    tenant_id = await new_tenant(conn)
-    await grant_points(conn, redis_client, tenant_id, 1_000)
-    await load_into_redis(conn, redis_client, tenant_id)
-    req = reservation(tenant_id, 100)
-    assert (await quota.reserve(redis_client, req)).ok
-    event = usage_event(tenant_id, 70, req.reservation_id)
-    assert await quota.settle(redis_client, event) == 1
+    tenant_id, event = await settled_once(conn, redis_client, 1_000, 70)
     # The writer could not store it and set it aside: gone from the usage stream, not in PostgreSQL.
     await redis_client.xadd(quota.DEAD_LETTER_STREAM, {"event": event.encode(), "error": "test"})
     await _drop_from_stream(redis_client, event.request_id)
