@@ -102,9 +102,18 @@ class StreamProcessor:
         tap = self._tap
         if tap is None:
             return envoy_api.ACK_RESPONSE_BODY
-        out = tap.feed(chunk)
-        if end_of_stream:
-            out += tap.finish()
+        before = tap.checkpoint()
+        try:
+            out = tap.feed(chunk)
+            if end_of_stream:
+                out += tap.finish()
+        except Exception:
+            # A bug in the tap must not break a stream the client is receiving: what it held before this chunk,
+            # then the chunk, go on untouched, and so does the rest. The request is settled as unread (free).
+            self._tap = None
+            log.exception("response tap failed for request %s; passing the rest through untouched",
+                          self._grant.request_id if self._grant else "?")
+            out = tap.release(before) + chunk
         if out == chunk:
             return envoy_api.ACK_RESPONSE_BODY
         return envoy_api.response_body_replace(out)
@@ -123,14 +132,12 @@ class StreamProcessor:
         """A bug in the tap must not break a stream the client is receiving: the rest passes through as is."""
         request_id = self._grant.request_id if self._grant else "?"
         log.exception("response tap failed for request %s; passing the rest through untouched", request_id)
-        tap, self._tap = self._tap, None
+        self._tap = None
         phase = request.WhichOneof("request")
         if phase == "response_headers":
             return envoy_api.ACK_RESPONSE_HEADERS
         if phase == "response_body":
-            held = tap.release() if tap is not None else b""
-            if held:
-                return envoy_api.response_body_replace(held + request.response_body.body)
+            # Past the tap (its own failures are handled in _response_body): the chunk goes on as it came.
             return envoy_api.ACK_RESPONSE_BODY
         return envoy_api.ACK_RESPONSE_TRAILERS
 

@@ -113,9 +113,18 @@ class ResponseTap:
             return self._json_body(body)
         return b""
 
-    def release(self) -> bytes:
-        """Give up: the bytes held so far, untouched, for the caller to pass on."""
-        held = b"".join(self._held) + self._framer.flush()
+    def checkpoint(self) -> tuple[int, bytes]:
+        """What is held right now, in O(1), for :meth:`release` after a chunk that could not be handled."""
+        return len(self._held), self._framer.pending_bytes
+
+    def release(self, checkpoint: tuple[int, bytes] | None = None) -> bytes:
+        """Give up: the bytes held (as of ``checkpoint``, when given), untouched, for the caller to pass on."""
+        if checkpoint is None:
+            held = b"".join(self._held) + self._framer.flush()
+        else:
+            count, pending = checkpoint
+            held = b"".join(self._held[:count]) + pending
+            self._framer.flush()
         self._held = []
         self.framing = Framing.OPAQUE
         return held
@@ -140,13 +149,16 @@ class ResponseTap:
     # -- SSE ---------------------------------------------------------------------------------------------------
 
     def _event(self, raw: bytes) -> bytes:
+        return self._guarded(self._read_event, raw)
+
+    def _guarded(self, read: Callable[[bytes], bytes], raw: bytes) -> bytes:
+        """Reading must never cost the client its bytes: what cannot be read is passed on as it came, counted."""
         try:
-            return self._read_event(raw)
+            return read(raw)
         except Exception:
-            # Reading an event must never cost the client its bytes: pass it on as it came, and say so.
             self.errors += 1
-            log.exception("response tap could not read an event of a %s stream; passed on as is", self.endpoint)
             self.events += 1
+            log.exception("response tap could not read part of a %s answer; passed on as is", self.endpoint)
             return raw
 
     def _read_event(self, raw: bytes) -> bytes:
@@ -224,12 +236,7 @@ class ResponseTap:
     # -- JSON --------------------------------------------------------------------------------------------------
 
     def _json_body(self, body: bytes) -> bytes:
-        try:
-            return self._read_json_body(body)
-        except Exception:
-            self.errors += 1
-            log.exception("response tap could not read a %s JSON body; passed on as is", self.endpoint)
-            return body
+        return self._guarded(self._read_json_body, body)
 
     def _read_json_body(self, body: bytes) -> bytes:
         document = _loads(body)

@@ -55,6 +55,10 @@ class EventFramer:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def pending_bytes(self) -> bytes:
+        return self._pending
+
 
 @dataclass(frozen=True)
 class SSEEvent:

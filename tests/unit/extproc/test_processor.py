@@ -122,3 +122,32 @@ def test_missing_credential_is_an_immediate_503_in_the_clients_protocol() -> Non
     body = json.loads(immediate.body)
     assert body["type"] == "error" and body["error"]["type"] == "api_error" and body["request_id"] == "req-9"
 
+
+
+def test_a_tap_that_breaks_mid_stream_loses_and_repeats_no_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta = GRANT.to_metadata()
+    processor.handle(message("response_headers", metadata=meta,
+                             headers={":status": "200", "content-type": "text/event-stream"}))
+    sent: list[bytes] = []
+
+    def passed(chunk: bytes, answer: Any) -> None:
+        mutation = answer.response_body.response.body_mutation
+        sent.append(chunk if not answer.response_body.response.HasField("body_mutation")
+                    else b"" if mutation.clear_body else mutation.body)
+
+    first, second, third = b'data: {"a":1}\n\ndata: {"b"', b':2}\n\ndata: {"c":3}\n\n', b"data: [DONE]\n\n"
+    passed(first, processor.handle(message("response_body", metadata=meta, body=first)))
+    tap = processor._tap
+    assert tap is not None
+
+    def broken(chunk: bytes) -> bytes:
+        tap._framer.feed(chunk)  # the failure comes after the chunk was taken in
+        raise RuntimeError("a bug in the tap")
+
+    monkeypatch.setattr(tap, "feed", broken)
+    passed(second, processor.handle(message("response_body", metadata=meta, body=second)))
+    passed(third, processor.handle(message("response_body", metadata=meta, body=third, end_of_stream=True)))
+    assert b"".join(sent) == first + second + third  # every byte once, in order
+    event = processor.settlement()
+    assert event is not None and event.outcome == "failed"  # unread: released, not charged
