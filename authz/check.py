@@ -20,7 +20,7 @@ from lime.output_cap import reserved_output_tokens, upstream_cap
 from lime.pricing import reservation_estimate
 from lime.request_body import parse_request_body
 
-__all__ = ["DirectoryAccess", "authorize"]
+__all__ = ["DirectoryAccess", "Verified", "authorize"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,24 @@ class DirectoryAccess:
     tenant_id: str
 
 
+@dataclass
+class Verified:
+    """What :func:`authorize` had verified when it decided: the labels of a refusal's metrics. Each is filled
+    only once it is known to be the catalog's (a tenant whose key matched, a model the package routes), so a
+    client cannot put arbitrary strings into them."""
+
+    endpoint: str = ""
+    tenant: str = ""
+    model: str = ""
+
+
 async def authorize(
     method: str, path: str, headers: Mapping[str, str], body: bytes, directory: Directory,
-    *, now: float | None = None,
+    *, now: float | None = None, verified: Verified | None = None,
 ) -> Grant | DirectoryAccess:
+    verified = Verified() if verified is None else verified
     endpoint = match_endpoint(method, path)
+    verified.endpoint = endpoint.name
     secret = presented_key(headers)
     if secret is None:
         raise AuthError(
@@ -59,12 +72,14 @@ async def authorize(
     tenant = await directory.tenant(tenant_id)
     _require_active(tenant)
     assert tenant is not None
+    verified.tenant = tenant_id
     if endpoint.kind is None:
         return DirectoryAccess(tenant_id)
     facts = parse_request_body(body)
     catalog = directory.catalog
     route = catalog.route(tenant, facts.model, endpoint)
     model = route.model
+    verified.model = model.id
     # The reservation covers the output cap the upstream will be held to: the client's, or the package's
     # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
+from prometheus_client import Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from authz.check import DirectoryAccess, authorize
+from authz.check import DirectoryAccess, Verified, authorize
 from authz.hold import hold
 from lime.catalog import Limits
 from lime.connections import open_directory, open_pool, open_redis
@@ -21,11 +24,18 @@ from lime.error_bodies import render_error
 from lime.errors import LimeError
 from lime.grant import VERIFIED_TENANT_HEADER
 from lime.grpc_server import serve_grpc
+from lime.metrics import REQUESTS, rejection_outcome, serve_metrics
 from lime.settings import Settings
 
 __all__ = ["AuthorizationService", "serve"]
 
 log = logging.getLogger(__name__)
+
+DECISION_SECONDS = Histogram(
+    "lime_authz_decision_seconds", "Time authz takes to decide one request, the reservation included", ["decision"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+_ALLOWED = DECISION_SECONDS.labels("allow")
+_DENIED = DECISION_SECONDS.labels("deny")
 
 
 class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[misc]
@@ -37,22 +47,33 @@ class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[mis
         self._ttl = reservation_ttl_seconds
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
         view = CheckRequestView.of(request)
         request_id = view.headers.get("x-request-id")
+        verified = Verified()
         try:
-            decision = await authorize(view.method, view.path, view.headers, view.body, self._directory)
+            decision = await authorize(view.method, view.path, view.headers, view.body, self._directory,
+                                       verified=verified)
             if not isinstance(decision, DirectoryAccess):
                 await hold(decision, self._limits(decision.tenant_id), self._redis, self._pool, ttl_seconds=self._ttl)
         except LimeError as error:
-            return check_deny(render_error(error, error_protocol(view.path, view.headers), request_id))
+            return self._deny(error, view.path, view.headers, request_id, verified, started)
         except Exception:
             log.exception("authz bug on %s %s (request %s)", view.method, view.path, request_id)
             bug = LimeError("The gateway failed to authorize this request.")
-            return check_deny(render_error(bug, error_protocol(view.path, view.headers), request_id))
+            return self._deny(bug, view.path, view.headers, request_id, verified, started)
+        _ALLOWED.observe(time.perf_counter() - started)
         if isinstance(decision, DirectoryAccess):
             return check_allow({"tenant_id": decision.tenant_id},
                                headers={VERIFIED_TENANT_HEADER: decision.tenant_id})
         return check_allow(decision.to_metadata())
+
+    @staticmethod
+    def _deny(error: LimeError, path: str, headers: Mapping[str, str], request_id: str | None, verified: Verified,
+              started: float) -> Any:
+        REQUESTS.labels(verified.tenant, verified.model, verified.endpoint, rejection_outcome(error)).inc()
+        _DENIED.observe(time.perf_counter() - started)
+        return check_deny(render_error(error, error_protocol(path, headers), request_id))
 
     def _limits(self, tenant_id: str) -> Limits:
         catalog = self._directory.catalog
@@ -66,6 +87,7 @@ async def serve(settings: Settings) -> None:
         redis = await stack.enter_async_context(open_redis(settings))
         directory = await stack.enter_async_context(open_directory(settings, pool, redis))
         service = AuthorizationService(directory, redis, pool, reservation_ttl_seconds=settings.reservation_ttl_seconds)
+        stack.callback(serve_metrics(settings.authz_metrics).close)
         await serve_grpc(
             str(settings.authz),
             lambda server: auth_grpc.add_AuthorizationServicer_to_server(service, server),

@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from catalog_api.public import Handler, error_response
+from catalog_api.http_metrics import Handler, metered, metrics_page
+from catalog_api.public import error_response
 from lime import admin, balances
 from lime.catalog import Limits
 from lime.endpoints import Protocol
@@ -40,10 +41,14 @@ def _default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+#: Served without the admin token: probes and Prometheus (the admin port is internal, never behind Envoy).
+_OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if request.path != "/healthz":
+        if request.path not in _OPEN_PATHS:
             presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(presented.encode(), request.app[TOKEN].encode()):
                 raise AuthError("A valid admin token is required (`Authorization: Bearer <token>`).")
@@ -173,11 +178,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_admin_app(pool: AsyncConnectionPool[Any], redis: aioredis.Redis, token: str) -> web.Application:
-    app = web.Application(middlewares=[_guard])
+    app = web.Application(middlewares=[metered("admin"), _guard])
     app[POOL] = pool
     app[REDIS] = redis
     app[TOKEN] = token
     app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/admin/usage", usage)
     app.router.add_get("/admin/{table}", list_things)
     app.router.add_get("/admin/tenants/{tenant_id}/balance", balance)

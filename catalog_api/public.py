@@ -7,12 +7,12 @@ client requests first). The answer is in Anthropic's format when the request car
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from catalog_api.directory_views import anthropic_model, anthropic_page, openai_list, openai_model
+from catalog_api.http_metrics import Handler, metered
 from lime.directory import Directory
 from lime.endpoints import Protocol
 from lime.error_bodies import render_error
@@ -22,7 +22,6 @@ from lime.grant import VERIFIED_TENANT_HEADER
 __all__ = ["build_public_app", "error_response"]
 
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(error: LimeError, protocol: Protocol, request: web.Request) -> web.Response:
@@ -78,7 +77,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_public_app(directory: Directory) -> web.Application:
-    app = web.Application(middlewares=[_errors_in_the_clients_protocol])
+    app = web.Application(middlewares=[metered("directory"), _errors_in_the_clients_protocol])
     app[DIRECTORY] = directory
     app.router.add_get("/v1/models", list_models)
     # Model ids may contain slashes (e.g. `org/model`).

@@ -11,6 +11,7 @@ without a grant are local replies (authz denied, or Envoy answered itself) and p
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from extproc.response_headers import hidden_response_headers
@@ -39,6 +40,12 @@ class StreamProcessor:
         self._request_headers: list[str] = []
         self._tap: ResponseTap | None = None
         self._hide_usage_chunk = False
+        #: What the metrics read once the stream is over.
+        self.refusal: LimeError | None = None
+        self.forwarded = False
+        self.response_status: int | None = None
+        self.first_byte_at: float | None = None
+        self.end_of_stream = False
 
     def handle(self, request: Any) -> Any:
         try:
@@ -83,6 +90,7 @@ class StreamProcessor:
                 log.error("request %s refused: %s", grant.request_id, error.message)
             return self._refuse(error)
         self._hide_usage_chunk = edit.hide_usage_chunk
+        self.forwarded = True
         return envoy_api.request_body_rewrite(
             edit.body, set_headers=edit.set_headers, remove_headers=edit.remove_headers)
 
@@ -94,11 +102,15 @@ class StreamProcessor:
             status = int(values.get(":status", "0"))
         except ValueError:
             status = 0
+        self.response_status = status
         self._tap = ResponseTap(self._grant.endpoint, self._grant.model, hide_usage_chunk=self._hide_usage_chunk)
         self._tap.start(status, values.get("content-type", ""))
         return envoy_api.response_headers_edit(hidden_response_headers(values))
 
     def _response_body(self, chunk: bytes, end_of_stream: bool) -> Any:
+        if self.first_byte_at is None and chunk:
+            self.first_byte_at = time.time()
+        self.end_of_stream = end_of_stream
         tap = self._tap
         if tap is None:
             return envoy_api.ACK_RESPONSE_BODY
@@ -121,6 +133,16 @@ class StreamProcessor:
     @property
     def grant(self) -> Grant | None:
         return self._grant
+
+    @property
+    def answer_complete(self) -> bool:
+        """The answer ended as its protocol says an answer ends (the tap's word; Envoy's when the tap gave up)."""
+        return self._tap.complete if self._tap is not None else self.end_of_stream
+
+    @property
+    def answer_failed(self) -> bool:
+        """The upstream reported an error inside a successful answer (an ``error`` event)."""
+        return self._tap.failed if self._tap is not None else False
 
     def settlement(self) -> UsageEvent | None:
         """How this request settles, once its stream is over (or cut); ``None`` for a local reply."""
@@ -146,6 +168,7 @@ class StreamProcessor:
         return self._refuse(LimeError("The gateway is misconfigured and cannot process this request."))
 
     def _refuse(self, error: LimeError) -> Any:
+        self.refusal = error
         grant = self._grant
         protocol = endpoint_protocol(grant.endpoint) if grant else Protocol.OPENAI
         return envoy_api.immediate_response(render_error(error, protocol, grant.request_id if grant else None))

@@ -17,12 +17,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
+from extproc import request_metrics
+from extproc.access_log import CutStreamLog
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
+from extproc.stream_cuts import CutReports
 from lime import quota, token_count
 from lime.connections import open_redis
-from lime.envoy_api import proc_grpc
+from lime.envoy_api import als_grpc, proc_grpc
 from lime.grpc_server import serve_grpc
+from lime.metrics import serve_metrics
 from lime.quota import UsageEvent
 from lime.settings import Settings
 from lime.settlement import settlement_for
@@ -35,14 +39,22 @@ SETTLE_FAILURES = Counter("lime_settlement_failures", "Settlements that could no
 SETTLEMENT_BUGS = Counter("lime_settlement_bugs", "Requests the gateway failed to price, settled at no charge")
 #: How long a settlement keeps trying to reach Redis before it is given up (and logged in full).
 SETTLE_PATIENCE_SECONDS = 600.0
+#: Envoy flushes its access log every 100 ms (envoy/envoy.yaml); a report later than this is not waited for.
+CUT_REPORT_WAIT_SECONDS = 2.0
 SETTLED_TOO_LATE = Counter("lime_settlements_after_reap",
                            "Settlements dropped because their reservation had already been reaped")
 
 
+_PHASES = ("request_headers", "request_body", "request_trailers", "response_headers", "response_body",
+           "response_trailers")
+_MESSAGE_SECONDS = {phase: request_metrics.MESSAGE_SECONDS.labels(phase) for phase in _PHASES}
+
+
 class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, credential_for: CredentialLookup, redis: aioredis.Redis, *,
-                 reservation_ttl_seconds: int = 900) -> None:
+                 reservation_ttl_seconds: int = 900, cuts: CutReports | None = None) -> None:
         self._credential_for = credential_for
+        self._cuts = CutReports() if cuts is None else cuts
         self._redis = redis
         self._ttl = reservation_ttl_seconds
         self._settling: set[asyncio.Task[None]] = set()
@@ -67,10 +79,16 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
         keep_alive: asyncio.Task[None] | None = None
         try:
             async for request in request_iterator:
-                yield processor.handle(request)
+                started = time.perf_counter()
+                response = processor.handle(request)
+                timer = _MESSAGE_SECONDS.get(request.WhichOneof("request"))
+                if timer is not None:
+                    timer.observe(time.perf_counter() - started)
+                yield response
                 if keep_alive is None and processor.grant is not None:
                     keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(processor.grant.request_id))
         finally:
+            self._count(processor)
             event = self._settlement_of(processor)
             if event is not None:
                 # The keep-alive goes on until the settlement is in: a Redis outage must not hand the request to
@@ -78,6 +96,23 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
                 self._background(self._settle(event, keep_alive))
             elif keep_alive is not None:
                 keep_alive.cancel()
+
+    def _count(self, processor: StreamProcessor) -> None:
+        """Count the finished request; one cut short waits (off the stream) for Envoy to say who cut it."""
+        ended_at = time.time()
+        try:
+            ending = request_metrics.ending_of(processor.response_status, complete=processor.answer_complete,
+                                               failed=processor.answer_failed)
+            if ending is None and processor.forwarded and processor.grant is not None:
+                self._background(self._count_cut(processor, processor.grant.request_id, ended_at))
+            else:
+                request_metrics.record(processor, ending, ended_at=ended_at)
+        except Exception:
+            log.exception("could not count a finished request in the metrics")
+
+    async def _count_cut(self, processor: StreamProcessor, request_id: str, ended_at: float) -> None:
+        ending = await self._cuts.wait(request_id, patience=CUT_REPORT_WAIT_SECONDS)
+        request_metrics.record(processor, ending, ended_at=ended_at)
 
     def _settlement_of(self, processor: StreamProcessor) -> UsageEvent | None:
         try:
@@ -130,14 +165,18 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
 async def serve(settings: Settings) -> None:
     token_count.warm_up()
     async with open_redis(settings) as redis:
+        cuts = CutReports()
         service = ExternalProcessorService(settings.upstream_credential, redis,
-                                           reservation_ttl_seconds=settings.reservation_ttl_seconds)
+                                           reservation_ttl_seconds=settings.reservation_ttl_seconds, cuts=cuts)
+        metrics = serve_metrics(settings.extproc_metrics)
+
+        def register(server: Any) -> None:
+            proc_grpc.add_ExternalProcessorServicer_to_server(service, server)
+            als_grpc.add_AccessLogServiceServicer_to_server(CutStreamLog(cuts), server)
+
         try:
-            await serve_grpc(
-                str(settings.extproc),
-                lambda server: proc_grpc.add_ExternalProcessorServicer_to_server(service, server),
-                name="extproc",
-            )
+            await serve_grpc(str(settings.extproc), register, name="extproc")
         finally:
             with contextlib.suppress(Exception):
                 await service.drain()
+            metrics.close()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
+from envoy.service.accesslog.v3 import als_pb2 as als_pb
+from envoy.service.accesslog.v3 import als_pb2_grpc as als_grpc
 from envoy.service.auth.v3 import external_auth_pb2 as auth_pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc as auth_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as proc_pb
@@ -26,11 +28,14 @@ from lime.error_bodies import ErrorReply
 from lime.grant import Grant
 
 __all__ = [
+    "ACCESS_LOG_RECEIVED",
     "AUTHZ_NAMESPACE",
     "CheckRequestView",
     "Grant",
     "ProcessingRequest",
     "ProcessingResponse",
+    "access_log_flags",
+    "als_grpc",
     "auth_grpc",
     "auth_pb",
     "check_allow",
@@ -184,3 +189,13 @@ ACK_RESPONSE_HEADERS = proc_pb.ProcessingResponse(response_headers=proc_pb.Heade
 ACK_RESPONSE_BODY = proc_pb.ProcessingResponse(response_body=proc_pb.BodyResponse())
 ACK_REQUEST_TRAILERS = proc_pb.ProcessingResponse(request_trailers=proc_pb.TrailersResponse())
 ACK_RESPONSE_TRAILERS = proc_pb.ProcessingResponse(response_trailers=proc_pb.TrailersResponse())
+
+
+ACCESS_LOG_RECEIVED = als_pb.StreamAccessLogsResponse()
+
+
+def access_log_flags(message: Any) -> Iterable[tuple[str, list[str]]]:
+    """``(request id, names of the response flags set)`` for each HTTP entry of a StreamAccessLogsMessage."""
+    for entry in message.http_logs.log_entry:
+        flags = [field.name for field, value in entry.common_properties.response_flags.ListFields() if value is True]
+        yield entry.request.request_id, flags

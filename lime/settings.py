@@ -57,7 +57,8 @@ def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
 
 
 #: Every listening address, by its ``LIME_<NAME>_ADDR`` variable: tests give each one a free port.
-ADDRESS_NAMES = ("PUBLIC", "ENVOY_ADMIN", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "SETTLER", "MOCK_UPSTREAM")
+ADDRESS_NAMES = ("PUBLIC", "ENVOY_ADMIN", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "SETTLER", "MOCK_UPSTREAM",
+                 "AUTHZ_METRICS", "EXTPROC_METRICS")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class Settings:
     catalog: Address = Address("127.0.0.1", 9003)
     admin: Address = Address("127.0.0.1", 9004)
     settler: Address = Address("127.0.0.1", 9005)
+    #: Prometheus ``/metrics`` of the two gRPC services (catalog_api serves it on the admin port, the settler on
+    #: its own address).
+    authz_metrics: Address = Address("127.0.0.1", 9011)
+    extproc_metrics: Address = Address("127.0.0.1", 9012)
     mock_upstream: Address = Address("127.0.0.1", 9100)
     envoy_config: Path = DEFAULT_ENVOY_CONFIG
     admin_token: str | None = field(default=None, repr=False)
@@ -101,6 +106,8 @@ class Settings:
             catalog=reader.address("LIME_CATALOG_ADDR", cls.catalog),
             admin=reader.address("LIME_ADMIN_ADDR", cls.admin),
             settler=reader.address("LIME_SETTLER_ADDR", cls.settler),
+            authz_metrics=reader.address("LIME_AUTHZ_METRICS_ADDR", cls.authz_metrics),
+            extproc_metrics=reader.address("LIME_EXTPROC_METRICS_ADDR", cls.extproc_metrics),
             mock_upstream=reader.address("LIME_MOCK_UPSTREAM_ADDR", cls.mock_upstream),
             envoy_config=reader.path("LIME_ENVOY_CONFIG", cls.envoy_config) or cls.envoy_config,
             admin_token=reader.secret("LIME_ADMIN_TOKEN", secrets_dir, "admin_token"),

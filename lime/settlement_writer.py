@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lime import quota
 from lime.quota import DEAD_LETTER_STREAM, USAGE_STREAM, UsageEvent
+from lime.usage_metrics import count_persisted
 
 __all__ = ["GROUP", "SettlementWriter", "persist", "persist_batch", "reap_expired"]
 
@@ -36,7 +37,6 @@ GROUP = "settlement-writers"
 
 REAPED = Counter("lime_reservations_reaped", "Reservations released by the reaper because no settlement came")
 DEAD_LETTERS = Counter("lime_settlement_dead_letters", "Usage events PostgreSQL refused; kept in lime:usage:dead")
-PERSISTED = Counter("lime_settlements_persisted", "Usage events written to PostgreSQL", ["outcome"])
 RETRIES = Counter("lime_settlement_write_retries", "Failed attempts to write a usage event to PostgreSQL")
 
 
@@ -224,7 +224,7 @@ class SettlementWriter:
                 written = [await self._persist_or_set_aside(conn, entry_id, event) for entry_id, event in batch]
         for (_, event), new in zip(batch, written, strict=True):
             if new:
-                PERSISTED.labels(event.outcome).inc()
+                count_persisted(event)
         await self._ack([entry_id for entry_id, _ in entries])
         return len(entries)
 

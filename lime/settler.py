@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import signal
 
-from prometheus_client import start_http_server
+import redis as sync_redis
+from prometheus_client import REGISTRY
 
 from lime.connections import open_pool, open_redis
+from lime.metrics import serve_metrics
 from lime.settings import Settings
 from lime.settlement_writer import SettlementWriter
+from lime.usage_metrics import SettlementBacklog
 
 __all__ = ["serve"]
 
@@ -23,10 +26,14 @@ async def serve(settings: Settings) -> None:
     async with open_pool(settings) as pool, open_redis(settings) as redis:
         writer = SettlementWriter(pool, redis, reap_every=min(5.0, settings.reservation_ttl_seconds / 2))
         await writer.ensure_group()
-        server, thread = start_http_server(settings.settler.port, addr=settings.settler.host)
+        # The scrape runs on the metrics server's thread: it gets a client of its own, with a short timeout.
+        backlog_client = sync_redis.Redis.from_url(settings.require_redis_url(), socket_timeout=2,
+                                                   socket_connect_timeout=2)
+        REGISTRY.register(SettlementBacklog(backlog_client))
+        metrics = serve_metrics(settings.settler)
         try:
             await writer.run(stop)
         finally:
             with contextlib.suppress(Exception):
-                server.shutdown()
-                thread.join(timeout=2)
+                metrics.close()
+            backlog_client.close()
