@@ -28,7 +28,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(VENV)/bin/pytest tests/unit
 
 e2e: $(STAMP) system-deps
