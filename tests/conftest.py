@@ -3,6 +3,8 @@ binaries so fault tests can stop and restart them without touching anything else
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +15,24 @@ from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 # A shared 2-core CI machine makes per-example timings noisy: hypothesis checks behaviour here, not speed.
 settings.register_profile("lime", deadline=None)
 settings.load_profile("lime")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each run gets a temporary folder of its own: pytest's shared numbered folders are pruned by whichever run
+    starts next, which pulls the data directories from under the servers of a run still going."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="lime-pytest-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A passing run leaves nothing behind; a failing one keeps its logs and data for a look."""
+    own = session.config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and exitstatus == 0:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")
