@@ -92,7 +92,8 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
     response = web.StreamResponse(status=200, headers={
         "Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", **provider_headers(api, 200)})
     await response.prepare(request)
-    cut = overrides.drop_after if overrides.drop_after is not None else overrides.error_after
+    cut = next((after for after in (overrides.drop_after, overrides.error_after, overrides.invalid_after)
+                if after is not None), None)
     try:
         for index, event in enumerate(events):
             if index == cut:
@@ -107,7 +108,7 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
                     request.transport.abort()
                 logger.info("dropped %s stream after %d events, as asked", request.path, cut)
                 return response
-            await response.write(in_stream_error(api))
+            await response.write(in_stream_error(api) if overrides.error_after is not None else INVALID_EVENT)
         await response.write_eof()
     except ConnectionResetError:
         # The client hung up mid-stream; the entry stays incomplete, which is what the test wants to see.
@@ -115,6 +116,10 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
         return response
     entry["completed"] = cut is None or cut >= len(events)
     return response
+
+
+#: The event an invalid stream ends with: its data is not JSON (x-mock-invalid-body).
+INVALID_EVENT = b'data: {"choices": [{"delta": {"content": "cut of\n\n'
 
 
 def in_stream_error(api: Api) -> bytes:
@@ -170,6 +175,10 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
         return await _stream(request, entry, api, planned.events, overrides)
     if overrides.delay_ms and planned.pieces:
         await asyncio.sleep(overrides.delay_ms * planned.pieces / 1000)
+    if overrides.invalid_after is not None:
+        body = dumps(planned.body).encode()[:overrides.invalid_after]
+        return web.Response(status=200, body=body, headers={"Content-Type": JSON_CONTENT_TYPE,
+                                                            **provider_headers(api, 200)})
     entry["completed"] = True
     return _json_response(200, planned.body, api)
 

@@ -15,6 +15,7 @@ __all__ = [
     "DELAY_HEADER",
     "DROP_HEADER",
     "ERROR_HEADER",
+    "INVALID_HEADER",
     "STATUS_HEADER",
     "BadOverride",
     "MockConfig",
@@ -31,6 +32,10 @@ CACHED_HEADER = "x-mock-cached-tokens"
 DROP_HEADER = "x-mock-drop-after"
 #: Streams: after this many events, send the provider's in-stream error event and end (an overloaded upstream).
 ERROR_HEADER = "x-mock-error-after"
+#: An answer that is not valid in its protocol, as from a broken upstream or a proxy in front of it: streams
+#: send this many events (of those they have), then one whose data is not JSON, and end there cleanly; JSON
+#: answers are a 200 whose body is cut after this many bytes.
+INVALID_HEADER = "x-mock-invalid-body"
 
 # Bounds that keep a typo from making the mock stream for hours.
 MAX_CHUNKS = 100_000
@@ -61,6 +66,7 @@ class Overrides:
     cached_tokens: int = 0
     drop_after: int | None = None
     error_after: int | None = None
+    invalid_after: int | None = None
 
 
 class BadOverride(ValueError):
@@ -90,6 +96,7 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         cached_tokens=cached or 0,
         drop_after=_int_header(headers, DROP_HEADER, 0, MAX_CHUNKS),
         error_after=_int_header(headers, ERROR_HEADER, 0, MAX_CHUNKS),
+        invalid_after=_int_header(headers, INVALID_HEADER, 0, 64 * 1024 * 1024),
         chunks=config.chunks if chunks is None else chunks,
         delay_ms=config.delay_ms if delay_ms is None else delay_ms,
         status=status,
