@@ -66,6 +66,9 @@ def parse_request_body(raw: bytes) -> RequestFacts:
         raise BadRequest("The request body is nested too deeply.") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc.msg} (char {exc.pos}).") from None
+    except ValueError:
+        # Python reads no integer of more than 4300 digits (CVE-2020-10735): valid JSON it cannot hold.
+        raise BadRequest("The request body holds an integer too long to read.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     model = body.get("model")
