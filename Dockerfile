@@ -14,7 +14,8 @@ COPY extproc ./extproc
 COPY catalog_api ./catalog_api
 # A numeric user, so Kubernetes' runAsNonRoot can verify it; /var/run/lime holds the sidecars' Unix sockets.
 RUN pip install --no-cache-dir . \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/lime lime \
+    && groupadd --system --gid 10001 lime \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/lime --no-create-home lime \
     && mkdir -p /var/lib/lime /var/run/lime && chown lime:lime /var/lib/lime /var/run/lime
 # The SRE-edited Envoy config; `lime envoy render` fills in the addresses at start (docs/deploy.md).
 COPY envoy ./envoy
