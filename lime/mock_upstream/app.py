@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from lime.mock_upstream.answers import API_PATHS, Api, InvalidRequest, answer, is_stream
-from lime.mock_upstream.config import BadOverride, MockConfig, Overrides, resolve_overrides
+from lime.mock_upstream.config import MAX_DELAY_MS, BadOverride, MockConfig, Overrides, resolve_overrides
 from lime.mock_upstream.errors import anthropic_error_body, openai_error_body
 from lime.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
 from lime.mock_upstream.reply import new_id
@@ -92,8 +92,8 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
     response = web.StreamResponse(status=200, headers={
         "Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", **provider_headers(api, 200)})
     await response.prepare(request)
-    cut = next((after for after in (overrides.drop_after, overrides.error_after, overrides.invalid_after)
-                if after is not None), None)
+    cut = next((after for after in (overrides.drop_after, overrides.error_after, overrides.invalid_after,
+                                    overrides.stall_after) if after is not None), None)
     try:
         for index, event in enumerate(events):
             if index == cut:
@@ -108,6 +108,9 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
                     request.transport.abort()
                 logger.info("dropped %s stream after %d events, as asked", request.path, cut)
                 return response
+            if overrides.stall_after is not None:
+                await _stall(request)
+                return response
             await response.write(in_stream_error(api) if overrides.error_after is not None else INVALID_EVENT)
         await response.write_eof()
     except ConnectionResetError:
@@ -116,6 +119,15 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
         return response
     entry["completed"] = cut is None or cut >= len(events)
     return response
+
+
+async def _stall(request: web.Request) -> None:
+    """Send nothing, with the connection open, until the client closes it (or MAX_DELAY_MS is up)."""
+    logger.info("stalling %s, as asked", request.path)
+    for _ in range(MAX_DELAY_MS // 100):
+        if request.transport is None or request.transport.is_closing():
+            return
+        await asyncio.sleep(0.1)
 
 
 #: The event an invalid stream ends with: its data is not JSON (x-mock-invalid-body).
@@ -173,6 +185,9 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
     state.log.add(entry)
     if planned.body is None:
         return await _stream(request, entry, api, planned.events, overrides)
+    if overrides.stall_after is not None:
+        await _stall(request)
+        return web.Response(status=200)  # nobody is left to read it
     if overrides.delay_ms and planned.pieces:
         await asyncio.sleep(overrides.delay_ms * planned.pieces / 1000)
     if overrides.invalid_after is not None:

@@ -16,6 +16,7 @@ __all__ = [
     "DROP_HEADER",
     "ERROR_HEADER",
     "INVALID_HEADER",
+    "STALL_HEADER",
     "STATUS_HEADER",
     "BadOverride",
     "MockConfig",
@@ -36,6 +37,9 @@ ERROR_HEADER = "x-mock-error-after"
 #: send this many events (of those they have), then one whose data is not JSON, and end there cleanly; JSON
 #: answers are a 200 whose body is cut after this many bytes.
 INVALID_HEADER = "x-mock-invalid-body"
+#: An upstream that hangs: streams send this many events, then nothing more, with the connection left open until
+#: the client (a proxy's idle timeout) closes it; JSON answers send nothing at all. At most MAX_DELAY_MS.
+STALL_HEADER = "x-mock-stall-after"
 
 # Bounds that keep a typo from making the mock stream for hours.
 MAX_CHUNKS = 100_000
@@ -67,6 +71,7 @@ class Overrides:
     drop_after: int | None = None
     error_after: int | None = None
     invalid_after: int | None = None
+    stall_after: int | None = None
 
 
 class BadOverride(ValueError):
@@ -90,13 +95,16 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
     """Merge the request's ``x-mock-*`` headers (case-insensitive mapping) over ``config``."""
     chunks = _int_header(headers, CHUNKS_HEADER, 0, MAX_CHUNKS)
     delay_ms = _int_header(headers, DELAY_HEADER, 0, MAX_DELAY_MS)
-    status = _int_header(headers, STATUS_HEADER, 400, 599)
+    status = _int_header(headers, STATUS_HEADER, 200, 599)
+    if status is not None and status < 400:
+        status = None  # a success status is the normal answer (a proxy may set the header on every request)
     cached = _int_header(headers, CACHED_HEADER, 0, 10**9)
     return Overrides(
         cached_tokens=cached or 0,
         drop_after=_int_header(headers, DROP_HEADER, 0, MAX_CHUNKS),
         error_after=_int_header(headers, ERROR_HEADER, 0, MAX_CHUNKS),
         invalid_after=_int_header(headers, INVALID_HEADER, 0, 64 * 1024 * 1024),
+        stall_after=_int_header(headers, STALL_HEADER, 0, MAX_CHUNKS),
         chunks=config.chunks if chunks is None else chunks,
         delay_ms=config.delay_ms if delay_ms is None else delay_ms,
         status=status,
