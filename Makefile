@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: up test lint typecheck unit e2e envoy-check system-deps clean
+.PHONY: up test lint typecheck unit e2e envoy-check system-deps clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,27 @@ e2e: $(STAMP) system-deps
 
 envoy-check: $(STAMP)
 	$(VENV)/bin/lime envoy check
+
+# The benchmark (bench/, docs/performance.md): mock, bare Envoy and the full stack under the same load; writes
+# bench/results/. QUICK=1: a short run (~2 min). LITELLM=1: LiteLLM's proxy as a further target (installed into its
+# own virtualenv, it is big). PROFILE=1: also sample authz and extproc with py-spy. BENCH_ARGS: see
+# `python -m bench --help` (rates, durations, stream sizes).
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LITELLM_VENV := .lime/bench/litellm-venv
+
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-installed-*
+	touch $(BENCH_STAMP)
+
+$(LITELLM_VENV)/bin/litellm:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]'
+
+bench: $(BENCH_STAMP) system-deps $(if $(LITELLM),$(LITELLM_VENV)/bin/litellm)
+	@bench/ensure-tools
+	$(VENV)/bin/python -m bench $(if $(QUICK),--quick) $(if $(LITELLM),--litellm $(LITELLM_VENV)/bin/litellm) \
+		$(if $(PROFILE),--profile 10) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .lime .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,396 @@
+"""The bench's results as JSON, a markdown report and a PNG plot; and the summary that checks issue 7's targets."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["summarise", "summarise_profile", "write"]
+
+#: Issue 7's targets for the full stack.
+TARGETS = {
+    "python_cpu_ms": 0.3,  # authz + extproc CPU per non-streamed request
+    "throughput_rps": 2000.0,  # with < 0.1% errors
+    "throughput_error_rate": 0.001,
+    "litellm_ratio": 5.0,
+    "added_p50_ms": 1.0,  # at 300 req/s
+    "added_p99_ms": 5.0,
+    "chunk_lag_p50_ms": 1.0,
+}
+SUSTAINED_ERROR_RATE = 0.01
+
+
+def _by(records: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["target"] == target]
+
+
+def _best(records: list[dict[str, Any]], target: str, max_error_rate: float) -> dict[str, Any] | None:
+    ok = [r for r in _by(records, target) if r["result"]["error_rate"] < max_error_rate]
+    return max(ok, key=lambda r: r["result"]["achieved_rps"], default=None)
+
+
+def _fixed(results: dict[str, Any], target: str, rate: float) -> dict[str, Any] | None:
+    return next((r for r in results["fixed_rate"] if r["target"] == target and r["result"]["offered_rps"] == rate),
+                None)
+
+
+def _python_ms(record: dict[str, Any], names: tuple[str, ...] = ("authz", "extproc")) -> float:
+    per = record["cpu_ms_per_request"]
+    return sum(per.get(name) or 0.0 for name in names)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return None
+    return a / b
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the report leads with: Lime against bare Envoy (and LiteLLM), and issue 7's targets."""
+    targets = list(results["meta"]["targets"])
+    rates = sorted({r["result"]["offered_rps"] for r in results["fixed_rate"]})
+    summary: dict[str, Any] = {"added_latency": [], "max_throughput": {}, "streams": [], "checks": []}
+    for rate in rates:
+        lime, envoy = _fixed(results, "lime", rate), _fixed(results, "envoy", rate)
+        if lime is None or envoy is None:
+            continue
+        row = {"rate": rate}
+        for p in ("p50", "p90", "p99"):
+            row[f"added_{p}_ms"] = lime["result"]["latency"][p] - envoy["result"]["latency"][p]
+            row[f"ratio_{p}"] = _ratio(lime["result"]["latency"][p], envoy["result"]["latency"][p])
+        row["python_cpu_ms"] = _python_ms(lime)
+        row["lime_envoy_cpu_ms"] = lime["cpu_ms_per_request"].get("envoy")
+        row["bare_envoy_cpu_ms"] = envoy["cpu_ms_per_request"].get("envoy")
+        summary["added_latency"].append(row)
+    for target in targets:
+        best = _best(results["max_throughput"], target, SUSTAINED_ERROR_RATE)
+        summary["max_throughput"][target] = None if best is None else {
+            "rps": best["result"]["achieved_rps"], "connections": best["result"]["connections"],
+            "error_rate": best["result"]["error_rate"], "p50_ms": best["result"]["latency"]["p50"],
+            "p99_ms": best["result"]["latency"]["p99"], "cpu_ms_per_request": best["cpu_ms_per_request"]}
+    best = summary["max_throughput"]
+    rps = {t: (best[t] or {}).get("rps") for t in targets}
+    summary["throughput_ratios"] = {
+        "lime_over_envoy": _ratio(rps.get("lime"), rps.get("envoy")),
+        "lime_over_litellm": _ratio(rps.get("lime"), rps.get("litellm")),
+        "mock_over_lime": _ratio(rps.get("mock"), rps.get("lime")),
+    }
+    lime_max = best.get("lime")
+    if lime_max is not None:
+        record = next(r for r in results["max_throughput"] if r["target"] == "lime"
+                      and r["result"]["achieved_rps"] == lime_max["rps"])
+        summary["mock_share_at_lime_max"] = {
+            "mock_cores": record["cpu_seconds"]["mock"] / record["result"]["seconds"],
+            "mock_cpu_ms_per_request": record["cpu_ms_per_request"]["mock"],
+            "lime_cpu_ms_per_request": sum(v or 0.0 for k, v in record["cpu_ms_per_request"].items()
+                                           if k in record["python"] or k in ("envoy", "redis", "postgres")),
+        }
+    concurrencies = sorted({r["result"]["concurrency"] for r in results["streams"]})
+    for concurrency in concurrencies:
+        rows = {r["target"]: r for r in results["streams"] if r["result"]["concurrency"] == concurrency}
+        lime, envoy = rows.get("lime"), rows.get("envoy")
+        if lime is None or envoy is None:
+            continue
+        lr, er = lime["result"], envoy["result"]
+        summary["streams"].append({
+            "concurrency": concurrency,
+            "added_ttfb_p50_ms": lr["ttfb"]["p50"] - er["ttfb"]["p50"],
+            "added_ttfb_p99_ms": lr["ttfb"]["p99"] - er["ttfb"]["p99"],
+            "added_total_p50_ms": lr["total"]["p50"] - er["total"]["p50"],
+            "added_total_p99_ms": lr["total"]["p99"] - er["total"]["p99"],
+            "added_lag_p50_ms": lr["lag"]["p50"] - er["lag"]["p50"],
+            "added_lag_p99_ms": lr["lag"]["p99"] - er["lag"]["p99"],
+            "gap_stdev_ms": {"lime": lr["gap_stdev"], "envoy": er["gap_stdev"]},
+            "coalesced": {"lime": lr["coalesced"], "envoy": er["coalesced"]},
+            "events_per_stream": {"lime": lr["events_per_stream"], "envoy": er["events_per_stream"]},
+            "python_cpu_ms_per_stream": _python_ms(lime),
+            "python_cpu_ms_per_event": _python_ms(lime) / lr["events_per_stream"] if lr["events_per_stream"] else None,
+        })
+    summary["checks"] = _checks(summary, rates)
+    return summary
+
+
+def _checks(summary: dict[str, Any], rates: list[float]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def check(goal: str, measured: float | None, limit: float, *, at_least: bool = False, unit: str = "") -> None:
+        ok = None if measured is None else (measured >= limit if at_least else measured <= limit)
+        checks.append({"goal": goal, "measured": measured, "limit": limit, "unit": unit, "ok": ok,
+                       "at_least": at_least})
+
+    near = min(summary["added_latency"], key=lambda r: abs(r["rate"] - 300), default=None)
+    at = f" at {near['rate']:g} req/s" if near else ""
+    check(f"Python CPU per non-streamed request (authz + extproc){at}", near and near["python_cpu_ms"],
+          TARGETS["python_cpu_ms"], unit="ms")
+    strict = summary["max_throughput"].get("lime")
+    check("full-stack throughput (best run; < 0.1% errors required)",
+          strict["rps"] if strict and strict["error_rate"] < TARGETS["throughput_error_rate"] else
+          (strict["rps"] if strict else None), TARGETS["throughput_rps"], at_least=True, unit="req/s")
+    if strict is not None and strict["error_rate"] >= TARGETS["throughput_error_rate"]:
+        checks[-1]["ok"] = False
+    ratio = summary["throughput_ratios"]["lime_over_litellm"]
+    check("throughput over LiteLLM's", ratio, TARGETS["litellm_ratio"], at_least=True, unit="x")
+    check(f"p50 added latency over bare Envoy{at}", near and near["added_p50_ms"], TARGETS["added_p50_ms"], unit="ms")
+    check(f"p99 added latency over bare Envoy{at}", near and near["added_p99_ms"], TARGETS["added_p99_ms"], unit="ms")
+    for row in summary["streams"]:
+        check(f"per-chunk added lag p50, {row['concurrency']} streams", row["added_lag_p50_ms"],
+              TARGETS["chunk_lag_p50_ms"], unit="ms")
+    for row in summary["streams"]:
+        extra = row["coalesced"]["lime"] - row["coalesced"]["envoy"]
+        check(f"SSE not buffered: events coalesced beyond bare Envoy's, {row['concurrency']} streams", extra, 0,
+              unit="events")
+    return checks
+
+
+#: Leaf frames of a thread that waits (py-spy samples wall-clock time; these samples are not CPU).
+_IDLE = ("epoll_wait ", "epoll_pwait ", "poll ", "select ", "pthread_cond_wait", "pthread_cond_timedwait", "__futex",
+         "futex_wait", "nanosleep ", "clock_nanosleep ", "sem_wait ", "sem_timedwait ")
+_AREAS = (("grpc/", "grpc.aio (Python side)"), ("asyncio/", "asyncio event loop"), ("selectors", "asyncio event loop"),
+          ("redis/", "redis-py"), ("prometheus_client/", "prometheus_client"), ("json/", "json"),
+          ("google/protobuf", "protobuf (Python side)"), ("authz/", "Lime: authz/"), ("extproc/", "Lime: extproc/"),
+          ("lime/", "Lime: lime/"), ("threading.py", "grpc poller thread"), ("dataclasses", "dataclasses"),
+          ("<string>", "dataclasses"), ("logging/", "logging"), ("psycopg", "psycopg"))
+
+
+def summarise_profile(folded: str, top: int = 20) -> dict[str, Any]:
+    """py-spy's raw stacks (``--native``) -> where the busy samples are: by the innermost Python frame's package
+    (Lime's code, grpc.aio, asyncio, redis-py, ...), by what the leaf is (Python, a native library, a system call),
+    and the hottest functions. Samples of waiting threads (epoll_wait, poll, futex ...) are left out."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    areas: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
+    total = busy = 0
+    for line in folded.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        if frames[-1].startswith(_IDLE):
+            continue
+        busy += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        areas[_area(frames)] += count
+        leaves[_leaf(frames[-1])] += count
+
+    def share(n: int) -> float:
+        return round(100 * n / busy, 1) if busy else 0.0
+
+    return {
+        "samples": total,
+        "busy_samples": busy,
+        "areas_percent": {area: share(n) for area, n in areas.most_common()},
+        "leaf_percent": {leaf: share(n) for leaf, n in leaves.most_common(12)},
+        "self_percent": [[frame, share(n)] for frame, n in own.most_common(top)],
+        "inclusive_percent": [[frame, share(n)] for frame, n in inclusive.most_common(top + 25)
+                              if ".py" in frame and not frame.startswith(("<module>", "_run_code", "_run_module"))],
+    }
+
+
+def _area(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        where = frame[frame.rfind("(") + 1:]
+        if ".py" in where or "<frozen" in where or "<string>" in where:
+            for needle, area in _AREAS:
+                if needle in where:
+                    return area
+            return "other Python"
+    return "native only (grpc C-core threads)"
+
+
+def _leaf(frame: str) -> str:
+    where = frame[frame.rfind("(") + 1:].rstrip(")")
+    if "libc.so" in where:
+        return "system call / libc: " + frame.split(" ", 1)[0]
+    if ".so" in where:
+        return "native: " + where.split("/")[-1].split(".")[0]
+    return "Python bytecode"
+
+
+# --- writing -----------------------------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta, summary = results["meta"], results["summary"]
+    labels = meta["targets"]
+    machine = meta["machine"]
+    v = meta["versions"]
+    out = [
+        f"# Lime bench — {meta['date']}",
+        "",
+        f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, Linux "
+        f"{machine['kernel']}; load average at start {', '.join(f'{x:.2f}' for x in machine['load_average_at_start'])}."
+        f" Versions: Envoy {v.get('envoy')}, Python {v.get('python')}, grpcio {v.get('grpcio')}, {v.get('wrk')}, "
+        f"{v.get('h2load')}" + (f", LiteLLM {v['litellm']}" if "litellm" in v else "") + ".",
+        f"Command: `{meta['command']}` ({meta['seconds']:.0f} s).",
+        "",
+        "## Targets of issue 7",
+        "",
+    ]
+    out += _table(["goal", "limit", "measured", ""], [
+        [c["goal"], f"{'≥' if c['at_least'] else '≤'} {_f(c['limit'], 1)} {c['unit']}",
+         f"{_f(c['measured'])} {c['unit']}",
+         {True: "met", False: "**not met**", None: "not measured"}[c["ok"]]]
+        for c in summary["checks"]])
+    out += ["", "## Non-streamed chat completions at fixed offered rates (h2load, open loop)", ""]
+    rows = []
+    for record in results["fixed_rate"]:
+        r = record["result"]
+        rows.append([_f(r["offered_rps"], 0), labels[record["target"]], _f(r["achieved_rps"], 1),
+                     _f(r["latency"]["p50"]), _f(r["latency"]["p90"]), _f(r["latency"]["p99"]),
+                     f"{r['errors']} ({100 * r['error_rate']:.2f}%)", _cpu_cell(record)])
+    out += _table(["offered req/s", "target", "2xx/s", "p50 ms", "p90 ms", "p99 ms", "errors",
+                   "CPU ms/request by process"], rows)
+    out += ["", "Lime against bare Envoy at the same offered rate:", ""]
+    out += _table(["offered req/s", "added p50 ms", "added p99 ms", "p50 ratio", "p99 ratio",
+                   "authz+extproc CPU ms/req", "Envoy CPU ms/req (Lime / bare)"],
+                  [[_f(row["rate"], 0), _f(row["added_p50_ms"]), _f(row["added_p99_ms"]),
+                    _f(row["ratio_p50"]) + "x", _f(row["ratio_p99"]) + "x", _f(row["python_cpu_ms"], 3),
+                    f"{_f(row['lime_envoy_cpu_ms'], 3)} / {_f(row['bare_envoy_cpu_ms'], 3)}"]
+                   for row in summary["added_latency"]])
+    out += ["", "## Maximum throughput (wrk, closed loop; best run with < 1% errors)", ""]
+    rows = []
+    for record in results["max_throughput"]:
+        r = record["result"]
+        rows.append([labels[record["target"]], str(r["connections"]), _f(r["achieved_rps"], 0),
+                     _f(r["latency"]["p50"]), _f(r["latency"]["p99"]), f"{r['errors']} ({100 * r['error_rate']:.2f}%)",
+                     _cpu_cell(record)])
+    out += _table(["target", "connections", "2xx/s", "p50 ms", "p99 ms", "errors", "CPU ms/request by process"], rows)
+    ratios = summary["throughput_ratios"]
+    out += ["", "Best sustained: " + ", ".join(
+        f"{labels[t]} {_f(b['rps'], 0)} req/s" for t, b in summary["max_throughput"].items() if b) +
+        f". Lime / bare Envoy = {_f(ratios['lime_over_envoy'])}; Lime / LiteLLM = "
+        f"{_f(ratios['lime_over_litellm'])}; mock direct / Lime = {_f(ratios['mock_over_lime'])}."]
+    share = summary.get("mock_share_at_lime_max")
+    if share:
+        out += ["", f"The mock is not the bottleneck: at Lime's best throughput it used {_f(share['mock_cores'])} of a "
+                    f"core ({_f(share['mock_cpu_ms_per_request'], 3)} ms CPU per request, against "
+                    f"{_f(share['lime_cpu_ms_per_request'], 3)} ms for Lime's processes and stores), and alone it "
+                    f"serves {_f(ratios['mock_over_lime'])}x Lime's best rate."]
+    out += ["", "## Streamed chat completions (50 chunks; Python SSE client, one stream per connection)", ""]
+    rows = []
+    for record in results["streams"]:
+        r = record["result"]
+        rows.append([labels[record["target"]], str(r["concurrency"]), f"{r['streams']} ({r['failed']} failed)",
+                     _f(r["events_per_stream"], 1), _f(r["ttfb"]["p50"]), _f(r["ttfb"]["p99"]),
+                     _f(r["total"]["p50"], 1),
+                     _f(r["gap"]["p50"]), _f(r["gap"]["p99"]), _f(r["gap_stdev"]), _f(r["lag"]["p50"]),
+                     _f(r["lag"]["p99"]), str(r["coalesced"]), _cpu_cell(record, per="stream")])
+    out += _table(["target", "streams", "done", "events/stream", "TTFB p50", "TTFB p99", "total p50", "gap p50",
+                   "gap p99", "gap stdev", "lag p50", "lag p99", "coalesced", "CPU ms/stream by process"], rows)
+    out += ["", "Times in ms. lag: an event's arrival minus the moment the mock wrote it (LiteLLM re-encodes events, "
+                "so it has none). coalesced: events that arrived in the same read as the one before.", ""]
+    out += _table(["streams", "added TTFB p50", "added TTFB p99", "added total p50", "added lag p50", "added lag p99",
+                   "gap stdev Lime / Envoy", "authz+extproc CPU ms/stream", "… per event"],
+                  [[str(row["concurrency"]), _f(row["added_ttfb_p50_ms"]), _f(row["added_ttfb_p99_ms"]),
+                    _f(row["added_total_p50_ms"]), _f(row["added_lag_p50_ms"]), _f(row["added_lag_p99_ms"]),
+                    f"{_f(row['gap_stdev_ms']['lime'])} / {_f(row['gap_stdev_ms']['envoy'])}",
+                    _f(row["python_cpu_ms_per_stream"], 2), _f(row["python_cpu_ms_per_event"], 3)]
+                   for row in summary["streams"]])
+    if results.get("profile"):
+        out += ["", "## Where authz and extproc spend their CPU (py-spy, under closed-loop load)", ""]
+        for name, profile in results["profile"].items():
+            out += [f"**{name}** ({profile['busy_samples']} busy samples of {profile['samples']}), by the innermost "
+                    "Python frame: " + ", ".join(f"{area} {pct}%" for area, pct in profile["areas_percent"].items()),
+                    "", "By leaf: " + ", ".join(f"{leaf} {pct}%" for leaf, pct in profile["leaf_percent"].items()),
+                    ""]
+            out += _table(["self %", "function"], [[str(p), f"`{f}`"] for f, p in profile["self_percent"][:12]])
+            out += [""]
+    return "\n".join(out) + "\n"
+
+
+def _cpu_cell(record: dict[str, Any], per: str = "request") -> str:
+    del per
+    parts = [f"{name} {value:.3f}" for name, value in record["cpu_ms_per_request"].items()
+             if value is not None and value >= 0.0005 and name != "bench client"]
+    return ", ".join(parts)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = results["meta"]["targets"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    colours = {"mock": "tab:gray", "envoy": "tab:blue", "lime": "tab:green", "litellm": "tab:red"}
+    for target, label in labels.items():
+        points = sorted((r["result"]["offered_rps"], r["result"]["latency"]) for r in results["fixed_rate"]
+                        if r["target"] == target)
+        best = results["summary"]["max_throughput"].get(target)
+        xs = [p[0] for p in points]
+        colour = colours.get(target)
+        for key, style in (("p50", "-"), ("p99", "--")):
+            ys = [p[1][key] for p in points]
+            left.plot(xs, ys, style, marker="o", color=colour, label=f"{label} {key}")
+        if best:
+            left.scatter([best["rps"]], [best["p50_ms"]], marker="*", s=160, color=colour, zorder=5)
+            left.scatter([best["rps"]], [best["p99_ms"]], marker="*", s=160, color=colour, zorder=5,
+                         facecolors="none")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("offered load, req/s (★: maximum sustained throughput, closed loop)")
+    left.set_ylabel("latency, ms")
+    left.set_title("Non-streamed chat completions: p50 (solid) and p99 (dashed)")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7, ncol=2)
+
+    near = min(results["summary"]["added_latency"], key=lambda r: abs(r["rate"] - 300), default=None)
+    rate = near["rate"] if near else None
+    rows = [r for r in results["fixed_rate"] if r["result"]["offered_rps"] == rate]
+    names = [r["target"] for r in rows]
+    processes = sorted({p for r in rows for p, v in r["cpu_ms_per_request"].items()
+                        if v and v > 0.0005 and p not in ("bench client",)})
+    bottom = [0.0] * len(rows)
+    for process in processes:
+        values = [r["cpu_ms_per_request"].get(process) or 0.0 for r in rows]
+        right.bar([labels[n] for n in names], values, bottom=bottom, label=process)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    right.set_ylabel("CPU ms per request (= CPU s per 1,000 requests)")
+    right.set_title(f"CPU per non-streamed request by process, at {rate:g} req/s" if rate else "CPU per request")
+    right.legend(fontsize=7)
+    right.tick_params(axis="x", labelsize=8)
+    fig.suptitle(f"Lime bench, {results['meta']['date']}, {results['meta']['machine']['cores']} cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "markdown": out / "results.md", "png": out / "results.png"}
+    paths["json"].write_text(json.dumps(_clean(results), indent=1, allow_nan=False) + "\n")
+    paths["markdown"].write_text(markdown(results))
+    plot(results, paths["png"])
+    return paths
+
+
+def _clean(value: Any) -> Any:
+    """NaN (a percentile of nothing) as null, so the JSON is standard."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value

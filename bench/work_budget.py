@@ -1,0 +1,335 @@
+"""A regression guard that counts work instead of timing it: Python function calls (and Redis commands) for one
+non-streamed chat completion and one short stream through authz's ``AuthorizationService.Check`` and extproc's
+``ExternalProcessorService.Process``, in process, with the messages Envoy would send.
+
+Counting is deterministic where timing on a shared 2-core machine is not: the same code gives the same count on
+every run, so a tolerance of a few percent catches real additions of work (a loop, a re-parse, an extra round
+trip) without flaking. ``tests/unit/test_work_budget.py`` compares the counts with the committed baseline
+``bench/work_budget.json``.
+
+What is counted: every Python function call and resumption (``sys.setprofile`` "call" events, coroutines
+included) and every call into C (``c_call``: protobuf, json, hashlib, ...) made by anything but the asyncio
+machinery itself, whose bookkeeping depends on scheduling rather than on Lime's code. The stores are fakes at the
+level of the client's methods (a real Redis would need the network): Lime's own work around them is counted,
+redis-py's command encoding is not, and the number of Redis commands is checked exactly, since every extra
+round trip on the request path costs far more than any Python call.
+
+Update the baseline after an intended change with ``python -m bench.work_budget --update`` (and say why in the
+commit). Print the counts with ``python -m bench.work_budget``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import sys
+import types
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+from google.protobuf import struct_pb2
+
+from authz.server import AuthorizationService
+from extproc.server import ExternalProcessorService
+from lime.catalog import Catalog, Model, Package, Tenant, Upstream
+from lime.directory import Directory, key_cache_name
+from lime.endpoints import ModelKind, Protocol
+from lime.envoy_api import AUTHZ_NAMESPACE, auth_pb, proc_pb
+from lime.keys import generate_key, hash_key
+from lime.mock_upstream.answers import Api, answer
+
+__all__ = ["BASELINE", "TOLERANCE", "Count", "count_scenarios", "main"]
+
+BASELINE = Path(__file__).resolve().parent / "work_budget.json"
+#: How far a count may move from the baseline before the guard fails (either way: a drop means the baseline is
+#: stale and should be tightened, so it keeps catching regressions).
+TOLERANCE = 0.15
+
+TENANT = "demo"
+MODEL = "lime-chat"
+UPSTREAM_MODEL = "gpt-4o-mini"
+# Not counted: asyncio's machinery, and this harness (the fake stores, the message source).
+_SKIP = (os.path.dirname(asyncio.__file__), os.path.join(os.path.dirname(os.__file__), "selectors.py"), __file__)
+
+
+class FakeRedis:
+    """The Redis commands the request path sends, answered from memory: the cached key, and "ok" from every
+    script (reserve, settle, extend)."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.commands: collections.Counter[str] = collections.Counter()
+
+    async def get(self, name: str) -> bytes | None:
+        self.commands["GET"] += 1
+        value = self.values.get(name)
+        return value.encode() if value is not None else None
+
+    async def set(self, name: str, value: str, **options: Any) -> bool:
+        self.commands["SET"] += 1
+        self.values.setdefault(name, value)
+        return True
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        self.commands["EVALSHA"] += 1
+        return [b"ok", 0] if numkeys == 7 else 1  # reserve answers a verdict; settle and extend a number
+
+
+class _Directory(Directory):
+    """The real Directory (key lookups through Redis, the catalog snapshot) over a fixed catalog."""
+
+    def __init__(self, catalog: Catalog, redis: FakeRedis) -> None:
+        super().__init__("", cast(Any, None), cast(Any, redis))
+        self._catalog = catalog
+
+
+def _catalog() -> Catalog:
+    return Catalog(
+        version=1,
+        upstreams={"mock": Upstream("mock", Protocol.OPENAI)},
+        models={MODEL: Model(MODEL, "mock", UPSTREAM_MODEL, ModelKind.CHAT, input_price=150_000,
+                             output_price=600_000, cached_input_price=75_000)},
+        packages={"demo": Package("demo", "Demo", frozenset({MODEL}))},
+        tenants={TENANT: Tenant(TENANT, "Demo tenant", "demo")},
+    )
+
+
+class _Context:
+    """What the handlers may ask of a grpc.aio servicer context (they ask nothing today)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+def check_request(key: str, body: bytes, request_id: str) -> Any:
+    """A CheckRequest as Envoy 1.40 sends it for a chat completion (with_request_body, pack_as_bytes)."""
+    request = auth_pb.CheckRequest()
+    attributes = request.attributes
+    attributes.source.address.socket_address.address = "127.0.0.1"
+    attributes.source.address.socket_address.port_value = 51234
+    attributes.destination.address.socket_address.address = "127.0.0.1"
+    attributes.destination.address.socket_address.port_value = 8080
+    attributes.request.time.GetCurrentTime()
+    http = attributes.request.http
+    http.id = "10351575783342246285"
+    http.method = "POST"
+    http.path = "/v1/chat/completions"
+    http.host = "127.0.0.1:8080"
+    http.scheme = "http"
+    http.protocol = "HTTP/1.1"
+    http.size = len(body)
+    http.raw_body = body
+    for name, value in _client_headers(key, body, request_id).items():
+        http.headers[name] = value
+    return auth_pb.CheckRequest.FromString(request.SerializeToString())
+
+
+def _client_headers(key: str, body: bytes, request_id: str) -> dict[str, str]:
+    return {":authority": "127.0.0.1:8080", ":method": "POST", ":path": "/v1/chat/completions", ":scheme": "http",
+            "authorization": f"Bearer {key}", "x-lime-tenant-id": TENANT, "content-type": "application/json",
+            "content-length": str(len(body)), "user-agent": "OpenAI/Python 1.99.0", "accept": "application/json",
+            "x-forwarded-proto": "http", "x-request-id": request_id}
+
+
+def _message(metadata: struct_pb2.Struct) -> Any:
+    request = proc_pb.ProcessingRequest()
+    request.metadata_context.filter_metadata[AUTHZ_NAMESPACE].CopyFrom(metadata)
+    return request
+
+
+def processing_requests(metadata: struct_pb2.Struct, key: str, body: bytes, request_id: str,
+                        upstream_answer: list[bytes], content_type: str) -> list[Any]:
+    """The ext_proc messages of one request as Envoy sends them (metadata forwarded on every one)."""
+    messages = []
+    headers = _message(metadata)
+    for name, value in _client_headers(key, body, request_id).items():
+        headers.request_headers.headers.headers.add(key=name, raw_value=value.encode())
+    messages.append(headers)
+    request_body = _message(metadata)
+    request_body.request_body.body = body
+    request_body.request_body.end_of_stream = True
+    messages.append(request_body)
+    response_headers = _message(metadata)
+    for name, value in {":status": "200", "content-type": content_type, "x-request-id": "req_upstream",
+                        "openai-organization": "mock-org", "openai-processing-ms": "12",
+                        "set-cookie": "__cf_bm=mock-cookie; path=/; HttpOnly"}.items():
+        response_headers.response_headers.headers.headers.add(key=name, raw_value=value.encode())
+    messages.append(response_headers)
+    for index, chunk in enumerate(upstream_answer):
+        part = _message(metadata)
+        part.response_body.body = chunk
+        part.response_body.end_of_stream = index == len(upstream_answer) - 1
+        messages.append(part)
+    return [proc_pb.ProcessingRequest.FromString(m.SerializeToString()) for m in messages]
+
+
+class Count:
+    """Calls seen by ``sys.setprofile``, outside asyncio's own modules, by the package of the code making them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.by_area: collections.Counter[str] = collections.Counter()
+        self.by_function: collections.Counter[str] = collections.Counter()
+
+    def profile(self, frame: types.FrameType, event: str, arg: object) -> None:
+        if event != "call" and event != "c_call":
+            return
+        filename = frame.f_code.co_filename
+        if filename.startswith(_SKIP):
+            return
+        self.calls += 1
+        self.by_area[_area(filename)] += 1
+        if event == "call":
+            self.by_function[f"{frame.f_code.co_qualname} ({_short(filename)})"] += 1
+        else:
+            self.by_function[f"{getattr(arg, '__qualname__', arg)} (C, from {_short(filename)})"] += 1
+
+
+def _short(filename: str) -> str:
+    parts = filename.split("/")
+    return "/".join(parts[-2:])
+
+
+def _area(filename: str) -> str:
+    for part in ("/authz/", "/extproc/", "/lime/", "/grpc/", "/google/", "/redis/", "/prometheus_client/"):
+        if part in filename:
+            return part.strip("/")
+    return "stdlib/other"
+
+
+class _Recorder:
+    """Counts each ``with counted():`` block into the next phase's :class:`Count`."""
+
+    def __init__(self, phases: tuple[str, ...]) -> None:
+        self._phases = iter(phases)
+        self.counts: dict[str, Count] = {}
+
+    @contextlib.contextmanager
+    def counted(self) -> Iterator[None]:
+        count = self.counts.setdefault(next(self._phases), Count())
+        sys.setprofile(count.profile)
+        try:
+            yield
+        finally:
+            sys.setprofile(None)
+
+
+@contextlib.contextmanager
+def _uncounted() -> Iterator[None]:
+    yield
+
+
+async def _scenario(stream: bool, counted: Callable[[], contextlib.AbstractContextManager[None]]) -> dict[str, Any]:
+    key = generate_key().secret
+    redis = FakeRedis({key_cache_name(hash_key(key)): json.dumps(["key-1", TENANT, True, None])})
+    directory = _Directory(_catalog(), redis)
+    authz = AuthorizationService(directory, cast(Any, redis), cast(Any, None), reservation_ttl_seconds=60)
+    extproc = ExternalProcessorService({"mock": "upstream-secret"}.get, cast(Any, redis), reservation_ttl_seconds=60)
+    client_body: dict[str, Any] = {"model": MODEL, "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Hello! Say something short about gateways."}]}
+    if stream:
+        client_body.update(stream=True, stream_options={"include_usage": True})
+    body = json.dumps(client_body).encode()
+    upstream = answer(Api.CHAT, {**client_body, "model": UPSTREAM_MODEL, "max_tokens": 4096}, 8)
+    chunks = list(upstream.events) if stream else [json.dumps(upstream.body).encode()]
+    request_id = "2f1c6a9e-4b7d-4c1a-9e0f-6d3b2a1c0e9f"
+    check = check_request(key, body, request_id)
+    result: dict[str, Any] = {}
+    with counted():
+        decision = await authz.Check(check, _Context())
+    result["authz_allowed"] = decision.status.code == 0
+    messages = processing_requests(decision.dynamic_metadata, key, body, request_id, chunks,
+                                   "text/event-stream; charset=utf-8" if stream else "application/json")
+
+    async def envoy() -> AsyncIterator[Any]:
+        for message in messages:
+            yield message
+
+    answers = []
+    with counted():
+        async for response in extproc.Process(envoy(), _Context()):
+            answers.append(response.WhichOneof("response"))
+        await extproc.drain()
+    result["extproc_answers"] = answers
+    result["redis_commands"] = dict(redis.commands)
+    return result
+
+
+def count_scenarios() -> dict[str, dict[str, Any]]:
+    """The counts for each scenario: ``{"chat": {...}, "stream": {...}}``, each with authz and extproc calls, the
+    calls by area, and the Redis commands. Each scenario runs once to warm caches, then once counted."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, stream in (("chat", False), ("stream", True)):
+        recorder = _Recorder(("authz", "extproc"))
+        asyncio.run(_scenario(stream, _uncounted))  # warm-up: imports, compiled regexes, caches
+        result = asyncio.run(_scenario(stream, recorder.counted))
+        counts = recorder.counts
+        if not result["authz_allowed"] or result["extproc_answers"][1] != "request_body":
+            raise RuntimeError(f"the {name} scenario did not go through: {result}")
+        out[name] = {
+            "authz_calls": counts["authz"].calls,
+            "extproc_calls": counts["extproc"].calls,
+            "extproc_messages": len(result["extproc_answers"]),
+            "redis_commands": result["redis_commands"],
+            "calls_by_area": {phase: dict(sorted(count.by_area.items())) for phase, count in counts.items()},
+            "top_functions": {phase: count.by_function.most_common(12) for phase, count in counts.items()},
+        }
+    return out
+
+
+def compare(measured: dict[str, dict[str, Any]], baseline: dict[str, Any],
+            tolerance: float = TOLERANCE) -> list[str]:
+    """What is out of budget, in words; empty when everything is within it."""
+    problems = []
+    for scenario, counts in baseline["scenarios"].items():
+        now = measured[scenario]
+        for field in ("authz_calls", "extproc_calls"):
+            allowed, actual = counts[field], now[field]
+            if actual > allowed * (1 + tolerance):
+                problems.append(f"{scenario}: {field} {actual} is over the budget {allowed} (+{tolerance:.0%}): "
+                                f"by area now {now['calls_by_area']}, at the baseline {counts['calls_by_area']}")
+            elif actual < allowed * (1 - tolerance):
+                problems.append(f"{scenario}: {field} {actual} is well under the budget {allowed}: good news; "
+                                "tighten the baseline (python -m bench.work_budget --update) so it keeps guarding")
+        if now["redis_commands"] != counts["redis_commands"]:
+            problems.append(f"{scenario}: Redis commands {now['redis_commands']} differ from "
+                            f"{counts['redis_commands']}: every round trip on the request path counts")
+        if now["extproc_messages"] != counts["extproc_messages"]:
+            problems.append(f"{scenario}: extproc answered {now['extproc_messages']} messages, the baseline "
+                            f"{counts['extproc_messages']}: the scenario itself changed")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.work_budget", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update", action="store_true", help=f"write the counts to {BASELINE}")
+    args = parser.parse_args(argv)
+    measured = count_scenarios()
+    print(json.dumps(measured, indent=1))
+    if args.update:
+        BASELINE.write_text(json.dumps({
+            "about": "Python calls per request through authz and extproc (bench/work_budget.py); "
+                     "update with `python -m bench.work_budget --update`",
+            "python": sys.version.split()[0],
+            "tolerance": TOLERANCE,
+            "scenarios": measured,
+        }, indent=1) + "\n")
+        print(f"written {BASELINE}")
+        return 0
+    if BASELINE.exists():
+        problems = compare(measured, json.loads(BASELINE.read_text()))
+        for problem in problems:
+            print(problem)
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
