@@ -29,6 +29,8 @@ __all__ = ["StreamProcessor"]
 
 log = logging.getLogger(__name__)
 
+#: Set on the response by each upstream cluster (envoy/clusters.yaml); never reaches the client.
+SERVED_BY_HEADER = "x-lime-upstream"
 _RESPONSE_PHASES = frozenset({"response_headers", "response_body", "response_trailers"})
 
 
@@ -44,6 +46,8 @@ class StreamProcessor:
         self.refusal: LimeError | None = None
         self.forwarded = False
         self.response_status: int | None = None
+        #: The candidate that answered, as its Envoy cluster names itself (x-lime-upstream); None: not named.
+        self.served_by: str | None = None
         self.first_byte_at: float | None = None
         self.end_of_stream = False
 
@@ -103,6 +107,7 @@ class StreamProcessor:
         except ValueError:
             status = 0
         self.response_status = status
+        self.served_by = values.get(SERVED_BY_HEADER)
         self._tap = ResponseTap(self._grant.endpoint, self._grant.model, hide_usage_chunk=self._hide_usage_chunk)
         self._tap.start(status, values.get("content-type", ""))
         return envoy_api.response_headers_edit(hidden_response_headers(values))

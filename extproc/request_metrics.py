@@ -77,9 +77,12 @@ def record(processor: StreamProcessor, ending: Ending | None, *, ended_at: float
         ending = Ending(Outcome.CLIENT_CANCELLED) if processor.response_status is None else \
             Ending(Outcome.UPSTREAM_ERROR, "stream_cut")
     REQUESTS.labels(grant.tenant_id, grant.model, grant.endpoint, ending.outcome).inc()
-    UPSTREAM_REQUESTS.labels(grant.upstream, grant.endpoint).inc()
+    # The candidate of a failover group that answered, else the catalog's upstream. Its errors before the answer
+    # began (failed over) are Envoy's to count: envoy_cluster_upstream_rq_xx{envoy_cluster_name="candidate_..."}.
+    upstream = processor.served_by or grant.upstream
+    UPSTREAM_REQUESTS.labels(upstream, grant.endpoint).inc()
     if ending.upstream_error is not None:
-        UPSTREAM_ERRORS.labels(grant.upstream, grant.endpoint, ending.upstream_error).inc()
+        UPSTREAM_ERRORS.labels(upstream, grant.endpoint, ending.upstream_error).inc()
     DURATION.labels(grant.model, grant.endpoint).observe(max(0.0, ended_at - grant.started_at))
     if grant.stream and processor.first_byte_at is not None:
         TIME_TO_FIRST_TOKEN.labels(grant.model, grant.endpoint).observe(

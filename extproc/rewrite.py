@@ -64,7 +64,8 @@ def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(parsed, dict):
         raise BadRequest("The request body must be a JSON object.")
-    parsed["model"] = grant.upstream_model
+    # The model goes first: a failover candidate renames it by that prefix alone (envoy/clusters.yaml).
+    parsed = {"model": grant.upstream_model, **{k: v for k, v in parsed.items() if k != "model"}}
     if grant.output_cap and grant.endpoint in CAP_FIELDS:
         parsed[CAP_FIELDS[grant.endpoint][0]] = grant.output_cap
     hide_usage_chunk = ask_for_usage(grant, parsed)

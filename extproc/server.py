@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from extproc import request_metrics
-from extproc.access_log import CutStreamLog
+from extproc.access_log import EnvoyLogs
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
 from extproc.stream_cuts import CutReports
@@ -172,7 +172,7 @@ async def serve(settings: Settings) -> None:
 
         def register(server: Any) -> None:
             proc_grpc.add_ExternalProcessorServicer_to_server(service, server)
-            als_grpc.add_AccessLogServiceServicer_to_server(CutStreamLog(cuts), server)
+            als_grpc.add_AccessLogServiceServicer_to_server(EnvoyLogs(cuts), server)
 
         try:
             await serve_grpc(str(settings.extproc), register, name="extproc")

@@ -30,11 +30,13 @@ from lime.grant import Grant
 __all__ = [
     "ACCESS_LOG_RECEIVED",
     "AUTHZ_NAMESPACE",
+    "AccessLogEntry",
     "CheckRequestView",
     "Grant",
     "ProcessingRequest",
     "ProcessingResponse",
-    "access_log_flags",
+    "access_log_entries",
+    "access_log_name",
     "als_grpc",
     "auth_grpc",
     "auth_pb",
@@ -194,8 +196,26 @@ ACK_RESPONSE_TRAILERS = proc_pb.ProcessingResponse(response_trailers=proc_pb.Tra
 ACCESS_LOG_RECEIVED = als_pb.StreamAccessLogsResponse()
 
 
-def access_log_flags(message: Any) -> Iterable[tuple[str, list[str]]]:
-    """``(request id, names of the response flags set)`` for each HTTP entry of a StreamAccessLogsMessage."""
+@dataclass(frozen=True)
+class AccessLogEntry:
+    request_id: str
+    #: Names of the response flags set (``upstream_connection_failure``, ``downstream_remote_reset``...).
+    flags: tuple[str, ...]
+    status: int  # 0: no response
+    upstream_cluster: str
+    custom_tags: Mapping[str, str]
+
+
+def access_log_name(message: Any) -> str | None:
+    """The ``log_name`` of the logger sending a stream; only its first message carries it."""
+    return str(message.identifier.log_name) if message.HasField("identifier") else None
+
+
+def access_log_entries(message: Any) -> Iterable[AccessLogEntry]:
+    """The HTTP entries of a StreamAccessLogsMessage."""
     for entry in message.http_logs.log_entry:
-        flags = [field.name for field, value in entry.common_properties.response_flags.ListFields() if value is True]
-        yield entry.request.request_id, flags
+        common = entry.common_properties
+        flags = tuple(field.name for field, value in common.response_flags.ListFields() if value is True)
+        status = entry.response.response_code.value if entry.response.HasField("response_code") else 0
+        yield AccessLogEntry(entry.request.request_id, flags, status, common.upstream_cluster,
+                             dict(common.custom_tags))

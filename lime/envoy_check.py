@@ -10,13 +10,17 @@ Every :class:`Problem` says what is wrong and how to fix it. ENVOY-NOTES.md expl
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lime.envoy_bootstrap import Problem, load_bootstrap, validate_with_envoy
+from lime.envoy_files import ConfigSetError, fold, read_config_set
 from lime.grant import INTERNAL_HEADERS, UPSTREAM_HEADER
 
 __all__ = ["CheckReport", "Problem", "check", "load_bootstrap", "validate_with_envoy", "verify"]
@@ -47,16 +51,25 @@ class CheckReport:
 
 
 def check(path: Path, upstream_ids: Iterable[str], *, run_envoy: bool = True) -> CheckReport:
-    """Lime's invariants on the file at ``path``, then (unless ``run_envoy`` is false) Envoy's own validation."""
-    bootstrap, problems = load_bootstrap(path)
-    if bootstrap is not None:
-        problems += verify(bootstrap, upstream_ids)
-    report = CheckReport(problems)
-    if run_envoy:
-        # Run even when the typed load failed: Envoy's own message can be the clearer one.
-        envoy_ok, report.envoy_output = validate_with_envoy(path)
-        if not envoy_ok:
-            problems.append(Problem("envoy --mode validate", "Envoy rejects this file; its output says why."))
+    """Lime's invariants on the set whose bootstrap is ``path`` (its routes and clusters files included), then
+    (unless ``run_envoy`` is false) Envoy's own validation of the whole set."""
+    try:
+        config = read_config_set(path)
+    except ConfigSetError as error:
+        return CheckReport([Problem(str(path), str(error))])
+    with tempfile.TemporaryDirectory(prefix="lime-envoy-check-") as folder:
+        # envoy --mode validate does not load xDS files: check and validate the set folded into one bootstrap.
+        folded = Path(folder) / "envoy.yaml"
+        folded.write_text(yaml.safe_dump(fold(config), sort_keys=False))
+        bootstrap, problems = load_bootstrap(folded)
+        if bootstrap is not None:
+            problems += verify(bootstrap, upstream_ids)
+        report = CheckReport(problems)
+        if run_envoy:
+            # Run even when the typed load failed: Envoy's own message can be the clearer one.
+            envoy_ok, report.envoy_output = validate_with_envoy(folded)
+            if not envoy_ok:
+                problems.append(Problem("envoy --mode validate", "Envoy rejects this set; its output says why."))
     return report
 
 
@@ -78,9 +91,11 @@ def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
         *_request_ids(hcm),
         *_stripped_headers(filters),
         *(problem for name in _GRPC_FILTERS for problem in _grpc_filter(name, filters, clusters)),
-        *([Problem("route_config", "the public listener must carry its routes inline (route_config), not via RDS, "
-                   "so that `lime envoy check` can verify them.")] if hcm.route_config is None else []),
+        *([Problem("rds", "the public listener must load its routes from a file (rds with path_config_source) "
+                   "or carry them inline, so that `lime envoy check` can verify them.")]
+          if hcm.route_config is None else []),
         *_route_targets(routes, clusters),
+        *_aggregates(clusters),
         *(problem for upstream in upstream_ids for problem in _upstream(upstream, routes, clusters)),
     ]
 
@@ -278,6 +293,18 @@ def _route_targets(routes: list[_Route], clusters: Mapping[str, Any]) -> Iterato
             now = "not set (Envoy's default is 15 s)" if timeout is None else f"{timeout.total_seconds():g} s"
             yield Problem(route.where, f"timeout is {now}: long LLM streams would be cut off; set timeout: 0s and "
                           "bound a silent upstream with idle_timeout: 300s.")
+
+
+def _aggregates(clusters: Mapping[str, Any]) -> Iterator[Problem]:
+    """A failover group names its candidates; one that does not exist would leave a gap Envoy only finds live."""
+    for name, cluster in clusters.items():
+        kind = cluster.cluster_type
+        if kind is None or kind.name != "envoy.clusters.aggregate" or kind.typed_config is None:
+            continue
+        for candidate in kind.typed_config.unpack().clusters:
+            if candidate not in clusters:
+                yield Problem(f"clusters[{name}]", f"failover candidate {candidate!r} is not defined: add a cluster "
+                              "of that name to clusters.yaml or remove it from the group.")
 
 
 def _filters_disabled(route: _Route, names: Iterable[str]) -> Iterator[Problem]:

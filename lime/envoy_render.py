@@ -1,8 +1,8 @@
-"""The Envoy config a running stack uses: the SRE's file with Lime's own addresses filled in.
+"""The Envoy config a running stack uses: the SRE's set of files with Lime's own addresses filled in.
 
 Only these are replaced, by name: the ``public`` listener's address, the admin address, and the endpoints of
-the clusters that point at Lime's processes (and at the demo mock upstream, ``upstream_mock*``). Everything
-else, routes and upstream clusters included, is used exactly as the SRE wrote it.
+the clusters that point at Lime's processes (and at the demo's mock upstream: ``upstream_mock*`` and
+``candidate_mock*``). Everything else, routes and upstream clusters included, is used exactly as the SRE wrote it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from lime.envoy_files import ConfigSet, read_config_set, write_config_set
 from lime.settings import Address, Settings
 
-__all__ = ["render_envoy_config", "write_envoy_config"]
+__all__ = ["render_config_set", "write_envoy_config"]
+
+_MOCK_PREFIXES = ("upstream_mock", "candidate_mock")
 
 
 def _socket(address: Address) -> dict[str, Any]:
@@ -30,33 +31,42 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def render_envoy_config(text: str, settings: Settings) -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load(text)
-    config["admin"]["address"] = _socket(settings.envoy_admin)
-    for listener in config["static_resources"]["listeners"]:
+def _point(cluster: dict[str, Any], address: Address) -> None:
+    if "load_assignment" not in cluster:
+        return  # an aggregate cluster: its candidates carry the endpoints
+    # Only the addresses: an endpoint's metadata (a failover candidate's) and priority stay as written.
+    lb_endpoints = [lb for locality in cluster["load_assignment"].get("endpoints") or []
+                    for lb in locality.get("lb_endpoints") or []]
+    if not lb_endpoints:
+        cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": _socket(address)}}]}]
+    for lb in lb_endpoints:
+        lb.setdefault("endpoint", {})["address"] = _socket(address)
+    if not _is_ip(address.host):
+        # A service name (docker-compose, Kubernetes) must be resolved: STATIC clusters take only IPs.
+        cluster["type"] = "STRICT_DNS"
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+
+
+def render_config_set(config: ConfigSet, settings: Settings) -> ConfigSet:
+    bootstrap = config.bootstrap
+    bootstrap["admin"]["address"] = _socket(settings.envoy_admin)
+    for listener in bootstrap["static_resources"]["listeners"]:
         if listener["name"] == "public":
             listener["address"] = _socket(settings.public)
-    own = {
-        "lime_authz": settings.authz,
-        "lime_extproc": settings.extproc,
-        "catalog_api": settings.catalog,
-    }
-    for cluster in config["static_resources"]["clusters"]:
-        name = cluster["name"]
-        # Every demo upstream (upstream_mock, upstream_mock_anthropic, ...) is the one mock process.
-        address = settings.mock_upstream if name.startswith("upstream_mock") else own.get(name)
-        if address is not None:
-            cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": _socket(address)}}]}]
-            if not _is_ip(address.host):
-                # A service name (docker-compose, Kubernetes) must be resolved: STATIC clusters take only IPs.
-                cluster["type"] = "STRICT_DNS"
-                cluster["dns_lookup_family"] = "V4_PREFERRED"
+    own = {"lime_authz": settings.authz, "lime_extproc": settings.extproc, "catalog_api": settings.catalog}
+    for cluster in bootstrap["static_resources"].get("clusters") or []:
+        if cluster["name"] in own:
+            _point(cluster, own[cluster["name"]])
+    for cluster in [*(bootstrap["static_resources"].get("clusters") or []), *config.clusters]:
+        if cluster["name"].startswith(_MOCK_PREFIXES):
+            # Every demo upstream and candidate is the one mock process.
+            _point(cluster, settings.mock_upstream)
     return config
 
 
 def write_envoy_config(settings: Settings, target: Path) -> Path:
-    config = render_envoy_config(settings.envoy_config.read_text(), settings)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("# Rendered by Lime from " + str(settings.envoy_config) + "; edit that file, not this one.\n"
-                      + yaml.safe_dump(config, sort_keys=False))
-    return target
+    """Render the set at ``settings.envoy_config`` into ``target``'s folder; run again after an edit, and the
+    running Envoy picks up the routes and clusters."""
+    config = render_config_set(read_config_set(settings.envoy_config), settings)
+    header = f"# Rendered by Lime from {settings.envoy_config.parent}; edit those files, not this one.\n"
+    return write_config_set(config, target, header=header)

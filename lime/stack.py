@@ -62,16 +62,45 @@ class Stack:
             self.services = {"mock_upstream": Service("mock_upstream", [*lime, "mock-upstream"],
                                                       settings.mock_upstream), **self.services}
         self._envoy_config = envoy_config
+        self._envoy_sources: dict[Path, float] = {}
 
     def start(self, timeout: float = 30.0) -> None:
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        write_envoy_config(self.settings, self._envoy_config)
+        self.render_envoy_config()
         try:
             for name in self.services:
                 self.start_service(name, timeout=timeout)
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def envoy_config(self) -> Path:
+        """The rendered bootstrap Envoy runs; its routes.yaml and clusters.yaml beside it are watched by Envoy."""
+        return self._envoy_config
+
+    def _source_times(self) -> dict[Path, float]:
+        folder = self.settings.envoy_config.parent
+        return {path: path.stat().st_mtime for path in (self.settings.envoy_config, folder / "routes.yaml",
+                                                        folder / "clusters.yaml") if path.exists()}
+
+    def render_envoy_config(self) -> None:
+        self._envoy_sources = self._source_times()
+        write_envoy_config(self.settings, self._envoy_config)
+
+    def refresh_envoy_config(self) -> bool:
+        """Render again when the SRE's files changed: Envoy applies new routes and clusters at once (a changed
+        bootstrap waits for a restart). A set that no longer reads is left for `lime envoy check` to explain."""
+        if self._source_times() == self._envoy_sources:
+            return False
+        try:
+            self.render_envoy_config()
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            self._envoy_sources = self._source_times()
+            print(f"lime: the Envoy config no longer renders ({error}); run `lime envoy check`")
+            return False
+        print(f"lime: Envoy config re-rendered from {self.settings.envoy_config.parent}")
+        return True
 
     def start_service(self, name: str, *, timeout: float = 30.0) -> None:
         service = self.services[name]
@@ -130,8 +159,9 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def wait(self) -> str:
-        """Block until any process exits; returns its name."""
+        """Block until any process exits; returns its name. Meanwhile, edits to the Envoy files are applied."""
         while True:
+            self.refresh_envoy_config()
             for name, service in self.services.items():
                 if service.process is not None and service.process.poll() is not None:
                     return name

@@ -34,6 +34,9 @@ T = TypeVar("T")
 
 UPSTREAM_SECRET = "upstream-secret-mock-0001"
 UPSTREAM_SECRET_ANTHROPIC = "upstream-secret-anthropic-0002"
+#: The failover group's: the primary's is extproc's (the catalog upstream's), the backup's Envoy's own.
+UPSTREAM_SECRET_FAILOVER = "upstream-secret-failover-0003"
+UPSTREAM_SECRET_BACKUP = "upstream-secret-backup-0004"
 ADMIN_TOKEN = "test-admin-token"
 RESERVATION_TTL_SECONDS = 3
 
@@ -43,6 +46,8 @@ CATALOG = (
     ("chat-b", "mock", "gpt-4.1", "chat"),
     ("claude", "mock_anthropic", "claude-sonnet-4-5", "chat"),
     ("embed", "mock", "text-embedding-3-small", "embedding"),
+    # A failover group (envoy/clusters.yaml): two candidates; the backup knows the model as gpt-4o-backup.
+    ("chat-failover", "mock_failover", "gpt-4o", "chat"),
 )
 
 
@@ -215,6 +220,7 @@ async def _seed(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await admin.add_upstream(conn, "mock", "openai")
         await admin.add_upstream(conn, "mock_anthropic", "anthropic")
+        await admin.add_upstream(conn, "mock_failover", "openai")
         for model_id, upstream, upstream_model, kind in CATALOG:
             await admin.add_model(conn, model_id, upstream_id=upstream, upstream_model=upstream_model, kind=kind,
                                   input_price=1_000_000, output_price=2_000_000, cached_input_price=500_000)
@@ -231,6 +237,8 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
         "LIME_ADMIN_TOKEN": ADMIN_TOKEN,
         "LIME_UPSTREAM_KEY_MOCK": UPSTREAM_SECRET,
         "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": UPSTREAM_SECRET_ANTHROPIC,
+        "LIME_UPSTREAM_KEY_MOCK_FAILOVER": UPSTREAM_SECRET_FAILOVER,
+        "LIME_UPSTREAM_KEY_MOCK_BACKUP": UPSTREAM_SECRET_BACKUP,
         "LIME_ENVOY_CONFIG": str(Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"),
         "LIME_CATALOG_POLL_SECONDS": "1",
         # Short, so the whole suite runs with extproc vouching for its requests, and a lost one is reaped soon.

@@ -10,9 +10,15 @@ import pytest
 import yaml
 
 from lime.envoy_check import Problem, check, validate_with_envoy
+from lime.envoy_files import fold, read_config_set
 
 SHIPPED = Path(__file__).parents[2] / "envoy" / "envoy.yaml"
 Config = dict[str, Any]
+
+
+def shipped() -> Config:
+    """The shipped set (bootstrap, routes.yaml, clusters.yaml) as one static bootstrap, ready to break."""
+    return fold(read_config_set(SHIPPED))
 
 
 def _hcm(config: Config) -> Config:
@@ -34,7 +40,7 @@ def _route(config: Config, name: str) -> Config:
 
 def _problems(tmp_path: Path, mutate: Callable[[Config], None], upstreams: tuple[str, ...] = ("mock",),
               ) -> list[Problem]:
-    config = yaml.safe_load(SHIPPED.read_text())
+    config = shipped()
     mutate(config)
     path = tmp_path / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -179,12 +185,12 @@ def test_upstream_route_shadowed_or_bypassing_authz(tmp_path: Path) -> None:
 
 def test_unreadable_file(tmp_path: Path) -> None:
     report = check(tmp_path / "missing.yaml", ["mock"], run_envoy=False)
-    assert not report.ok and "cannot read the YAML" in report.problems[0].message
+    assert not report.ok and "cannot read it" in report.problems[0].message
 
 
 def test_envoy_validate_rejects(tmp_path: Path) -> None:
     path = tmp_path / "envoy.yaml"
-    config = yaml.safe_load(SHIPPED.read_text())
+    config = shipped()
     _route(config, "upstream_mock")["route"]["cluster"] = "nowhere"
     path.write_text(yaml.safe_dump(config))
     ok, output = validate_with_envoy(path)
@@ -207,3 +213,30 @@ def test_a_client_chosen_request_id(tmp_path: Path, breakage: Callable[[Config],
         breakage(_hcm(config))
 
     _one(_problems(tmp_path, mutate), "x-request-id", "use_remote_address: true")
+
+
+def _copy_set(tmp_path: Path) -> Path:
+    for name in ("envoy.yaml", "routes.yaml", "clusters.yaml"):
+        (tmp_path / name).write_text((SHIPPED.parent / name).read_text())
+    return tmp_path / "envoy.yaml"
+
+
+def test_the_routes_and_clusters_files_are_checked_with_the_bootstrap(tmp_path: Path) -> None:
+    bootstrap = _copy_set(tmp_path)
+    routes = yaml.safe_load((tmp_path / "routes.yaml").read_text())
+    mock = next(r for r in routes["resources"][0]["virtual_hosts"][0]["routes"] if r["name"] == "upstream_mock")
+    mock["route"]["timeout"] = "30s"
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(routes))
+    _one(check(bootstrap, ["mock"], run_envoy=False).problems, "timeout is 30 s")
+    (tmp_path / "clusters.yaml").unlink()
+    _one(check(bootstrap, ["mock"], run_envoy=False).problems, "clusters.yaml: cannot read it")
+
+
+def test_a_failover_group_names_only_candidates_that_exist(tmp_path: Path) -> None:
+    def drop_backup(config: Config) -> None:
+        clusters = config["static_resources"]["clusters"]
+        clusters.remove(next(c for c in clusters if c["name"] == "candidate_mock_backup"))
+
+    problem = _one(_problems(tmp_path, drop_backup, upstreams=("mock", "mock_failover")),
+                   "failover candidate 'candidate_mock_backup' is not defined")
+    assert problem.where == "clusters[upstream_mock_failover]"

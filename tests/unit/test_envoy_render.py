@@ -1,18 +1,21 @@
-from __future__ import annotations
+"""Rendering the SRE's set of Envoy files for a running stack: only Lime's addresses change, and the result is
+a set Envoy accepts whose routes and clusters it watches."""
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from lime.envoy_check import validate_with_envoy
-from lime.envoy_render import render_envoy_config
+from lime.envoy_check import check
+from lime.envoy_files import fold, read_config_set
+from lime.envoy_render import render_config_set, write_envoy_config
 from lime.settings import Settings
 
-SHIPPED = (Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml").read_text()
+SHIPPED = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
 
 
-def endpoint(config: dict, cluster: str) -> tuple[str, int]:  # type: ignore[type-arg]
-    [found] = [c for c in config["static_resources"]["clusters"] if c["name"] == cluster]
+def endpoint(clusters: list[dict[str, Any]], name: str) -> tuple[str, int]:
+    [found] = [c for c in clusters if c["name"] == name]
     socket = found["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
     return socket["address"], socket["port_value"]
 
@@ -20,25 +23,48 @@ def endpoint(config: dict, cluster: str) -> tuple[str, int]:  # type: ignore[typ
 def test_only_lime_addresses_change() -> None:
     settings = Settings.from_env({"LIME_PUBLIC_ADDR": "127.0.0.2:18080", "LIME_AUTHZ_ADDR": "127.0.0.3:1",
                                   "LIME_MOCK_UPSTREAM_ADDR": "127.0.0.4:2", "LIME_ENVOY_ADMIN_ADDR": "127.0.0.5:3"})
-    rendered = render_envoy_config(SHIPPED, settings)
-    original = yaml.safe_load(SHIPPED)
-    listener = rendered["static_resources"]["listeners"][0]
+    original = read_config_set(SHIPPED)
+    rendered = render_config_set(read_config_set(SHIPPED), settings)
+    listener = rendered.bootstrap["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"] == {"address": "127.0.0.2", "port_value": 18080}
-    assert rendered["admin"]["address"]["socket_address"] == {"address": "127.0.0.5", "port_value": 3}
-    assert endpoint(rendered, "lime_authz") == ("127.0.0.3", 1)
-    assert endpoint(rendered, "upstream_mock") == endpoint(rendered, "upstream_mock_anthropic") == ("127.0.0.4", 2)
-    # routes, filters and everything else as the SRE wrote them
-    assert listener["filter_chains"] == original["static_resources"]["listeners"][0]["filter_chains"]
+    assert rendered.bootstrap["admin"]["address"]["socket_address"] == {"address": "127.0.0.5", "port_value": 3}
+    assert endpoint(rendered.bootstrap["static_resources"]["clusters"], "lime_authz") == ("127.0.0.3", 1)
+    for mock in ("upstream_mock", "upstream_mock_anthropic", "candidate_mock_primary", "candidate_mock_backup"):
+        assert endpoint(rendered.clusters, mock) == ("127.0.0.4", 2)
+    # routes, filters, production upstreams and everything else as the SRE wrote them
+    assert listener["filter_chains"] == original.bootstrap["static_resources"]["listeners"][0]["filter_chains"]
+    assert rendered.routes == original.routes
+    assert endpoint(rendered.clusters, "upstream_new_api") == endpoint(original.clusters, "upstream_new_api")
 
 
 def test_service_names_become_dns_clusters(tmp_path: Path) -> None:
     settings = Settings.from_env({"LIME_AUTHZ_ADDR": "authz:9001", "LIME_EXTPROC_ADDR": "10.0.0.7:9002",
-                                  "LIME_ENVOY_CONFIG": str(tmp_path / "envoy.yaml")})
-    rendered = render_envoy_config(SHIPPED, settings)
-    clusters = {c["name"]: c for c in rendered["static_resources"]["clusters"]}
+                                  "LIME_MOCK_UPSTREAM_ADDR": "mock-upstream:9100", "LIME_ENVOY_CONFIG": str(SHIPPED)})
+    rendered = render_config_set(read_config_set(SHIPPED), settings)
+    clusters = {c["name"]: c for c in rendered.bootstrap["static_resources"]["clusters"] + rendered.clusters}
     assert clusters["lime_authz"]["type"] == "STRICT_DNS"
     assert clusters["lime_extproc"]["type"] == "STATIC"
-    # and Envoy accepts the result
-    (tmp_path / "envoy.yaml").write_text(yaml.safe_dump(rendered))
-    ok, output = validate_with_envoy(tmp_path / "envoy.yaml")
-    assert ok, output
+    assert clusters["candidate_mock_backup"]["type"] == "STRICT_DNS"
+    assert "type" not in clusters["upstream_mock_failover"]  # an aggregate has no endpoints to point
+    # and the written set passes the whole check, Envoy's validation included
+    written = write_envoy_config(settings, tmp_path / "envoy.yaml")
+    report = check(written, ["mock", "mock_failover"])
+    assert report.ok, (report.problems, report.envoy_output)
+
+
+def test_the_written_set_points_envoy_at_watched_files_of_its_own(tmp_path: Path) -> None:
+    settings = Settings.from_env({"LIME_ENVOY_CONFIG": str(SHIPPED)})
+    written = write_envoy_config(settings, tmp_path / "out" / "envoy.yaml")
+    bootstrap = yaml.safe_load(written.read_text())
+    cds = bootstrap["dynamic_resources"]["cds_config"]["path_config_source"]
+    out = tmp_path / "out"
+    assert cds == {"path": str(out / "clusters.yaml"), "watched_directory": {"path": str(out)}}
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["rds"]["config_source"]["path_config_source"]["path"] == str(tmp_path / "out" / "routes.yaml")
+    # Reading the written set back gives the same routes and clusters: nothing lost on the way.
+    again = read_config_set(written)
+    assert again.routes == read_config_set(SHIPPED).routes
+    assert [c["name"] for c in again.clusters] == [c["name"] for c in read_config_set(SHIPPED).clusters]
+    assert fold(again)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"]["name"] == "public"
+    assert not [p for p in tmp_path.joinpath("out").iterdir() if p.name.startswith(".")]  # no temporary left

@@ -297,7 +297,9 @@ def test_headers_override_the_config() -> None:
     assert resolve_overrides({}, config).chunks == 3
     overrides = resolve_overrides({"x-mock-chunks": "7", "x-mock-delay-ms": "0", "x-mock-status": "503"}, config)
     assert (overrides.chunks, overrides.delay_ms, overrides.status) == (7, 0, 503)
-    for bad in ({"x-mock-chunks": "many"}, {"x-mock-chunks": "-1"}, {"x-mock-status": "200"}):
+    # A success status is the normal answer; below 200 is nothing a mock should be asked for.
+    assert resolve_overrides({"x-mock-status": "200"}, config).status is None
+    for bad in ({"x-mock-chunks": "many"}, {"x-mock-chunks": "-1"}, {"x-mock-status": "100"}):
         with pytest.raises(BadOverride):
             resolve_overrides(bad, config)
     with pytest.raises(ValueError):
