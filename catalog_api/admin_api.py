@@ -8,9 +8,12 @@ from __future__ import annotations
 import hmac
 import json
 from datetime import datetime
+from importlib.resources import files
 from typing import Any
 
+import psycopg
 import redis.asyncio as aioredis
+import yaml
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
@@ -55,6 +58,13 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except LimeError as error:
         return error_response(error, Protocol.OPENAI, request)
+    except web.HTTPNotFound:
+        # aiohttp's own 404 (no route, e.g. an id with a `/` in it) is text; this API's errors are JSON.
+        return error_response(NotFound("No such admin route."), Protocol.OPENAI, request)
+    except psycopg.DataError as error:
+        # A value PostgreSQL cannot hold (a NUL in text, an integer past its column) is the caller's to fix.
+        refusal = BadRequest(f"A value in the request cannot be stored: {error.diag.message_primary or error}")
+        return error_response(refusal, Protocol.OPENAI, request)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -73,6 +83,14 @@ def _field(body: dict[str, Any], name: str, kind: type = str, *, required: bool 
         return None
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise BadRequest(f"`{name}` must be a {kind.__name__}.", param=name)
+    return value
+
+
+def _strings(body: dict[str, Any], name: str, *, required: bool = True) -> list[str] | None:
+    """A list of strings: a number is not a model id (it would have named the model spelt like it)."""
+    value: list[Any] | None = _field(body, name, list, required=required)
+    if value is not None and not all(isinstance(item, str) for item in value):
+        raise BadRequest(f"`{name}` must be a list of strings.", param=name)
     return value
 
 
@@ -111,21 +129,22 @@ async def create_model(request: web.Request) -> web.Response:
 
 async def create_package(request: web.Request) -> web.Response:
     body = await _body(request)
-    models = _field(body, "models", list)
+    models = _strings(body, "models") or []
+    # Only a missing cap means the default: 0 is refused (by the table's CHECK), not silently made 4096.
+    default_cap = _field(body, "default_max_output_tokens", int, required=False)
     limits = Limits(rpm=_field(body, "rpm", int, required=False), tpm=_field(body, "tpm", int, required=False),
                     concurrency=_field(body, "concurrency", int, required=False),
-                    default_max_output_tokens=_field(body, "default_max_output_tokens", int, required=False) or 4096)
+                    default_max_output_tokens=Limits.default_max_output_tokens if default_cap is None else default_cap)
     async with request.app[POOL].connection() as conn:
-        await admin.create_package(conn, _field(body, "id"), _field(body, "name"), [str(m) for m in models], limits)
+        await admin.create_package(conn, _field(body, "id"), _field(body, "name"), models, limits)
     return _json({"id": body["id"]}, 201)
 
 
 async def create_brand(request: web.Request) -> web.Response:
     body = await _body(request)
-    models = _field(body, "models", list, required=False)
+    models = _strings(body, "models", required=False)
     async with request.app[POOL].connection() as conn:
-        await admin.create_brand(conn, _field(body, "id"), _field(body, "name"),
-                                 None if models is None else [str(m) for m in models])
+        await admin.create_brand(conn, _field(body, "id"), _field(body, "name"), models)
     return _json({"id": body["id"]}, 201)
 
 
@@ -177,6 +196,14 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+#: This API's OpenAPI document (``catalog_api/admin_openapi.yaml``), as JSON.
+_OPENAPI = json.dumps(yaml.safe_load(files("catalog_api").joinpath("admin_openapi.yaml").read_text())).encode()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_OPENAPI, content_type="application/json")
+
+
 def build_admin_app(pool: AsyncConnectionPool[Any], redis: aioredis.Redis, token: str) -> web.Application:
     app = web.Application(middlewares=[metered("admin"), _guard])
     app[POOL] = pool
@@ -184,6 +211,7 @@ def build_admin_app(pool: AsyncConnectionPool[Any], redis: aioredis.Redis, token
     app[TOKEN] = token
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/admin/openapi.json", openapi)
     app.router.add_get("/admin/usage", usage)
     app.router.add_get("/admin/{table}", list_things)
     app.router.add_get("/admin/tenants/{tenant_id}/balance", balance)

@@ -19,12 +19,13 @@ def parse_since(text: str | None) -> datetime | None:
     if not text:
         return None
     units = {"m": "minutes", "h": "hours", "d": "days"}
-    if text[-1] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
     try:
+        # ASCII digits only (str.isdigit() takes "²", which int() refuses); an age past year 1 is no time at all.
+        if text[-1] in units and text[:-1].isascii() and text[:-1].isdigit():
+            return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
         moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"--since takes an ISO time or an age like 30m, 24h, 7d; got {text!r}") from None
+    except (ValueError, OverflowError):
+        raise BadRequest(f"--since takes an ISO time or an age like 30m, 24h, 7d; got {text[:40]!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
