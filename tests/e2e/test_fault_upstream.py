@@ -1,15 +1,29 @@
 """Upstream faults the provider's own error responses do not cover (those are in test_upstream_errors.py and
 test_broken_streams.py): an upstream that refuses connections, one that hangs past the route's idle timeout,
-and one that answers 200 with a body its protocol cannot read."""
+and one that answers 200 with a body its protocol cannot read.
+
+The hang: the shipped routes have no overall timeout (an answer may stream for an hour) and an ``idle_timeout`` of
+300 s, which bounds silence. Waiting that out is no test, so the hang tests run a second Envoy from the very same
+rendered files, in front of the same services, with only the upstream routes' ``idle_timeout`` set to 2 s;
+``test_the_shipped_upstream_routes_bound_silence`` pins the shipped value.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+import yaml
 
+from lime.embedded import free_port
+from lime.envoy_render import write_envoy_config
+from lime.settings import Address
+from lime.stack import Stack
 from tests.e2e.conftest import Gateway, TenantAccess
 from tests.e2e.test_billing import ledger, record
 from tests.e2e.test_fault_services import held_and_inflight
@@ -96,3 +110,90 @@ def test_an_anthropic_stream_that_turns_to_garbage_ends_short_and_is_billed_part
     row = record(gateway, request_id)
     assert row["outcome"] == "partial" and row["estimated"]
     assert row["output_tokens"] >= 1 and row["cost"] > 0
+
+
+SHIPPED_IDLE_TIMEOUT = "300s"
+TEST_IDLE_TIMEOUT = "2s"
+
+
+def upstream_routes(document: Any) -> Iterator[dict[str, Any]]:
+    """Every route action (the ``route:`` of a route) that sends requests to an upstream cluster."""
+    if isinstance(document, dict):
+        if str(document.get("cluster", "")).startswith("upstream_") and "timeout" in document:
+            yield document
+        for child in document.values():
+            yield from upstream_routes(child)
+    elif isinstance(document, list):
+        for child in document:
+            yield from upstream_routes(child)
+
+
+def envoy_documents(folder: Path) -> dict[Path, Any]:
+    return {path: yaml.safe_load(path.read_text()) for path in sorted(folder.glob("*.yaml"))}
+
+
+def test_the_shipped_upstream_routes_bound_silence(gateway: Gateway) -> None:
+    routes = [route for document in envoy_documents(gateway.settings.envoy_config.parent).values()
+              for route in upstream_routes(document)]
+    assert routes
+    for route in routes:
+        assert route["timeout"] == "0s" and route["idle_timeout"] == SHIPPED_IDLE_TIMEOUT, route
+
+
+@pytest.fixture(scope="module")
+def impatient(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The origin of a second Envoy, rendered like the first, whose upstream routes give up after 2 s of silence."""
+    settings = dataclasses.replace(gateway.settings, public=Address("127.0.0.1", free_port()),
+                                   envoy_admin=Address("127.0.0.1", free_port()))
+    folder = tmp_path_factory.mktemp("impatient_envoy")
+    stack = Stack(settings, gateway.env, folder, with_mock=False)
+    write_envoy_config(settings, folder / "envoy.yaml")  # where Stack starts Envoy from
+    changed = 0
+    for path, document in envoy_documents(folder).items():
+        routes = list(upstream_routes(document))
+        for route in routes:
+            route["idle_timeout"] = TEST_IDLE_TIMEOUT
+        if routes:
+            path.write_text(yaml.safe_dump(document, sort_keys=False))
+            changed += len(routes)
+    assert changed
+    stack.start_service("envoy")
+    try:
+        yield f"http://{settings.public}"
+    finally:
+        stack.stop_service("envoy")
+
+
+def test_an_upstream_that_never_answers_is_a_504_in_each_protocol_and_charges_nothing(
+        gateway: Gateway, tenant: TenantAccess, impatient: str) -> None:
+    stall = {"x-mock-stall-after": "0"}
+    oai = openai.OpenAI(base_url=f"{impatient}/v1", api_key=tenant.key, max_retries=0, default_headers=tenant.headers)
+    with pytest.raises(openai.InternalServerError) as timed_out:
+        oai.chat.completions.create(model="chat-a", messages=MESSAGES, extra_headers=stall)
+    claude = anthropic.Anthropic(base_url=impatient, api_key=tenant.key, max_retries=0, default_headers=tenant.headers)
+    with pytest.raises(anthropic.APIStatusError) as anthropic_timed_out:
+        claude.messages.create(model="claude", max_tokens=8, messages=MESSAGES, extra_headers=stall)
+    assert timed_out.value.status_code == anthropic_timed_out.value.status_code == 504
+    assert timed_out.value.response.json()["error"]["code"] == "upstream_unavailable"
+    body = anthropic_timed_out.value.response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    for error in (timed_out.value, anthropic_timed_out.value):
+        row = assert_released_at_no_charge(gateway, tenant, error.response.headers["x-request-id"])
+        assert row["outcome"] == "failed"
+
+
+def test_a_stream_that_goes_silent_is_cut_after_what_came_and_billed_partial(
+        gateway: Gateway, tenant: TenantAccess, impatient: str) -> None:
+    oai = openai.OpenAI(base_url=f"{impatient}/v1", api_key=tenant.key, max_retries=0, default_headers=tenant.headers)
+    raw = oai.chat.completions.with_raw_response.create(
+        model="chat-a", messages=MESSAGES, stream=True, extra_headers={"x-mock-stall-after": "4"})
+    received: list[str] = []
+    with pytest.raises(openai.APIConnectionError):  # never a clean end that would pass for a short answer
+        for chunk in raw.parse():
+            received.extend(choice.delta.content or "" for choice in chunk.choices)
+    texts = [text for text in received if text]
+    assert len(texts) == 3  # the role, then three pieces of text, before the silence
+    row = record(gateway, raw.headers["x-request-id"])
+    assert row["outcome"] == "partial" and row["estimated"]
+    assert row["output_tokens"] == len(texts) and row["cost"] > 0
+    assert held_and_inflight(gateway, tenant.tenant_id) == (0, 0)
