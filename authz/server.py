@@ -92,4 +92,5 @@ async def serve(settings: Settings) -> None:
             str(settings.authz),
             lambda server: auth_grpc.add_AuthorizationServicer_to_server(service, server),
             name="authz",
+            drain_seconds=settings.drain_seconds,
         )

@@ -175,7 +175,7 @@ async def serve(settings: Settings) -> None:
             als_grpc.add_AccessLogServiceServicer_to_server(EnvoyLogs(cuts), server)
 
         try:
-            await serve_grpc(str(settings.extproc), register, name="extproc")
+            await serve_grpc(str(settings.extproc), register, name="extproc", drain_seconds=settings.drain_seconds)
         finally:
             with contextlib.suppress(Exception):
                 await service.drain()

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import grpc
 
+from lime.metrics import READINESS
+
 __all__ = ["serve_grpc"]
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ async def serve_grpc(address: str, register: Callable[[grpc.aio.Server], None], 
     waiter = asyncio.create_task(server.wait_for_termination())
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    READINESS.drain()  # readiness goes false first: /ready answers 503 while the calls in flight finish
     log.info("%s stopping: draining in-flight calls for up to %.0fs", name, drain_seconds)
     await server.stop(drain_seconds)
     stopper.cancel()

@@ -8,10 +8,13 @@ key has no tenant) is ``""``. ``docs/metrics.md`` lists every metric; keep it in
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from lime.errors import (
     AuthError,
@@ -26,7 +29,7 @@ from lime.errors import (
 )
 from lime.settings import Address
 
-__all__ = ["REQUESTS", "MetricsServer", "Outcome", "rejection_outcome", "serve_metrics"]
+__all__ = ["READINESS", "REQUESTS", "MetricsServer", "Outcome", "Readiness", "rejection_outcome", "serve_metrics"]
 
 
 class Outcome:
@@ -66,6 +69,42 @@ def rejection_outcome(error: LimeError) -> str:
     return Outcome.GATEWAY_ERROR
 
 
+class Readiness:
+    """Whether this process takes new work: false from the moment it starts draining (SIGTERM), so a probe takes
+    it out of rotation before its listener closes."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def drain(self) -> None:
+        self.draining = True
+
+
+READINESS = Readiness()
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def _app(readiness: Readiness) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    metrics = make_wsgi_app()
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/ready":
+            status = "503 Service Unavailable" if readiness.draining else "200 OK"
+            start_response(status, [("Content-Type", "text/plain")])
+            return [b"draining\n" if readiness.draining else b"ready\n"]
+        result: Iterable[bytes] = metrics(environ, start_response)
+        return result
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and probes every few seconds are not news."""
+
+
 @dataclass
 class MetricsServer:
     server: WSGIServer
@@ -77,7 +116,10 @@ class MetricsServer:
         self.thread.join(timeout=2)
 
 
-def serve_metrics(address: Address) -> MetricsServer:
-    """Serve this process's metrics on ``http://<address>/metrics`` from a thread (off the event loop)."""
-    server, thread = start_http_server(address.port, addr=address.host)
+def serve_metrics(address: Address, readiness: Readiness = READINESS) -> MetricsServer:
+    """Serve ``/metrics`` and ``/ready`` (200, or 503 once draining) on ``address`` from a thread, off the event
+    loop."""
+    server = make_server(address.host, address.port, _app(readiness), ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
     return MetricsServer(server, thread)

@@ -88,6 +88,8 @@ class Settings:
     #: A reservation nobody has vouched for this long is reaped (released, nothing charged); extproc vouches for
     #: the requests it serves every third of it, so only requests whose extproc is gone are reaped.
     reservation_ttl_seconds: int = 60
+    #: On SIGTERM, how long requests in flight (LLM streams) may take to finish before a process stops anyway.
+    drain_seconds: float = 30.0
     log_level: str = "INFO"
 
     @classmethod
@@ -115,6 +117,7 @@ class Settings:
             key_cache_seconds=reader.integer("LIME_KEY_CACHE_SECONDS", cls.key_cache_seconds),
             catalog_poll_seconds=reader.number("LIME_CATALOG_POLL_SECONDS", cls.catalog_poll_seconds),
             reservation_ttl_seconds=reader.integer("LIME_RESERVATION_TTL_SECONDS", cls.reservation_ttl_seconds),
+            drain_seconds=reader.number("LIME_DRAIN_SECONDS", cls.drain_seconds),
             log_level=env.get("LIME_LOG_LEVEL", cls.log_level).upper(),
         )
 

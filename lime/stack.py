@@ -130,13 +130,13 @@ class Stack:
         except OSError:
             return False
 
-    def stop_service(self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
+    def stop_service(self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float | None = None) -> None:
         service = self.services[name]
         process = service.process
         if process is not None and process.poll() is None:
             os.killpg(process.pid, sig)
             try:
-                process.wait(timeout)
+                process.wait(self.settings.drain_seconds + 10 if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
@@ -144,8 +144,32 @@ class Stack:
             service.log.close()
             service.log = None
 
+    def drain_envoy(self, timeout: float) -> None:
+        """Envoy's graceful drain: new connections are told to go (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY)
+        while the requests in flight finish, for up to ``timeout`` seconds."""
+        if not self.services["envoy"].running():
+            return
+        admin = self.settings.envoy_admin
+        try:
+            drain = urllib.request.Request(f"http://{admin}/drain_listeners?graceful", method="POST")
+            urllib.request.urlopen(drain, timeout=2).close()  # noqa: S310 - an http:// URL built just above
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self._active_requests(admin) > 0:
+                time.sleep(0.2)
+        except OSError as exc:
+            print(f"lime: could not drain Envoy ({exc}); stopping it")
+
+    @staticmethod
+    def _active_requests(admin: Address) -> int:
+        with urllib.request.urlopen(f"http://{admin}/stats?filter=^http\\.public\\.downstream_rq_active$",
+                                    timeout=2) as reply:
+            text = reply.read().decode()
+        return sum(int(line.rsplit(": ", 1)[1]) for line in text.splitlines() if ": " in line)
+
     def stop(self) -> None:
-        """Stop every process, Envoy first; one that fails to stop does not keep the others running."""
+        """Drain Envoy, then stop every process, Envoy first; one that fails to stop does not keep the others
+        running. Each service drains its own calls on SIGTERM (up to LIME_DRAIN_SECONDS)."""
+        self.drain_envoy(self.settings.drain_seconds)
         for name in reversed(list(self.services)):
             try:
                 self.stop_service(name)
