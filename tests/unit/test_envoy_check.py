@@ -240,3 +240,13 @@ def test_a_failover_group_names_only_candidates_that_exist(tmp_path: Path) -> No
     problem = _one(_problems(tmp_path, drop_backup, upstreams=("mock", "mock_failover")),
                    "failover candidate 'candidate_mock_backup' is not defined")
     assert problem.where == "clusters[upstream_mock_failover]"
+
+
+def test_a_failover_candidate_names_its_credential_and_model(tmp_path: Path) -> None:
+    def forget_the_model(config: Config) -> None:
+        backup = next(c for c in config["static_resources"]["clusters"] if c["name"] == "candidate_mock_backup")
+        del backup["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["metadata"]["filter_metadata"]["lime"]["model"]
+
+    problem = _one(_problems(tmp_path, forget_the_model, upstreams=("mock", "mock_failover")),
+                   "must name model in metadata.filter_metadata.lime")
+    assert problem.where == "clusters[candidate_mock_backup].lb_endpoints[0]"
