@@ -45,9 +45,14 @@ def free_port() -> int:
         return port
 
 
-def port_open(host: str, port: int) -> bool:
-    """True if something accepts TCP connections on host:port."""
+def port_open(host: str, port: int, path: str | None = None) -> bool:
+    """True if something accepts connections on host:port (or on the Unix socket at ``path``)."""
     try:
+        if path is not None:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                unix.settimeout(0.5)
+                unix.connect(path)
+            return True
         with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:

@@ -20,6 +20,8 @@ _MOCK_PREFIXES = ("upstream_mock", "candidate_mock")
 
 
 def _socket(address: Address) -> dict[str, Any]:
+    if address.path is not None:
+        return {"pipe": {"path": address.path}}
     return {"socket_address": {"address": address.host, "port_value": address.port}}
 
 
@@ -41,7 +43,10 @@ def _point(cluster: dict[str, Any], address: Address) -> None:
         cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": _socket(address)}}]}]
     for lb in lb_endpoints:
         lb.setdefault("endpoint", {})["address"] = _socket(address)
-    if not _is_ip(address.host):
+    if address.is_unix:
+        cluster["type"] = "STATIC"  # a pipe is not resolved
+        cluster.pop("dns_lookup_family", None)
+    if not address.is_unix and not _is_ip(address.host):
         # A service name (docker-compose, Kubernetes) must be resolved: STATIC clusters take only IPs.
         cluster["type"] = "STRICT_DNS"
         cluster["dns_lookup_family"] = "V4_PREFERRED"

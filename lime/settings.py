@@ -27,18 +27,31 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Address:
+    """A TCP ``HOST:PORT``, or a Unix socket ``unix:/path`` (the gRPC services beside Envoy in one pod)."""
+
     host: str
     port: int
+    #: The socket's path when this is a Unix socket address; then ``host`` and ``port`` are unused.
+    path: str | None = None
 
     @classmethod
     def parse(cls, text: str, *, name: str) -> Address:
+        if text.startswith("unix:"):
+            path = text.removeprefix("unix:")
+            if not path.startswith("/"):
+                raise SettingsError(f"{name} must look like unix:/absolute/path, got {text!r}")
+            return cls("", 0, path)
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit() or not host:
-            raise SettingsError(f"{name} must look like HOST:PORT, got {text!r}")
+            raise SettingsError(f"{name} must look like HOST:PORT or unix:/path, got {text!r}")
         return cls(host.strip("[]"), int(port))
 
+    @property
+    def is_unix(self) -> bool:
+        return self.path is not None
+
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"unix:{self.path}" if self.path is not None else f"{self.host}:{self.port}"
 
 
 def _credential_slot(upstream_id: str) -> str:

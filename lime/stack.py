@@ -106,7 +106,7 @@ class Stack:
         service = self.services[name]
         if service.running():
             return
-        if port_open(service.ready.host, service.ready.port):
+        if port_open(service.ready.host, service.ready.port, service.ready.path):
             raise RuntimeError(f"{name}: {service.ready} is already in use by another process")
         service.log = open(self._log_dir / f"{name}.log", "ab")
         service.process = subprocess.Popen(
@@ -122,7 +122,7 @@ class Stack:
 
     def _ready(self, service: Service) -> bool:
         if service.name != "envoy":
-            return port_open(service.ready.host, service.ready.port)
+            return port_open(service.ready.host, service.ready.port, service.ready.path)
         admin = self.settings.envoy_admin
         try:
             with urllib.request.urlopen(f"http://{admin}/ready", timeout=1) as response:

@@ -246,6 +246,11 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
     })
     for name in ADDRESS_NAMES:
         env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
+    # Envoy reaches authz and extproc over Unix sockets, as in a Kubernetes gateway pod (`lime up` and the
+    # lime_up test use TCP).
+    sockets = tmp_path_factory.mktemp("sockets")
+    env["LIME_AUTHZ_ADDR"] = f"unix:{sockets / 'authz.sock'}"
+    env["LIME_EXTPROC_ADDR"] = f"unix:{sockets / 'extproc.sock'}"
     settings = Settings.from_env(env)
     stack = Stack(settings, env, tmp_path_factory.mktemp("stack"))
     stack.start()

@@ -68,3 +68,11 @@ def test_the_written_set_points_envoy_at_watched_files_of_its_own(tmp_path: Path
     assert fold(again)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
         "route_config"]["name"] == "public"
     assert not [p for p in tmp_path.joinpath("out").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_unix_socket_services_become_pipes() -> None:
+    settings = Settings.from_env({"LIME_AUTHZ_ADDR": "unix:/run/lime/authz.sock", "LIME_ENVOY_CONFIG": str(SHIPPED)})
+    rendered = render_config_set(read_config_set(SHIPPED), settings)
+    [authz] = [c for c in rendered.bootstrap["static_resources"]["clusters"] if c["name"] == "lime_authz"]
+    address = authz["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address == {"pipe": {"path": "/run/lime/authz.sock"}} and authz["type"] == "STATIC"

@@ -49,3 +49,11 @@ def test_an_upstream_id_with_a_dash_finds_its_variable() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     settings = Settings.from_env({"LIME_UPSTREAM_KEY_MOCK": "sk-secret", "LIME_ADMIN_TOKEN": "adm-secret"})
     assert "sk-secret" not in repr(settings) and "adm-secret" not in repr(settings)
+
+
+def test_a_unix_socket_address() -> None:
+    settings = Settings.from_env({"LIME_EXTPROC_ADDR": "unix:/var/run/lime/extproc.sock"})
+    assert settings.extproc.is_unix and settings.extproc.path == "/var/run/lime/extproc.sock"
+    assert str(settings.extproc) == "unix:/var/run/lime/extproc.sock"  # what grpc binds
+    with pytest.raises(SettingsError, match="LIME_AUTHZ_ADDR must look like unix:/absolute/path"):
+        Settings.from_env({"LIME_AUTHZ_ADDR": "unix:relative.sock"})
