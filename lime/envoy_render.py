@@ -14,7 +14,7 @@ from typing import Any
 from lime.envoy_files import ConfigSet, read_config_set, write_config_set
 from lime.settings import Address, Settings
 
-__all__ = ["render_config_set", "write_envoy_config"]
+__all__ = ["RenderedConfig", "render_config_set", "write_envoy_config"]
 
 _MOCK_PREFIXES = ("upstream_mock", "candidate_mock")
 
@@ -75,3 +75,36 @@ def write_envoy_config(settings: Settings, target: Path) -> Path:
     config = render_config_set(read_config_set(settings.envoy_config), settings)
     header = f"# Rendered by Lime from {settings.envoy_config.parent}; edit those files, not this one.\n"
     return write_config_set(config, target, header=header)
+
+
+class RenderedConfig:
+    """A rendered set kept in step with its sources: :meth:`refresh` renders again when the SRE's files changed,
+    and Envoy, watching the rendered folder, applies the new routes and clusters (a changed bootstrap waits for
+    a restart)."""
+
+    def __init__(self, settings: Settings, target: Path) -> None:
+        self.settings = settings
+        self.target = target
+        self._seen: dict[Path, float] = {}
+
+    def _sources(self) -> dict[Path, float]:
+        folder = self.settings.envoy_config.parent
+        paths = (self.settings.envoy_config, folder / "routes.yaml", folder / "clusters.yaml")
+        return {path: path.stat().st_mtime for path in paths if path.exists()}
+
+    def render(self) -> Path:
+        self._seen = self._sources()
+        return write_envoy_config(self.settings, self.target)
+
+    def refresh(self) -> bool:
+        """Render again if a source changed; a set that no longer renders is left as it was (and said)."""
+        if self._sources() == self._seen:
+            return False
+        try:
+            self.render()
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            self._seen = self._sources()
+            print(f"lime: the Envoy config no longer renders ({error}); run `lime envoy check`", flush=True)
+            return False
+        print(f"lime: Envoy config re-rendered from {self.settings.envoy_config.parent}", flush=True)
+        return True

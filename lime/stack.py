@@ -19,7 +19,7 @@ from typing import IO
 
 from lime.embedded import port_open
 from lime.envoy_bootstrap import envoy_binary
-from lime.envoy_render import write_envoy_config
+from lime.envoy_render import RenderedConfig
 from lime.settings import Address, Settings
 
 __all__ = ["Service", "Stack"]
@@ -62,7 +62,7 @@ class Stack:
             self.services = {"mock_upstream": Service("mock_upstream", [*lime, "mock-upstream"],
                                                       settings.mock_upstream), **self.services}
         self._envoy_config = envoy_config
-        self._envoy_sources: dict[Path, float] = {}
+        self._rendered = RenderedConfig(settings, envoy_config)
 
     def start(self, timeout: float = 30.0) -> None:
         self._log_dir.mkdir(parents=True, exist_ok=True)
@@ -79,28 +79,12 @@ class Stack:
         """The rendered bootstrap Envoy runs; its routes.yaml and clusters.yaml beside it are watched by Envoy."""
         return self._envoy_config
 
-    def _source_times(self) -> dict[Path, float]:
-        folder = self.settings.envoy_config.parent
-        return {path: path.stat().st_mtime for path in (self.settings.envoy_config, folder / "routes.yaml",
-                                                        folder / "clusters.yaml") if path.exists()}
-
     def render_envoy_config(self) -> None:
-        self._envoy_sources = self._source_times()
-        write_envoy_config(self.settings, self._envoy_config)
+        self._rendered.render()
 
     def refresh_envoy_config(self) -> bool:
-        """Render again when the SRE's files changed: Envoy applies new routes and clusters at once (a changed
-        bootstrap waits for a restart). A set that no longer reads is left for `lime envoy check` to explain."""
-        if self._source_times() == self._envoy_sources:
-            return False
-        try:
-            self.render_envoy_config()
-        except (ValueError, OSError, KeyError, TypeError) as error:
-            self._envoy_sources = self._source_times()
-            print(f"lime: the Envoy config no longer renders ({error}); run `lime envoy check`")
-            return False
-        print(f"lime: Envoy config re-rendered from {self.settings.envoy_config.parent}")
-        return True
+        """Render again when the SRE's files changed (see :class:`~lime.envoy_render.RenderedConfig`)."""
+        return self._rendered.refresh()
 
     def start_service(self, name: str, *, timeout: float = 30.0) -> None:
         service = self.services[name]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from lime.cli.stores import with_stores
-from lime.envoy_render import write_envoy_config
+from lime.envoy_render import RenderedConfig
 from lime.settings import Settings
 
 __all__ = ["register"]
@@ -43,7 +44,11 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _render(args: argparse.Namespace, settings: Settings) -> int:
-    print(write_envoy_config(settings, Path(args.output)))
+    rendered = RenderedConfig(settings, Path(args.output))
+    print(rendered.render(), flush=True)
+    while args.watch:  # beside a running Envoy: edits to the routes and clusters apply without a restart
+        time.sleep(1.0)
+        rendered.refresh()
     return 0
 
 
@@ -58,4 +63,6 @@ def register(commands: Any) -> None:
     check.set_defaults(run=_check)
     render = envoy.add_parser("render", help="write the config with this machine's LIME_*_ADDR filled in")
     render.add_argument("--output", default=".lime/envoy.yaml")
+    render.add_argument("--watch", action="store_true",
+                        help="keep running and render again whenever the source files change")
     render.set_defaults(run=_render)

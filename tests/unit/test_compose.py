@@ -211,8 +211,11 @@ def test_a_typo_in_a_command_is_caught() -> None:
 
 def test_envoy_runs_the_config_it_rendered() -> None:
     script = SERVICES["envoy"]["entrypoint"][2]
-    render, run = (shlex.split(part) for part in script.split("&&"))
+    render, watch, run = (shlex.split(part) for part in script.split("&&"))
     output = render[render.index("--output") + 1]
+    # the watcher keeps rendering to the same place in the background, so route and cluster edits apply live
+    assert watch[:4] == ["{", "lime", "envoy", "render"] and "--watch" in watch and watch[-1] == "}"
+    assert watch[watch.index("--output") + 1] == output
     assert run[:2] == ["exec", "envoy"], "envoy must replace the shell to receive SIGTERM"
     assert run[run.index("-c") + 1] == output
 

@@ -1,6 +1,8 @@
 """Rendering the SRE's set of Envoy files for a running stack: only Lime's addresses change, and the result is
 a set Envoy accepts whose routes and clusters it watches."""
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +10,7 @@ import yaml
 
 from lime.envoy_check import check
 from lime.envoy_files import fold, read_config_set
-from lime.envoy_render import render_config_set, write_envoy_config
+from lime.envoy_render import RenderedConfig, render_config_set, write_envoy_config
 from lime.settings import Settings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
@@ -76,3 +78,23 @@ def test_unix_socket_services_become_pipes() -> None:
     [authz] = [c for c in rendered.bootstrap["static_resources"]["clusters"] if c["name"] == "lime_authz"]
     address = authz["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
     assert address == {"pipe": {"path": "/run/lime/authz.sock"}} and authz["type"] == "STATIC"
+
+
+def test_an_edited_source_is_rendered_again_and_a_broken_one_is_not(tmp_path: Path) -> None:
+    source = tmp_path / "envoy"
+    source.mkdir()
+    for name in ("envoy.yaml", "routes.yaml", "clusters.yaml"):
+        (source / name).write_text((SHIPPED.parent / name).read_text())
+    rendered = RenderedConfig(Settings.from_env({"LIME_ENVOY_CONFIG": str(source / "envoy.yaml")}),
+                              tmp_path / "out" / "envoy.yaml")
+    rendered.render()
+    assert not rendered.refresh()  # nothing changed
+    routes = (source / "routes.yaml").read_text()
+    (source / "routes.yaml").write_text(routes.replace("idle_timeout: 300s", "idle_timeout: 301s", 1))
+    os.utime(source / "routes.yaml", (time.time() + 5, time.time() + 5))  # a later mtime, whatever the clock
+    assert rendered.refresh()
+    assert "301s" in (tmp_path / "out" / "routes.yaml").read_text()
+    (source / "clusters.yaml").write_text("resources: [")
+    os.utime(source / "clusters.yaml", (time.time() + 10, time.time() + 10))
+    assert not rendered.refresh()  # left as it was: Envoy keeps running on the last good set
+    assert "upstream_mock" in (tmp_path / "out" / "clusters.yaml").read_text()

@@ -305,10 +305,14 @@ def test_containers_run_real_lime_commands(render_name: str) -> None:
         for c in all_containers(spec):
             if "command" in c:
                 assert c["command"][:2] == ["sh", "-c"], c["name"]
-                render_step, run = (shlex.split(part) for part in c["command"][2].split("&&"))
+                render_step, watch, run = (shlex.split(part) for part in c["command"][2].split("&&"))
                 assert render_step[:3] == ["lime", "envoy", "render"]
                 assert lime_command_error(render_step[1:]) is None
                 output = render_step[render_step.index("--output") + 1]
+                # the watcher renders again, to the same place, when the (mounted) sources change
+                assert watch[:4] == ["{", "lime", "envoy", "render"] and watch[-1] == "}"
+                assert lime_command_error(watch[2:watch.index(">/dev/null")]) is None and "--watch" in watch
+                assert watch[watch.index("--output") + 1] == output
                 assert run[:2] == ["exec", "envoy"] and run[run.index("-c") + 1] == output
                 env = environment(render_name, c)
                 for variable in re.findall(r"\$\{?([A-Z_]+)", c["command"][2]):
@@ -381,8 +385,6 @@ def test_every_container_reads_its_settings(render_name: str) -> None:
         assert spec is not None
         for c in all_containers(spec):
             env = environment(render_name, c)
-            # unix: addresses need Lime's Unix-socket support (docs/deploy.md); their paths are checked below.
-            env = {key: "127.0.0.1:1" if value.startswith("unix:") else value for key, value in env.items()}
             try:
                 Settings.from_env(env)
             except SettingsError as error:
