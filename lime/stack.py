@@ -75,6 +75,11 @@ class Stack:
             raise
 
     @property
+    def log_dir(self) -> Path:
+        """Where each process's log (``<name>.log``) and the rendered Envoy config are."""
+        return self._log_dir
+
+    @property
     def envoy_config(self) -> Path:
         """The rendered bootstrap Envoy runs; its routes.yaml and clusters.yaml beside it are watched by Envoy."""
         return self._envoy_config

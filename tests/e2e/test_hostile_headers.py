@@ -128,7 +128,7 @@ def balance(gateway: Gateway, tenant_id: str) -> dict[str, Any]:
 
 
 def envoy_access_log_line(gateway: Gateway, request_id: str, timeout: float = 15.0) -> str:
-    path = Path(gateway.stack._log_dir) / "envoy.log"
+    path = Path(gateway.stack.log_dir) / "envoy.log"
     deadline = time.monotonic() + timeout
     while True:
         lines = [line for line in path.read_text(errors="replace").splitlines() if f"request_id={request_id}" in line]

@@ -123,7 +123,7 @@ def test_no_secret_in_any_log_line(gateway: Gateway, tenant: TenantAccess, postg
     stores' logs, after every request above: no upstream credential, admin token or client key in any line.
     The mock upstream is the provider: it is given the credential by design, so only client keys are looked
     for in its log."""
-    log_dir = Path(gateway.stack._log_dir)
+    log_dir = Path(gateway.stack.log_dir)
     # Envoy writes its access log in batches: wait until this module's requests are in it.
     deadline = time.monotonic() + 20
     while True:
