@@ -56,7 +56,7 @@ $(LITELLM_VENV)/bin/litellm:
 bench: $(BENCH_STAMP) system-deps $(if $(LITELLM),$(LITELLM_VENV)/bin/litellm)
 	@bench/ensure-tools
 	$(VENV)/bin/python -m bench $(if $(QUICK),--quick) $(if $(LITELLM),--litellm $(LITELLM_VENV)/bin/litellm) \
-		$(if $(PROFILE),--profile 10) $(BENCH_ARGS)
+		$(if $(PROFILE),--profile 15) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .lime .pytest_cache .mypy_cache .ruff_cache

@@ -8,15 +8,17 @@
   settler), its upstream ``mock`` pointed at the same mock;
 * optionally the LiteLLM proxy (its own virtualenv, see the Makefile's ``bench`` target) on the same mock.
 
-Every process is started through :class:`lime.stack.Stack`, in its own process group, and stopped by PID.
+Lime runs through :class:`lime.stack.Stack`; the others the same way (own session, stopped by PID).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +37,7 @@ from lime.demo import DEMO_TENANT, DemoAccess, seed_demo
 from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_open
 from lime.envoy_bootstrap import envoy_binary
 from lime.settings import ADDRESS_NAMES, Address, Settings, child_environment
-from lime.stack import Service, Stack
+from lime.stack import Stack
 from lime.store.migrate import apply_migrations
 
 __all__ = ["CHAT_PATH", "Environment", "Target", "bench_environment"]
@@ -79,22 +81,50 @@ class Environment:
     log_dir: Path
 
 
-def _stack(settings: Settings, env: dict[str, str], log_dir: Path, services: list[Service]) -> Stack:
-    """A :class:`Stack` that runs only ``services`` (its process handling: own session, readiness, stop by PID)."""
-    own_dir = log_dir / services[0].name
-    own_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(settings, env, own_dir, with_mock=False)
-    stack.services = {service.name: service for service in services}
-    return stack
+class _Process:
+    """One auxiliary process (the mock, bare Envoy, LiteLLM) the way :class:`lime.stack.Stack` runs Lime's: a child
+    in its own session, owned by PID, ready when its port answers, stopped with SIGTERM (SIGKILL if it lingers)."""
+
+    def __init__(self, name: str, argv: list[str], ready: Address, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.ready = ready
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_path = log_dir / f"{name}.log"
+        if port_open(ready.host, ready.port):
+            raise RuntimeError(f"{name}: {ready} is already in use by another process")
+        with open(self._log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not port_open(self.ready.host, self.ready.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self._log_path.read_text(errors="replace")[-3000:]
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start listening on {self.ready}:\n{tail}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
-def _start(stack: Stack, timeout: float = 60.0) -> None:
-    try:
-        for name in stack.services:
-            stack.start_service(name, timeout=timeout)
-    except BaseException:
-        stack.stop()
-        raise
+def _started(exits: contextlib.ExitStack, process: _Process, timeout: float = 60.0) -> _Process:
+    exits.callback(process.stop)
+    process.wait_ready(timeout)
+    return process
 
 
 def _pid(stack: Stack, name: str) -> int:
@@ -200,7 +230,7 @@ def _wait_http(url: str, headers: dict[str, str], body: bytes, timeout: float) -
 
 
 @contextlib.contextmanager
-def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, litellm_workers: int = 2,
+def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, litellm_workers: int = 1,
                       stream_chunks: int = 50, stream_delay_ms: int = 20,
                       work_dir: Path | None = None) -> Iterator[Environment]:
     with contextlib.ExitStack() as exits:
@@ -230,32 +260,28 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, lit
         settings = Settings.from_env(env)
         python = [sys.executable]
 
-        mock = _stack(settings, env, log_dir, [Service("mock", [
+        mock = _started(exits, _Process("mock", [
             *python, "-m", "bench.mock", "--port", str(settings.mock_upstream.port), "--workers", str(mock_workers),
-        ], settings.mock_upstream)])
-        _start(mock)
-        exits.callback(mock.stop)
+        ], settings.mock_upstream, env, log_dir / "mock"))
 
         bare_listen, bare_admin = Address("127.0.0.1", free_port()), Address("127.0.0.1", free_port())
         bare_file = log_dir / "bare-envoy.yaml"
         bare_file.write_text(yaml.safe_dump(bare_envoy_config(bare_listen, bare_admin, settings.mock_upstream)))
         binary = envoy_binary()
         assert binary is not None
-        bare = _stack(dataclasses.replace(settings, envoy_admin=bare_admin), env, log_dir, [Service("envoy", [
+        bare = _started(exits, _Process("envoy", [
             binary, "-c", str(bare_file), "--use-dynamic-base-id", "--concurrency", str(ENVOY_CONCURRENCY),
-            "--log-level", "warn"], bare_listen)])
-        _start(bare)
-        exits.callback(bare.stop)
+            "--log-level", "warn"], bare_listen, env, log_dir / "bare-envoy"))
 
-        lime = Stack(settings, env, log_dir, with_mock=False, envoy_concurrency=ENVOY_CONCURRENCY)
-        lime.start(timeout=60)
+        lime = Stack(settings, env, log_dir / "lime", with_mock=False, envoy_concurrency=ENVOY_CONCURRENCY)
         exits.callback(lime.stop)
+        lime.start(timeout=60)
 
         client_headers = {"authorization": f"Bearer {access.key}", "x-lime-tenant-id": access.tenant_id}
         body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}).encode()
         targets = [
             Target("mock", "mock upstream (direct)", f"http://{settings.mock_upstream}", client_headers),
-            Target("envoy", "bare Envoy", f"http://{bare_listen}", client_headers, {"envoy": _pid(bare, "envoy")}),
+            Target("envoy", "bare Envoy", f"http://{bare_listen}", client_headers, {"envoy": bare.pid}),
             Target("lime", "Lime (full stack)", f"http://{settings.public}", client_headers,
                    {name: _pid(lime, name) for name in ("envoy", "authz", "extproc", "catalog_api", "settler")},
                    python=("authz", "extproc", "catalog_api", "settler")),
@@ -264,20 +290,20 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, lit
             config = log_dir / "litellm.yaml"
             config.write_text(yaml.safe_dump(litellm_config(settings.mock_upstream, stream_chunks, stream_delay_ms)))
             listen = Address("127.0.0.1", free_port())
-            proxy = _stack(settings, {**env, "LITELLM_LOG": "ERROR"}, log_dir, [Service("litellm", [
+            # Its bundled model price list, not a download at start-up (the bench runs on loopback only).
+            litellm_env = {**env, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+            proxy = _started(exits, _Process("litellm", [
                 str(litellm), "--config", str(config), "--host", listen.host, "--port", str(listen.port),
-                "--num_workers", str(litellm_workers)], listen)])
-            _start(proxy, timeout=180)
-            exits.callback(proxy.stop)
+                "--num_workers", str(litellm_workers)], listen, litellm_env, log_dir / "litellm"), timeout=180)
             targets.append(Target("litellm", "LiteLLM proxy", f"http://{listen}",
-                                  {"authorization": f"Bearer {LITELLM_KEY}"}, {"litellm": _pid(proxy, "litellm")},
+                                  {"authorization": f"Bearer {LITELLM_KEY}"}, {"litellm": proxy.pid},
                                   python=("litellm",), stream_model=f"{MODEL}-stream", passes_events=False))
         for target in targets:
             _wait_http(target.url, target.headers, body, timeout=60)
         assert port_open(settings.mock_upstream.host, settings.mock_upstream.port)
         yield Environment(
             targets=targets,
-            mock_group=_pid(mock, "mock"),
+            mock_group=mock.pid,
             store_groups={"redis": _server_pid(redis_server), "postgres": _server_pid(postgres)},
             versions=_versions(litellm),
             log_dir=log_dir,

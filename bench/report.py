@@ -360,7 +360,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     rows = [r for r in results["fixed_rate"] if r["result"]["offered_rps"] == rate]
     names = [r["target"] for r in rows]
     processes = sorted({p for r in rows for p, v in r["cpu_ms_per_request"].items()
-                        if v and v > 0.0005 and p not in ("bench client",)})
+                        if v and v > 0.0005 and p not in ("bench client", "load generator")})
     bottom = [0.0] * len(rows)
     for process in processes:
         values = [r["cpu_ms_per_request"].get(process) or 0.0 for r in rows]

@@ -72,7 +72,7 @@ class Options:
         parser.add_argument("--stream-delay-ms", type=int, default=20, help="ms between events (default 20)")
         parser.add_argument("--mock-workers", type=int, default=1, help="mock processes (SO_REUSEPORT, default 1)")
         parser.add_argument("--litellm", type=Path, help="the `litellm` executable: adds LiteLLM as a target")
-        parser.add_argument("--litellm-workers", type=int, default=2, help="LiteLLM worker processes (default 2)")
+        parser.add_argument("--litellm-workers", type=int, default=1, help="LiteLLM worker processes (default 1)")
         parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                             help="also sample authz and extproc with py-spy for this long under load")
         parser.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default {RESULTS})")
@@ -135,11 +135,17 @@ class Runner:
             max_throughput(target.url, target.headers, _chat_body(), 8, self.options.warmup_seconds, self.work_dir)
 
     def fixed_rates(self) -> None:
+        saturated: set[str] = set()
         for rate in self.options.rates:
             for target in self.env.targets:
+                if target.name in saturated:
+                    self._say(f"{target.name:8} {rate:6.0f} req/s offered: skipped (it could not keep up with less)")
+                    continue
                 result, used = self._measured(target, functools.partial(
                     fixed_rate, target.url, target.headers, _chat_body(), rate, self.options.seconds, self.work_dir))
                 self._record("fixed_rate", target, result, used, result.requests)
+                if result.achieved_rps < rate / 2:
+                    saturated.add(target.name)
                 self._say(f"{target.name:8} {rate:6.0f} req/s offered: {result.achieved_rps:7.1f} ok/s, "
                           f"p50 {result.latency.p50:6.2f} ms, p99 {result.latency.p99:7.2f} ms, "
                           f"errors {result.errors}")
@@ -189,8 +195,8 @@ class Runner:
             out = self.work_dir / f"{name}.folded"
             spy = str(Path(sys.executable).parent / "py-spy")
             spies[name] = (out, subprocess.Popen(
-                [spy, "record", "--pid", str(lime.groups[name]), "--duration", str(int(seconds)), "--rate", "250",
-                 "--native", "--format", "raw", "--output", str(out), "--nonblocking"],
+                [spy, "record", "--pid", str(lime.groups[name]), "--duration", str(int(seconds)), "--rate", "100",
+                 "--native", "--format", "raw", "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         max_throughput(lime.url, lime.headers, _chat_body(), 32, seconds + 2, self.work_dir)
         profiles = {}
@@ -240,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         runner.max_throughputs()
         runner.streams()
         profile = runner.profile() if options.profile_seconds > 0 else {}
-    meta["machine"]["load_average_at_end"] = os.getloadavg()
-    meta["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
-    results = {"meta": meta, **runner.records, "profile": profile}
-    results["summary"] = report.summarise(results)
-    paths = report.write(results, options.out)
+        # Written before everything is stopped, so a failure while stopping loses nothing.
+        meta["machine"]["load_average_at_end"] = os.getloadavg()
+        meta["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+        results = {"meta": meta, **runner.records, "profile": profile}
+        results["summary"] = report.summarise(results)
+        paths = report.write(results, options.out)
     print()
     print(paths["markdown"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
