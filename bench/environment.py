@@ -203,7 +203,7 @@ def _versions(litellm: Path | None) -> dict[str, str]:
     for tool in ("wrk", "h2load"):
         text = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
         first = (text.stdout or text.stderr).strip().splitlines()
-        versions[tool] = first[0] if first else "?"
+        versions[tool] = first[0].split(" Copyright")[0] if first else "?"
     if litellm is not None:
         pip = subprocess.run([str(litellm.parent / "python"), "-c",
                               "import importlib.metadata as m; print(m.version('litellm'))"],

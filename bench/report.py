@@ -286,7 +286,9 @@ def markdown(results: dict[str, Any]) -> str:
                     f"core ({_f(share['mock_cpu_ms_per_request'], 3)} ms CPU per request, against "
                     f"{_f(share['lime_cpu_ms_per_request'], 3)} ms for Lime's processes and stores), and alone it "
                     f"serves {_f(ratios['mock_over_lime'])}x Lime's best rate."]
-    out += ["", "## Streamed chat completions (50 chunks; Python SSE client, one stream per connection)", ""]
+    options = meta.get("options", {})
+    out += ["", f"## Streamed chat completions ({options.get('stream_chunks', '?')} chunks "
+                f"{options.get('stream_delay_ms', '?')} ms apart; Python SSE client, one stream per connection)", ""]
     rows = []
     for record in results["streams"]:
         r = record["result"]
