@@ -18,11 +18,12 @@ by ``lime reconcile``); until then reserve answers ``unloaded`` and the caller l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -278,11 +279,15 @@ class UsageEvent:
         return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens + self.output_tokens
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # Plain fields: a dict of them is enough (dataclasses.asdict deep-copies, ~3x the cost).
+        return json.dumps({name: getattr(self, name) for name in _EVENT_FIELDS}, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: bytes | str) -> UsageEvent:
         return cls(**json.loads(raw))
+
+
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(UsageEvent))
 
 
 async def settle(redis: aioredis.Redis, event: UsageEvent, *, tpm_tokens: int | None = None,

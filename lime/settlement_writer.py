@@ -150,13 +150,15 @@ async def reap_expired(redis: aioredis.Redis, now: float | None = None) -> int:
 
 class SettlementWriter:
     def __init__(self, pool: AsyncConnectionPool[Any], redis: aioredis.Redis, *, consumer: str | None = None,
-                 batch: int = 200, block_ms: int = 1000, reap_every: float = 5.0) -> None:
+                 batch: int = 200, block_ms: int = 1000, reap_every: float = 5.0,
+                 gather_seconds: float = 0.05) -> None:
         self._pool = pool
         self._redis = redis
         self._consumer = consumer or f"{socket.gethostname()}-{id(self):x}"
         self._batch = batch
         self._block_ms = block_ms
         self._reap_every = reap_every
+        self._gather = gather_seconds
 
     async def ensure_group(self) -> None:
         try:
@@ -170,10 +172,16 @@ class SettlementWriter:
         last_reap = 0.0
         while not stop.is_set():
             try:
-                await self.drain_once()
-                if time.monotonic() - last_reap >= self._reap_every:
+                # Redeliveries and other consumers' orphans are looked for with the reaper, not on every read.
+                maintenance = time.monotonic() - last_reap >= self._reap_every
+                done = await self.drain_once(recover=maintenance)
+                if maintenance:
                     last_reap = time.monotonic()
                     await reap_expired(self._redis)
+                if 0 < done < self._batch:
+                    # A few events at a time cost a transaction each: let the next read find a batch. Persisting
+                    # waits up to this much longer; the request path does not wait at all.
+                    await asyncio.sleep(self._gather)
             except aioredis.ResponseError as error:
                 if "NOGROUP" not in str(error):
                     raise
@@ -183,17 +191,20 @@ class SettlementWriter:
             except (psycopg.OperationalError, OSError, aioredis.ConnectionError, aioredis.TimeoutError) as error:
                 RETRIES.inc()
                 log.warning("settlement writer: %s; retrying in 1s (events wait in the stream)", error)
+                last_reap = 0.0  # what was read and not written is pending: pick it up on the next round
                 await asyncio.sleep(1.0)
 
-    async def drain_once(self) -> int:
-        """Persist what is pending for this consumer (redeliveries first), then new events; returns the count."""
-        done = await self._process(await self._read("0", block=False))
+    async def drain_once(self, *, recover: bool = True) -> int:
+        """Persist new events; with ``recover``, first what is pending for this consumer (redeliveries) and then
+        what a dead consumer left. Returns the count."""
+        done = await self._process(await self._read("0", block=False)) if recover else 0
         done += await self._process(await self._read(">", block=True))
-        # Events another consumer took and never acknowledged (it died) are claimed after a minute.
-        claimed = await self._redis.xautoclaim(USAGE_STREAM, GROUP, self._consumer, min_idle_time=60_000,
-                                               start_id="0-0", count=self._batch)
-        if claimed and claimed[1]:
-            done += await self._process(claimed[1])
+        if recover:
+            # Events another consumer took and never acknowledged (it died) are claimed after a minute.
+            claimed = await self._redis.xautoclaim(USAGE_STREAM, GROUP, self._consumer, min_idle_time=60_000,
+                                                   start_id="0-0", count=self._batch)
+            if claimed and claimed[1]:
+                done += await self._process(claimed[1])
         return done
 
     async def _read(self, start: str, *, block: bool) -> list[Any]:
