@@ -257,6 +257,11 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, lit
         })
         for name in ADDRESS_NAMES:
             env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
+        # Envoy reaches authz and extproc over Unix sockets, as in the gateway pod (docs/deploy.md).
+        sockets = work_dir / "sockets"
+        sockets.mkdir(parents=True, exist_ok=True)
+        env["LIME_AUTHZ_ADDR"] = f"unix:{sockets / 'authz.sock'}"
+        env["LIME_EXTPROC_ADDR"] = f"unix:{sockets / 'extproc.sock'}"
         settings = Settings.from_env(env)
         python = [sys.executable]
 
