@@ -8,7 +8,6 @@ import itertools
 import math
 import struct
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -16,22 +15,13 @@ import anthropic
 import openai
 import pytest
 
-from lime.mock_upstream import MockConfig, MockServer, start
+from lime.mock_upstream import MockServer
 
 from ._sse import parse_sse
 
 CHUNKS = 5
 TEXT = "Hello from the mock upstream."
 QUESTION = "What is the capital of Mexico?"  # 30 characters: 8 tokens
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    mock = await start("127.0.0.1", 0, MockConfig(chunks=CHUNKS, delay_ms=0))
-    try:
-        yield mock
-    finally:
-        await mock.close()
 
 
 @pytest.fixture

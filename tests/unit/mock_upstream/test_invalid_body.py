@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from lime.mock_upstream import MockConfig, MockServer, start
+from lime.mock_upstream import MockConfig, MockServer
 from lime.mock_upstream.config import INVALID_HEADER, resolve_overrides
 
 from ._sse import parse_sse
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    mock = await start("127.0.0.1", 0, MockConfig(chunks=5, delay_ms=0))
-    try:
-        yield mock
-    finally:
-        await mock.close()
 
 
 async def post(server: MockServer, path: str, body: dict[str, Any], after: str) -> tuple[int, str, bytes]:

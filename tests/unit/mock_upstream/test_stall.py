@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from lime.mock_upstream import MockConfig, MockServer, start
+from lime.mock_upstream import MockConfig, MockServer
 from lime.mock_upstream.config import STALL_HEADER, resolve_overrides
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 #: Long enough for an event the mock would have sent at once to have arrived.
 QUIET_SECONDS = 0.5
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    mock = await start("127.0.0.1", 0, MockConfig(chunks=5, delay_ms=0))
-    try:
-        yield mock
-    finally:
-        await mock.close()
 
 
 async def test_a_stream_sends_that_many_events_then_nothing(server: MockServer) -> None:
