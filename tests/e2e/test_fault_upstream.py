@@ -81,20 +81,29 @@ def test_a_json_answer_the_client_cannot_read_reaches_it_as_sent_and_charges_not
     assert row["outcome"] == "failed" and row["upstream_status"] == 200
 
 
-def test_a_stream_that_turns_to_garbage_is_an_error_after_what_came_and_is_billed_partial(
-        gateway: Gateway, tenant: TenantAccess) -> None:
-    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
-        model="chat-a", messages=MESSAGES, stream=True, extra_headers={"x-mock-invalid-body": "4"})
+def assert_cut_after_three_and_billed_partial(gateway: Gateway, tenant: TenantAccess, client: openai.OpenAI,
+                                              fault: dict[str, str], error: type[Exception]) -> None:
+    """A chat stream the upstream breaks after four events raises ``error`` after three pieces of text, and is
+    billed as partial for exactly those, its hold and slot given back."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat-a", messages=MESSAGES, stream=True, extra_headers=fault)
     received: list[str] = []
-    with pytest.raises(ValueError):  # the SDK cannot read the fifth event
+    with pytest.raises(error):
         for chunk in raw.parse():
             received.extend(choice.delta.content or "" for choice in chunk.choices)
     texts = [text for text in received if text]
-    assert len(texts) == 3  # the role, then three pieces of text, arrived before it
+    assert len(texts) == 3
     row = record(gateway, raw.headers["x-request-id"])
     assert row["outcome"] == "partial" and row["estimated"]
     assert row["output_tokens"] == len(texts) and row["cost"] > 0
     assert held_and_inflight(gateway, tenant.tenant_id) == (0, 0)
+
+
+def test_a_stream_that_turns_to_garbage_is_an_error_after_what_came_and_is_billed_partial(
+        gateway: Gateway, tenant: TenantAccess) -> None:
+    # The SDK cannot read the fifth event: after the role and three pieces of text.
+    assert_cut_after_three_and_billed_partial(gateway, tenant, gateway.openai(tenant), {"x-mock-invalid-body": "4"},
+                                              ValueError)
 
 
 def test_an_anthropic_stream_that_turns_to_garbage_ends_short_and_is_billed_partial(
@@ -185,15 +194,6 @@ def test_an_upstream_that_never_answers_is_a_504_in_each_protocol_and_charges_no
 def test_a_stream_that_goes_silent_is_cut_after_what_came_and_billed_partial(
         gateway: Gateway, tenant: TenantAccess, impatient: str) -> None:
     oai = openai.OpenAI(base_url=f"{impatient}/v1", api_key=tenant.key, max_retries=0, default_headers=tenant.headers)
-    raw = oai.chat.completions.with_raw_response.create(
-        model="chat-a", messages=MESSAGES, stream=True, extra_headers={"x-mock-stall-after": "4"})
-    received: list[str] = []
-    with pytest.raises(openai.APIConnectionError):  # never a clean end that would pass for a short answer
-        for chunk in raw.parse():
-            received.extend(choice.delta.content or "" for choice in chunk.choices)
-    texts = [text for text in received if text]
-    assert len(texts) == 3  # the role, then three pieces of text, before the silence
-    row = record(gateway, raw.headers["x-request-id"])
-    assert row["outcome"] == "partial" and row["estimated"]
-    assert row["output_tokens"] == len(texts) and row["cost"] > 0
-    assert held_and_inflight(gateway, tenant.tenant_id) == (0, 0)
+    # Never a clean end that would pass for a short answer: the role, three pieces of text, then the silence.
+    assert_cut_after_three_and_billed_partial(gateway, tenant, oai, {"x-mock-stall-after": "4"},
+                                              openai.APIConnectionError)
