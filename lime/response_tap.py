@@ -25,6 +25,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from lime.output_count import OutputCount
 from lime.sse import EventFramer, SSEEvent, parse_event
 from lime.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 
@@ -85,9 +86,9 @@ class ResponseTap:
         self._held: list[bytes] = []
         #: Events or bodies the tap failed to read (a bug or an input it did not foresee); they passed untouched.
         self.errors = 0
-        #: The data of every event the client received, kept so that an answer cut off before its usage can
-        #: still be counted at the end (read only then, never on the way).
-        self.delivered: list[bytes] = []
+        #: The data of every event (or the JSON body) the client received, so that an answer cut off before its
+        #: usage can still be counted at the end; held raw, and folded to its text only once it grows large.
+        self.output = OutputCount(endpoint)
 
     def start(self, status: int, content_type: str) -> None:
         """The response headers: how the body that follows is framed."""
@@ -182,7 +183,7 @@ class ResponseTap:
         if not keep:
             return b""
         self.events += 1
-        self.delivered.append(data)
+        self.output.add(data)
         return self._rewrite_model(raw)
 
     def _chat_event(self, event: SSEEvent, raw: bytes) -> bool:
@@ -244,7 +245,7 @@ class ResponseTap:
             return body
         self.complete = True
         self.events = 1
-        self.delivered.append(body)
+        self.output.add(body)
         read_usage = _JSON_USAGE.get(self.endpoint)
         if read_usage is not None:
             self.usage = read_usage(document.get("usage"))

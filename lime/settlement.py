@@ -11,15 +11,11 @@ The rules, one per situation (README "Billing" repeats them for users):
 * **complete without usage** (an upstream that does not report it): ``complete``, counted, ``estimated``.
 
 Lime's count: output tokens = the larger of the text events received (OpenAI streams about one token per
-event) and the tokenizer's count of their text (:mod:`lime.token_count`); input tokens = the estimate the
+event) and the tokenizer's count of their text (:mod:`lime.output_count`); input tokens = the estimate the
 reservation was made with.
 """
 
 from __future__ import annotations
-
-import json
-from collections.abc import Iterable
-from typing import Any
 
 from lime.catalog import Model
 from lime.endpoints import ModelKind
@@ -27,64 +23,9 @@ from lime.grant import Grant
 from lime.pricing import cost_of
 from lime.quota import UsageEvent
 from lime.response_tap import Framing, ResponseTap
-from lime.token_count import count_tokens
 from lime.usage import Usage
 
-__all__ = ["count_output", "settlement_for"]
-
-
-def _items(value: Any) -> list[dict[str, Any]]:
-    """The objects of a JSON list; anything else (an upstream's odd answer) has none."""
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _strings(source: Any, keys: tuple[str, ...]) -> list[str]:
-    return [source[k] for k in keys if isinstance(source.get(k), str)] if isinstance(source, dict) else []
-
-
-def _texts(endpoint: str, event: dict[str, Any]) -> list[str]:
-    """The text an event (or a whole JSON answer) carries, whatever its shape; never raises."""
-    texts: list[str] = []
-    if endpoint == "chat_completions":
-        for choice in _items(event.get("choices")):
-            delta = choice.get("delta")
-            texts += _strings(delta, ("content", "reasoning_content", "refusal"))
-            for call in _items(delta.get("tool_calls") if isinstance(delta, dict) else None):
-                texts += _strings(call.get("function"), ("arguments",))
-            texts += _strings(choice.get("message"), ("content",))  # a whole JSON answer
-    elif endpoint == "responses":
-        kind = event.get("type")
-        if isinstance(kind, str) and kind.endswith(".delta"):
-            texts += _strings(event, ("delta",))
-        if event.get("object") == "response":  # a whole JSON answer
-            for item in _items(event.get("output")):
-                for part in _items(item.get("content")):
-                    texts += _strings(part, ("text",))
-    elif endpoint == "messages":
-        if event.get("type") == "content_block_delta":
-            texts += _strings(event.get("delta"), ("text", "partial_json", "thinking"))
-        elif event.get("type") == "message":  # a whole JSON answer
-            for block in _items(event.get("content")):
-                texts += _strings(block, ("text",))
-    return texts
-
-
-def count_output(endpoint: str, delivered: Iterable[bytes]) -> int:
-    """Lime's own count of the output tokens in the events a client received."""
-    text_events = 0
-    texts: list[str] = []
-    for data in delivered:
-        try:
-            event = json.loads(data)
-        except (ValueError, RecursionError):
-            continue
-        if not isinstance(event, dict):
-            continue
-        pieces = [text for text in _texts(endpoint, event) if text]
-        if pieces:
-            text_events += 1
-            texts.extend(pieces)
-    return max(text_events, count_tokens("".join(texts)))
+__all__ = ["settlement_for"]
 
 
 def _model_of(grant: Grant) -> Model:
@@ -115,7 +56,7 @@ def _usage_and_outcome(grant: Grant, tap: ResponseTap | None) -> tuple[Usage, st
         # The upstream's final numbers arrived; whatever followed (or did not) changes nothing.
         return reported, "complete" if whole else "partial", False
     outcome = "complete" if whole else "partial"
-    counted_output = count_output(grant.endpoint, tap.delivered)
+    counted_output = tap.output.tokens()
     if reported is None:
         output = 0 if grant.endpoint == "embeddings" else counted_output
         return Usage(input_tokens=grant.input_estimate, output_tokens=output), outcome, True

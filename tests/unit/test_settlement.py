@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 from lime.catalog import Model
 from lime.endpoints import ModelKind
 from lime.grant import Grant
+from lime.output_count import count_output
 from lime.pricing import cost_of
 from lime.quota import UsageEvent
 from lime.response_tap import ResponseTap
-from lime.settlement import count_output, settlement_for
+from lime.settlement import settlement_for
 from lime.sse import parse_event
 from lime.token_count import count_tokens
 from lime.usage import Usage
@@ -220,7 +221,7 @@ def test_complete_stream_without_usage_is_counted_and_estimated() -> None:
     event = settlement_for(GRANT, tap)
     assert (event.outcome, event.estimated) == ("complete", True)
     assert event.input_tokens == GRANT.input_estimate
-    assert event.output_tokens == count_output("chat_completions", tap.delivered) > 0
+    assert event.output_tokens == count_output("chat_completions", data_of(body)) > 0
     assert_priced(event, GRANT)
 
 
@@ -267,7 +268,7 @@ def test_responses_stream_cut_before_completed_is_partial() -> None:
     tap = tap_of("responses", raw[:completed], finish=False)
     event = settlement_for(grant("responses"), tap)
     assert (event.outcome, event.estimated, event.input_tokens) == ("partial", True, GRANT.input_estimate)
-    deltas = [json.loads(d)["delta"] for d in tap.delivered if json.loads(d)["type"].endswith(".delta")]
+    deltas = [json.loads(d)["delta"] for d in data_of(raw[:completed]) if json.loads(d)["type"].endswith(".delta")]
     assert len(deltas) == 6
     assert event.output_tokens == lime_count(len(deltas), "".join(deltas)) >= 6
 
@@ -323,12 +324,12 @@ def test_every_cut_is_partial_and_counts_no_more_output_than_the_whole(name: str
     for events in range(1, len(events_of(raw)) - 1):
         event = settlement_for(g, tap_of(endpoint, prefix(name, events), finish=False))
         assert event.outcome == "partial", events
-        assert event.output_tokens <= max(whole.output_tokens, count_output(endpoint, whole_delivered(endpoint, raw)))
+        assert event.output_tokens <= max(whole.output_tokens, count_output(endpoint, data_of(raw)))
         assert_priced(event, g)
 
 
-def whole_delivered(endpoint: str, raw: bytes) -> list[bytes]:
-    return tap_of(endpoint, raw).delivered
+def data_of(raw: bytes) -> list[bytes]:  # the data of every event: what a client that got them all received
+    return [data for e in events_of(raw) if (data := parse_event(e).data) is not None]
 
 
 # -- Lime's own count -------------------------------------------------------------------------------------------
@@ -382,8 +383,7 @@ def test_count_output_rule_extremes() -> None:
 
 def test_count_output_on_the_fixture_deltas() -> None:
     raw = provider_fixture("openai-chat-stream-include-usage.sse").read_bytes()
-    data = [parse_event(e).data for e in events_of(raw)]
-    delivered = [d for d in data if d is not None]
+    delivered = data_of(raw)
     # 8 text chunks: "The capital of Mexico is Mexico City."
     assert count_output("chat_completions", delivered) == lime_count(8, "The capital of Mexico is Mexico City.")
     anthropic = provider_fixture("anthropic-messages-stream-sdk-basic.sse").read_bytes()
