@@ -79,7 +79,8 @@ async def stream_many(gateway: Gateway, access: TenantAccess, at_peak: Any) -> l
 
 
 #: What one open stream may cost extproc at the peak: its gRPC call, its tap, and the events it passed on (kept
-#: to count an answer that is cut off). Measured: about 25 KiB each for these 30-piece answers.
+#: to count an answer that is cut off: raw up to 64 KiB, then folded to their text; these 30-piece answers never
+#: reach that). Measured: about 25 KiB each.
 PER_STREAM = 80 * 1024
 #: Python's allocator keeps arenas it has used, so RSS moves by a few MiB between identical rounds; more than this
 #: after a second round of the same 200 streams would be state kept per request (about 40 KiB each).
