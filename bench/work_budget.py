@@ -100,10 +100,25 @@ def _catalog() -> Catalog:
 
 
 class _Context:
-    """What the handlers may ask of a grpc.aio servicer context (they ask nothing today)."""
+    """What authz's handler may ask of a grpc.aio servicer context (it asks nothing today)."""
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(name)
+
+
+class EnvoyStream:
+    """An ext_proc stream as grpclib hands it to extproc: Envoy's messages in, the answers collected."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self._messages = messages
+        self.answers: list[Any] = []
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        for message in self._messages:
+            yield message
+
+    async def send_message(self, message: Any) -> None:
+        self.answers.append(message)
 
 
 def check_request(key: str, body: bytes, request_id: str) -> Any:
@@ -247,16 +262,11 @@ async def _scenario(stream: bool, counted: Callable[[], contextlib.AbstractConte
     messages = processing_requests(decision.dynamic_metadata, key, body, request_id, chunks,
                                    "text/event-stream; charset=utf-8" if stream else "application/json")
 
-    async def envoy() -> AsyncIterator[Any]:
-        for message in messages:
-            yield message
-
-    answers = []
+    envoy = EnvoyStream(messages)
     with counted():
-        async for response in extproc.Process(envoy(), _Context()):
-            answers.append(response.WhichOneof("response"))
+        await extproc.Process(envoy)
         await extproc.drain()
-    result["extproc_answers"] = answers
+    result["extproc_answers"] = [answer.WhichOneof("response") for answer in envoy.answers]
     result["redis_commands"] = dict(redis.commands)
     return result
 

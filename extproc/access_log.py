@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import grpclib.const
 
 from extproc import upstream_attempts
 from extproc.stream_cuts import CutReports, ending_for_flags
 from lime import envoy_api
-from lime.envoy_api import als_grpc
+from lime.envoy_api import ACCESS_LOG_METHOD, als_pb
+from lime.grpc_server import MessageStream
 
 __all__ = ["CUT_STREAMS_LOG", "UPSTREAM_ATTEMPTS_LOG", "EnvoyLogs"]
 
@@ -21,13 +21,18 @@ CUT_STREAMS_LOG = "lime_cut_streams"
 UPSTREAM_ATTEMPTS_LOG = "lime_upstream_attempts"
 
 
-class EnvoyLogs(als_grpc.AccessLogServiceServicer):  # type: ignore[misc]
+class EnvoyLogs:
     def __init__(self, reports: CutReports) -> None:
         self._reports = reports
 
-    async def StreamAccessLogs(self, request_iterator: AsyncIterator[Any], context: Any) -> Any:
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {ACCESS_LOG_METHOD: grpclib.const.Handler(self.StreamAccessLogs, grpclib.const.Cardinality.STREAM_UNARY,
+                                                         als_pb.StreamAccessLogsMessage,
+                                                         als_pb.StreamAccessLogsResponse)}
+
+    async def StreamAccessLogs(self, stream: MessageStream) -> None:
         log_name: str | None = None
-        async for message in request_iterator:
+        async for message in stream:
             log_name = envoy_api.access_log_name(message) or log_name
             for entry in envoy_api.access_log_entries(message):
                 if log_name == UPSTREAM_ATTEMPTS_LOG:
@@ -36,4 +41,4 @@ class EnvoyLogs(als_grpc.AccessLogServiceServicer):  # type: ignore[misc]
                 ending = ending_for_flags(entry.flags)
                 if ending is not None and entry.request_id:
                     self._reports.report(entry.request_id, ending)
-        return envoy_api.ACCESS_LOG_RECEIVED
+        await stream.send_message(envoy_api.ACCESS_LOG_RECEIVED)

@@ -50,20 +50,22 @@ class StreamProcessor:
         self.served_by: str | None = None
         self.first_byte_at: float | None = None
         self.end_of_stream = False
+        #: Envoy will send nothing more on this stream: the answer has ended, or the request was refused.
+        self.finished = False
 
-    def handle(self, request: Any) -> Any:
+    def handle(self, request: Any, phase: str) -> Any:
+        """The answer to one message; ``phase`` is its ``request`` oneof (the caller has read it already)."""
         try:
-            return self._handle(request)
+            return self._handle(request, phase)
         except Exception:
-            if request.WhichOneof("request") in _RESPONSE_PHASES:
-                return self._tap_failed(request)
+            if phase in _RESPONSE_PHASES:
+                return self._tap_failed(phase)
             # A bug must not pass the request on unprocessed: refuse it, and say so in the log.
             request_id = self._grant.request_id if self._grant else "?"
             log.exception("extproc bug while processing request %s", request_id)
             return self._refuse(LimeError("The gateway failed to process this request."))
 
-    def _handle(self, request: Any) -> Any:
-        phase = request.WhichOneof("request")
+    def _handle(self, request: Any, phase: str) -> Any:
         if not self._metadata_seen:
             # Metadata rides on every message; decoding it once per stream is enough.
             self._metadata_seen = True
@@ -76,6 +78,7 @@ class StreamProcessor:
         if phase == "request_body":
             return self._request_body(request.request_body.body)
         if phase == "response_headers":
+            self.finished = request.response_headers.end_of_stream
             return self._response_headers(request.response_headers)
         if phase == "response_body":
             return self._response_body(request.response_body.body, request.response_body.end_of_stream)
@@ -115,7 +118,7 @@ class StreamProcessor:
     def _response_body(self, chunk: bytes, end_of_stream: bool) -> Any:
         if self.first_byte_at is None and chunk:
             self.first_byte_at = time.time()
-        self.end_of_stream = end_of_stream
+        self.end_of_stream = self.finished = end_of_stream
         tap = self._tap
         if tap is None:
             return envoy_api.ACK_RESPONSE_BODY
@@ -155,12 +158,11 @@ class StreamProcessor:
             return None
         return settlement_for(self._grant, self._tap)
 
-    def _tap_failed(self, request: Any) -> Any:
+    def _tap_failed(self, phase: str) -> Any:
         """A bug in the tap must not break a stream the client is receiving: the rest passes through as is."""
         request_id = self._grant.request_id if self._grant else "?"
         log.exception("response tap failed for request %s; passing the rest through untouched", request_id)
         self._tap = None
-        phase = request.WhichOneof("request")
         if phase == "response_headers":
             return envoy_api.ACK_RESPONSE_HEADERS
         if phase == "response_body":
@@ -174,6 +176,7 @@ class StreamProcessor:
 
     def _refuse(self, error: LimeError) -> Any:
         self.refusal = error
+        self.finished = True
         grant = self._grant
         protocol = endpoint_protocol(grant.endpoint) if grant else Protocol.OPENAI
         return envoy_api.immediate_response(render_error(error, protocol, grant.request_id if grant else None))

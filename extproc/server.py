@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
+import grpclib.const
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
@@ -24,8 +25,8 @@ from extproc.rewrite import CredentialLookup
 from extproc.stream_cuts import CutReports
 from lime import quota, token_count
 from lime.connections import open_redis
-from lime.envoy_api import als_grpc, proc_grpc
-from lime.grpc_server import serve_grpc
+from lime.envoy_api import PROCESS_METHOD, proc_pb
+from lime.grpc_server import InFlight, MessageStream, serve_grpclib
 from lime.metrics import serve_metrics
 from lime.quota import UsageEvent
 from lime.settings import Settings
@@ -50,7 +51,7 @@ _PHASES = ("request_headers", "request_body", "request_trailers", "response_head
 _MESSAGE_SECONDS = {phase: request_metrics.MESSAGE_SECONDS.labels(phase) for phase in _PHASES}
 
 
-class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+class ExternalProcessorService:
     def __init__(self, credential_for: CredentialLookup, redis: aioredis.Redis, *,
                  reservation_ttl_seconds: int = 900, cuts: CutReports | None = None) -> None:
         self._credential_for = credential_for
@@ -58,6 +59,12 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
         self._redis = redis
         self._ttl = reservation_ttl_seconds
         self._settling: set[asyncio.Task[None]] = set()
+        #: Envoy streams being processed now (what a graceful stop waits for).
+        self.in_flight = InFlight()
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {PROCESS_METHOD: grpclib.const.Handler(self.Process, grpclib.const.Cardinality.STREAM_STREAM,
+                                                      proc_pb.ProcessingRequest, proc_pb.ProcessingResponse)}
 
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -74,19 +81,27 @@ class ExternalProcessorService(proc_grpc.ExternalProcessorServicer):  # type: ig
             except (aioredis.RedisError, OSError) as error:
                 log.warning("could not extend the reservation of %s: %s", reservation_id, error)
 
-    async def Process(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async def Process(self, stream: MessageStream) -> None:
+        with self.in_flight:
+            await self._process(stream)
+
+    async def _process(self, stream: MessageStream) -> None:
         processor = StreamProcessor(self._credential_for)
         keep_alive: asyncio.Task[None] | None = None
         try:
-            async for request in request_iterator:
+            async for request in stream:
                 started = time.perf_counter()
-                response = processor.handle(request)
-                timer = _MESSAGE_SECONDS.get(request.WhichOneof("request"))
+                phase = request.WhichOneof("request")
+                response = processor.handle(request, phase)
+                timer = _MESSAGE_SECONDS.get(phase)
                 if timer is not None:
                     timer.observe(time.perf_counter() - started)
-                yield response
+                await stream.send_message(response)
                 if keep_alive is None and processor.grant is not None:
                     keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(processor.grant.request_id))
+                if processor.finished:
+                    # Envoy will send nothing more: end the stream now rather than wait for Envoy to reset it.
+                    break
         finally:
             self._count(processor)
             event = self._settlement_of(processor)
@@ -170,12 +185,9 @@ async def serve(settings: Settings) -> None:
                                            reservation_ttl_seconds=settings.reservation_ttl_seconds, cuts=cuts)
         metrics = serve_metrics(settings.extproc_metrics)
 
-        def register(server: Any) -> None:
-            proc_grpc.add_ExternalProcessorServicer_to_server(service, server)
-            als_grpc.add_AccessLogServiceServicer_to_server(EnvoyLogs(cuts), server)
-
         try:
-            await serve_grpc(str(settings.extproc), register, name="extproc", drain_seconds=settings.drain_seconds)
+            await serve_grpclib(settings.extproc, [service, EnvoyLogs(cuts)], name="extproc",
+                                in_flight=service.in_flight, drain_seconds=settings.drain_seconds)
         finally:
             with contextlib.suppress(Exception):
                 await service.drain()

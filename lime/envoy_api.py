@@ -16,11 +16,9 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.accesslog.v3 import als_pb2 as als_pb
-from envoy.service.accesslog.v3 import als_pb2_grpc as als_grpc
 from envoy.service.auth.v3 import external_auth_pb2 as auth_pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc as auth_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as proc_pb
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as proc_grpc
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
@@ -28,8 +26,10 @@ from lime.error_bodies import ErrorReply
 from lime.grant import Grant
 
 __all__ = [
+    "ACCESS_LOG_METHOD",
     "ACCESS_LOG_RECEIVED",
     "AUTHZ_NAMESPACE",
+    "PROCESS_METHOD",
     "AccessLogEntry",
     "CheckRequestView",
     "Grant",
@@ -37,7 +37,7 @@ __all__ = [
     "ProcessingResponse",
     "access_log_entries",
     "access_log_name",
-    "als_grpc",
+    "als_pb",
     "auth_grpc",
     "auth_pb",
     "check_allow",
@@ -47,7 +47,6 @@ __all__ = [
     "header_values",
     "immediate_response",
     "metadata_of",
-    "proc_grpc",
     "proc_pb",
     "request_body_rewrite",
     "response_body_replace",
@@ -183,6 +182,10 @@ def immediate_response(reply: ErrorReply) -> Any:
     _header_mutation(immediate.headers, dict(reply.headers), ())
     return response
 
+
+# The gRPC methods extproc serves (grpclib routes by path).
+PROCESS_METHOD = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
+ACCESS_LOG_METHOD = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
 
 # Plain acknowledgements, built once: an ext_proc stream answers every message, most with nothing to change.
 ACK_REQUEST_HEADERS = proc_pb.ProcessingResponse(request_headers=proc_pb.HeadersResponse())

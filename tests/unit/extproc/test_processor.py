@@ -38,6 +38,10 @@ def message(phase: str, *, metadata: dict[str, Any] | None = None, body: bytes =
     return proc_pb.ProcessingRequest.FromString(request.SerializeToString())
 
 
+def handle(processor: StreamProcessor, request: Any) -> Any:
+    return processor.handle(request, request.WhichOneof("request"))
+
+
 def headers_of(mutation: Any) -> dict[str, bytes]:
     return {h.header.key: h.header.raw_value for h in mutation.set_headers}
 
@@ -45,8 +49,8 @@ def headers_of(mutation: Any) -> dict[str, bytes]:
 def test_allowed_request_is_rewritten_in_the_body_response() -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
-    assert processor.handle(message("request_headers", metadata=meta)).WhichOneof("response") == "request_headers"
-    answer = processor.handle(message("request_body", metadata=meta, body=b'{"model":"chat","stream":true}'))
+    assert handle(processor, message("request_headers", metadata=meta)).WhichOneof("response") == "request_headers"
+    answer = handle(processor, message("request_body", metadata=meta, body=b'{"model":"chat","stream":true}'))
     common = answer.request_body.response
     # a streamed chat request is asked for its usage (the tap hides that chunk again from this client)
     assert json.loads(common.body_mutation.body) == {"model": "gpt-4o-mini", "stream": True,
@@ -65,40 +69,40 @@ def test_upstream_headers_are_hidden_and_the_model_id_rewritten() -> None:
     meta = GRANT.to_metadata()
     upstream_headers = {":status": "200", "content-type": "text/event-stream; charset=utf-8", "x-request-id": "up-1",
                         "openai-organization": "org-x", "set-cookie": "__cf_bm=1", "retry-after": "1"}
-    headers = processor.handle(message("response_headers", metadata=meta, headers=upstream_headers))
+    headers = handle(processor, message("response_headers", metadata=meta, headers=upstream_headers))
     removed = set(headers.response_headers.response.header_mutation.remove_headers)
     assert removed == {"x-request-id", "openai-organization", "set-cookie"}
 
     event = b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[]}\n\n'
-    half = processor.handle(message("response_body", metadata=meta, body=event[:20]))
+    half = handle(processor, message("response_body", metadata=meta, body=event[:20]))
     # Half an event is held back (the model id may be in the other half) ...
     assert half.response_body.response.body_mutation.clear_body
-    rest = processor.handle(message("response_body", metadata=meta, body=event[20:]))
+    rest = handle(processor, message("response_body", metadata=meta, body=event[20:]))
     # ... and released, rewritten, as soon as the event is complete.
     assert rest.response_body.response.body_mutation.body == event.replace(b"gpt-4o-mini-2024-07-18", b"chat")
-    done = processor.handle(message("response_body", metadata=meta, body=b"data: [DONE]\n\n", end_of_stream=True))
+    done = handle(processor, message("response_body", metadata=meta, body=b"data: [DONE]\n\n", end_of_stream=True))
     assert not done.response_body.response.HasField("body_mutation")
 
 
 def test_upstream_error_bodies_pass_untouched() -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
-    processor.handle(message("response_headers", metadata=meta,
+    handle(processor, message("response_headers", metadata=meta,
                              headers={":status": "429", "content-type": "application/json"}))
     body = b'{"error":{"message":"slow down","model":"gpt-4o-mini"}}'
-    chunk = processor.handle(message("response_body", metadata=meta, body=body, end_of_stream=True))
+    chunk = handle(processor, message("response_body", metadata=meta, body=body, end_of_stream=True))
     assert not chunk.response_body.response.HasField("body_mutation")
 
 
 def test_local_reply_without_grant_passes() -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
-    assert processor.handle(message("response_headers")).WhichOneof("response") == "response_headers"
-    assert processor.handle(message("response_body", body=b"{}")).WhichOneof("response") == "response_body"
+    assert handle(processor, message("response_headers")).WhichOneof("response") == "response_headers"
+    assert handle(processor, message("response_body", body=b"{}")).WhichOneof("response") == "response_body"
 
 
 @pytest.mark.parametrize("phase", ["request_headers", "request_body"])
 def test_a_request_without_grant_is_refused_not_forwarded(phase: str) -> None:
-    answer = StreamProcessor({"mock": "sk-up"}.get).handle(message(phase, body=b'{"model":"chat"}'))
+    answer = handle(StreamProcessor({"mock": "sk-up"}.get), message(phase, body=b'{"model":"chat"}'))
     assert answer.WhichOneof("response") == "immediate_response"
     assert answer.immediate_response.status.code == 500
     assert json.loads(answer.immediate_response.body)["error"]["type"] == "server_error"
@@ -109,25 +113,46 @@ def test_a_bug_refuses_the_request() -> None:
         raise RuntimeError("boom")
 
     meta = GRANT.to_metadata()
-    answer = StreamProcessor(broken).handle(message("request_body", metadata=meta, body=b'{"model":"chat"}'))
+    answer = handle(StreamProcessor(broken), message("request_body", metadata=meta, body=b'{"model":"chat"}'))
     assert answer.immediate_response.status.code == 500
 
 
 def test_missing_credential_is_an_immediate_503_in_the_clients_protocol() -> None:
     processor = StreamProcessor(lambda upstream: None)
     meta = Grant("req-9", "t", "k", "messages", "claude", "anth", "c", False).to_metadata()
-    answer = processor.handle(message("request_body", metadata=meta, body=b'{"model":"claude"}'))
+    answer = handle(processor, message("request_body", metadata=meta, body=b'{"model":"claude"}'))
     immediate = answer.immediate_response
     assert immediate.status.code == 503
     body = json.loads(immediate.body)
     assert body["type"] == "error" and body["error"]["type"] == "api_error" and body["request_id"] == "req-9"
 
 
+def test_the_stream_is_finished_once_the_answer_ended_or_the_request_was_refused() -> None:
+    """After these Envoy sends nothing more, so extproc ends the stream rather than wait for Envoy's reset."""
+    meta = GRANT.to_metadata()
+    answered = StreamProcessor({"mock": "sk-up"}.get)
+    handle(answered, message("request_headers", metadata=meta))
+    handle(answered, message("request_body", metadata=meta, body=b'{"model":"chat"}'))
+    handle(answered, message("response_headers", metadata=meta,
+                             headers={":status": "200", "content-type": "text/event-stream"}))
+    handle(answered, message("response_body", metadata=meta, body=b'data: {"a":1}\n\n'))
+    assert not answered.finished
+    handle(answered, message("response_body", metadata=meta, body=b"data: [DONE]\n\n", end_of_stream=True))
+    assert answered.finished
+
+    refused = StreamProcessor(lambda upstream: None)
+    handle(refused, message("request_headers", metadata=meta))
+    assert not refused.finished
+    assert handle(refused, message("request_body", metadata=meta, body=b'{"model":"chat"}')).HasField(
+        "immediate_response")
+    assert refused.finished
+
+
 
 def test_a_tap_that_breaks_mid_stream_loses_and_repeats_no_byte(monkeypatch: pytest.MonkeyPatch) -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
-    processor.handle(message("response_headers", metadata=meta,
+    handle(processor, message("response_headers", metadata=meta,
                              headers={":status": "200", "content-type": "text/event-stream"}))
     sent: list[bytes] = []
 
@@ -137,7 +162,7 @@ def test_a_tap_that_breaks_mid_stream_loses_and_repeats_no_byte(monkeypatch: pyt
                     else b"" if mutation.clear_body else mutation.body)
 
     first, second, third = b'data: {"a":1}\n\ndata: {"b"', b':2}\n\ndata: {"c":3}\n\n', b"data: [DONE]\n\n"
-    passed(first, processor.handle(message("response_body", metadata=meta, body=first)))
+    passed(first, handle(processor, message("response_body", metadata=meta, body=first)))
     tap = processor._tap
     assert tap is not None
 
@@ -146,8 +171,8 @@ def test_a_tap_that_breaks_mid_stream_loses_and_repeats_no_byte(monkeypatch: pyt
         raise RuntimeError("a bug in the tap")
 
     monkeypatch.setattr(tap, "feed", broken)
-    passed(second, processor.handle(message("response_body", metadata=meta, body=second)))
-    passed(third, processor.handle(message("response_body", metadata=meta, body=third, end_of_stream=True)))
+    passed(second, handle(processor, message("response_body", metadata=meta, body=second)))
+    passed(third, handle(processor, message("response_body", metadata=meta, body=third, end_of_stream=True)))
     assert b"".join(sent) == first + second + third  # every byte once, in order
     event = processor.settlement()
     assert event is not None and event.outcome == "failed"  # unread: released, not charged
