@@ -40,9 +40,9 @@ START_POINTS = 10**13
 #: How far a service's resident memory may move from its warmed-up level (the highest of the first three samples
 #: after WARM_UP_SECONDS) to the end (the highest of the last three). Python's allocator alone moves it by a few
 #: hundred KiB. A leak grows with the traffic, so the longer the soak the smaller the leak it catches: over the
-#: ~3,000 requests of the default 60 s on a two-core machine, about 1.5 KiB a request. Measured over 600 s
-#: (36,624 requests): authz +0.4 MiB, the settler +0.2, catalog_api 0, and extproc +5.6, which fails: extproc
-#: grows by about 150 bytes a request outside the Python heap (docs/failure-modes.md, "Load").
+#: ~10,000 requests of the default 60 s on a two-core machine, about 400 bytes a request. Measured over 300 s
+#: (65,165 requests): authz +0.3 MiB, extproc +0.8, the settler +0.3, catalog_api 0. extproc on grpc.aio grew by
+#: ~150 bytes a request and failed this over 600 s; it runs on grpclib since (docs/failure-modes.md, "Load").
 MEMORY_TOLERANCE = 4 * MIB
 
 
