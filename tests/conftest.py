@@ -3,10 +3,12 @@ binaries so fault tests can stop and restart them without touching anything else
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from collections.abc import Iterator
 
+import httpcore2
 import pytest
 from hypothesis import settings
 
@@ -15,6 +17,11 @@ from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 # A shared 2-core CI machine makes per-example timings noisy: hypothesis checks behaviour here, not speed.
 settings.register_profile("lime", deadline=None)
 settings.load_profile("lime")
+
+# Each SDK client the tests make (test_conservation alone makes 500) builds an httpx client, which loads the
+# machine's CA bundle into a TLS context of its own: 25 ms of CPU a client, 13 s of test_conservation's 17. No test
+# speaks TLS; the clients share one context, made the same way.
+httpcore2.default_ssl_context = functools.cache(httpcore2.default_ssl_context)
 
 
 def pytest_configure(config: pytest.Config) -> None:
