@@ -39,7 +39,9 @@ class Service:
 
 class Stack:
     def __init__(self, settings: Settings, env: Mapping[str, str], log_dir: Path, *, with_mock: bool = True,
-                 envoy_concurrency: int = 2) -> None:
+                 envoy_concurrency: int = 2, envoy_log_flush_ms: int | None = None) -> None:
+        """``envoy_log_flush_ms``: how often Envoy writes out its access log (``envoy.log``); ``None`` leaves
+        Envoy's default, every 10 s or 64 KiB."""
         self.settings = settings
         self._env = dict(env)
         self._log_dir = log_dir
@@ -56,6 +58,7 @@ class Stack:
             "envoy": Service("envoy", [
                 envoy, "-c", str(envoy_config), "--use-dynamic-base-id",
                 "--concurrency", str(envoy_concurrency), "--log-level", "warn",
+                *(["--file-flush-interval-msec", str(envoy_log_flush_ms)] if envoy_log_flush_ms is not None else []),
             ], settings.public),
         }
         if with_mock:

@@ -252,7 +252,8 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
     env["LIME_AUTHZ_ADDR"] = f"unix:{sockets / 'authz.sock'}"
     env["LIME_EXTPROC_ADDR"] = f"unix:{sockets / 'extproc.sock'}"
     settings = Settings.from_env(env)
-    stack = Stack(settings, env, tmp_path_factory.mktemp("stack"))
+    # Tests read Envoy's access log right after their requests: written out every 100 ms, not Envoy's 10 s.
+    stack = Stack(settings, env, tmp_path_factory.mktemp("stack"), envoy_log_flush_ms=100)
     stack.start()
     try:
         yield Gateway(settings, env, stack, postgres.url, redis_server.url)
