@@ -2,7 +2,8 @@
 
 Routes:
     POST   /v1/chat/completions, /v1/responses, /v1/embeddings (OpenAI), /v1/messages (Anthropic)
-    GET    /_mock/requests   the log, oldest first
+    GET    /_mock/requests   the log, oldest first; ``?request_id=...``: only that request's entries
+    GET    /_mock/requests/count   how many entries the log has: ``{"count": n}``
     DELETE /_mock/requests   empty the log
     GET    /_mock/health     200 once serving
 
@@ -206,7 +207,15 @@ def _api_handler(api: Api) -> Handler:
 
 
 async def _list_requests(request: web.Request) -> web.Response:
-    return _json_response(200, request.app[_STATE].log.entries())
+    entries = request.app[_STATE].log.entries()
+    if "request_id" in request.query:
+        # A test after thousands of requests (some with megabyte bodies) wants one: not the whole log in JSON.
+        entries = [entry for entry in entries if entry["request_id"] == request.query["request_id"]]
+    return _json_response(200, entries)
+
+
+async def _count_requests(request: web.Request) -> web.Response:
+    return _json_response(200, {"count": len(request.app[_STATE].log)})
 
 
 async def _clear_requests(request: web.Request) -> web.Response:
@@ -224,6 +233,7 @@ def build_app(config: MockConfig) -> web.Application:
     for path, api in API_PATHS.items():
         app.router.add_post(path, _api_handler(api))
     app.router.add_get("/_mock/requests", _list_requests)
+    app.router.add_get("/_mock/requests/count", _count_requests)
     app.router.add_delete("/_mock/requests", _clear_requests)
     app.router.add_get("/_mock/health", _health)
     return app

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -172,11 +173,18 @@ class Gateway:
         except ValueError:
             return status, raw.decode(errors="replace")
 
-    def mock_requests(self) -> list[dict[str, Any]]:
-        return list(self.http("GET", "/_mock/requests", origin=self.mock_url)[1])
+    def mock_requests(self, request_id: str | None = None) -> list[dict[str, Any]]:
+        """What reached the mock upstream, oldest first: everything, or the requests with ``request_id``. (The log
+        holds the whole session's requests, megabyte bodies among them: ask for what a test needs.)"""
+        query = "" if request_id is None else "?" + urllib.parse.urlencode({"request_id": request_id})
+        return list(self.http("GET", f"/_mock/requests{query}", origin=self.mock_url)[1])
+
+    def mock_request_count(self) -> int:
+        """How many requests have reached the mock upstream."""
+        return int(self.http("GET", "/_mock/requests/count", origin=self.mock_url)[1]["count"])
 
     def mock_request(self, request_id: str) -> dict[str, Any]:
-        matches = [r for r in self.mock_requests() if r["request_id"] == request_id]
+        matches = self.mock_requests(request_id)
         assert len(matches) == 1, f"the mock saw {len(matches)} requests with id {request_id}"
         return matches[0]
 

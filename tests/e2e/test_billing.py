@@ -119,7 +119,7 @@ def test_upstream_error_charges_nothing(gateway: Gateway, tenant: TenantAccess) 
 
 def test_too_few_points_is_refused_before_any_upstream_call(gateway: Gateway) -> None:
     poor = gateway.new_tenant(["chat-a", "claude"], points=10)
-    before = len(gateway.mock_requests())
+    before = gateway.mock_request_count()
     with pytest.raises(openai.RateLimitError) as raised:
         gateway.openai(poor).chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
     assert raised.value.code == "insufficient_quota"
@@ -127,7 +127,7 @@ def test_too_few_points_is_refused_before_any_upstream_call(gateway: Gateway) ->
         gateway.anthropic(poor).messages.create(model="claude", max_tokens=10,
                                                  messages=[{"role": "user", "content": "hi"}])
     assert refused.value.status_code == 402
-    assert len(gateway.mock_requests()) == before
+    assert gateway.mock_request_count() == before
 
 
 def test_rpm_limit_bites_with_retry_after(gateway: Gateway) -> None:

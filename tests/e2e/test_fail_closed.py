@@ -21,7 +21,7 @@ def tenant(gateway: Gateway) -> TenantAccess:
 def assert_refused_in_each_protocol(gateway: Gateway, tenant: TenantAccess, openai_code: str,
                                     *, upstream_up: bool) -> None:
     """A 503 the SDKs can read, in both protocols, and (if the upstream runs) nothing reached the upstream."""
-    before = len(gateway.mock_requests()) if upstream_up else 0
+    before = gateway.mock_request_count() if upstream_up else 0
     with pytest.raises(openai.InternalServerError) as caught:
         gateway.openai(tenant).chat.completions.create(model="chat-a", messages=MESSAGES)
     assert caught.value.status_code == 503
@@ -32,7 +32,7 @@ def assert_refused_in_each_protocol(gateway: Gateway, tenant: TenantAccess, open
     body = anthropic_caught.value.response.json()
     assert body["type"] == "error" and body["error"]["type"] == "api_error"
     if upstream_up:
-        assert len(gateway.mock_requests()) == before
+        assert gateway.mock_request_count() == before
 
 
 def assert_served(gateway: Gateway, tenant: TenantAccess) -> None:
@@ -52,7 +52,7 @@ def test_a_part_down_fails_closed_in_each_protocol_and_recovers(gateway: Gateway
 @pytest.mark.parametrize(("path", "shape"), [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
 def test_body_over_the_limit_is_413_in_the_clients_protocol(gateway: Gateway, tenant: TenantAccess, path: str,
                                                             shape: str) -> None:
-    before = len(gateway.mock_requests())
+    before = gateway.mock_request_count()
     body = b'{"model":"chat-a","messages":[{"role":"user","content":"' + b"a" * (33 * 1024 * 1024) + b'"}]}'
     status, payload = gateway.http("POST", path, body=body, headers={
         "authorization": f"Bearer {tenant.key}", "x-lime-tenant-id": tenant.tenant_id})
@@ -61,7 +61,7 @@ def test_body_over_the_limit_is_413_in_the_clients_protocol(gateway: Gateway, te
         assert payload["error"]["code"] == "request_too_large"
     else:
         assert payload["type"] == "error" and payload["error"]["type"] == "request_too_large"
-    assert len(gateway.mock_requests()) == before
+    assert gateway.mock_request_count() == before
 
 
 def test_a_large_body_under_the_limit_is_served(gateway: Gateway, tenant: TenantAccess) -> None:

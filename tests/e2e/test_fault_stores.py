@@ -91,7 +91,7 @@ def test_postgres_down_serves_cached_keys_only_until_their_cache_expires(
         try:
             assert_served(gateway, tenant)  # the key, the catalog and the balance come from the caches
             client.delete(cached)  # as when its 60 s are up
-            before = len(gateway.mock_requests())
+            before = gateway.mock_request_count()
             with pytest.raises(openai.InternalServerError) as refused:
                 gateway.openai(tenant).chat.completions.create(model="chat-a", messages=MESSAGES)
             assert refused.value.status_code == 503
@@ -99,7 +99,7 @@ def test_postgres_down_serves_cached_keys_only_until_their_cache_expires(
             with pytest.raises(anthropic.InternalServerError) as anthropic_refused:
                 gateway.anthropic(tenant).messages.create(model="claude", max_tokens=8, messages=MESSAGES)
             assert anthropic_refused.value.response.json()["error"]["type"] == "api_error"
-            assert len(gateway.mock_requests()) == before
+            assert gateway.mock_request_count() == before
         finally:
             postgres.start()
     finally:

@@ -74,7 +74,7 @@ def post(gateway: Gateway, endpoint: Endpoint, tenant: TenantAccess, body: bytes
 def assert_refused(gateway: Gateway, endpoint: Endpoint, tenant: TenantAccess, body: bytes,
                    expected: Refused) -> Any:
     """The refusal is ``expected``, in the endpoint's protocol, and nothing was forwarded or left held."""
-    before = len(gateway.mock_requests())
+    before = gateway.mock_request_count()
     status, payload, request_id = post(gateway, endpoint, tenant, body)
     assert status == expected.status, (status, str(payload)[:300])
     assert isinstance(payload, dict), f"not a JSON error body: {str(payload)[:300]}"
@@ -87,8 +87,8 @@ def assert_refused(gateway: Gateway, endpoint: Endpoint, tenant: TenantAccess, b
         if expected.param is not None:
             assert payload["error"]["param"] == expected.param
     assert payload_message(payload)
-    assert len(gateway.mock_requests()) == before, "a refused body reached the upstream"
-    assert not [r for r in gateway.mock_requests() if r["request_id"] == request_id]
+    assert gateway.mock_request_count() == before, "a refused body reached the upstream"
+    assert not gateway.mock_requests(request_id)
     return payload
 
 
@@ -301,7 +301,7 @@ def chunks_of(total: int, prefix: bytes, size: int = 1024 * 1024) -> Iterator[by
 def test_a_chunked_body_over_the_limit_is_413(gateway: Gateway, tenant: TenantAccess, endpoint: Endpoint) -> None:
     """Without a content-length Envoy cannot refuse up front: it buffers up to 32 MiB for authz and then answers
     413 in the client's protocol (the sized case is test_fail_closed's)."""
-    before = len(gateway.mock_requests())
+    before = gateway.mock_request_count()
     connection = http.client.HTTPConnection(gateway.settings.public.host, gateway.settings.public.port, timeout=60)
     try:
         connection.putrequest("POST", endpoint.path)
@@ -325,7 +325,7 @@ def test_a_chunked_body_over_the_limit_is_413(gateway: Gateway, tenant: TenantAc
         assert payload["type"] == "error" and payload["error"]["type"] == "request_too_large"
     else:
         assert payload["error"]["code"] == "request_too_large"
-    assert len(gateway.mock_requests()) == before
+    assert gateway.mock_request_count() == before
 
 
 # -- after all of the above ------------------------------------------------------------------------------------------

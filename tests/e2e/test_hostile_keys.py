@@ -48,7 +48,7 @@ def call(gateway: Gateway, protocol: str, credentials: dict[str, str]) -> tuple[
 
 def assert_refused(gateway: Gateway, protocol: str, credentials: dict[str, str], status: int,
                    openai_code: str) -> Any:
-    before = len(gateway.mock_requests())
+    before = gateway.mock_request_count()
     got, payload, request_id = call(gateway, protocol, credentials)
     assert got == status, (got, payload)
     if protocol == "openai":
@@ -57,7 +57,7 @@ def assert_refused(gateway: Gateway, protocol: str, credentials: dict[str, str],
         expected = {401: "authentication_error", 403: "permission_error"}[status]
         assert payload["type"] == "error" and payload["error"]["type"] == expected, payload
         assert payload["request_id"] == request_id
-    assert len(gateway.mock_requests()) == before
+    assert gateway.mock_request_count() == before
     return payload
 
 
@@ -113,14 +113,14 @@ def test_a_malformed_key_is_401_without_a_lookup(gateway: Gateway, tenant: Tenan
 def test_a_key_header_too_large_is_refused_by_envoy_not_a_5xx(gateway: Gateway, tenant: TenantAccess,
                                                               protocol: str) -> None:
     """A 100 KB key is over Envoy's header limit (60 KiB): a 431, or the connection closed, and nothing sent on."""
-    before = len(gateway.mock_requests())
+    before = gateway.mock_request_count()
     try:
         status: int | None = call(gateway, protocol, {**as_header(protocol, "lime-sk-" + "a" * 100_000),
                                                       "x-lime-tenant-id": tenant.tenant_id})[0]
     except (ConnectionError, http.client.HTTPException, urllib.error.URLError):
         status = None
     assert status in (None, 431)
-    assert len(gateway.mock_requests()) == before
+    assert gateway.mock_request_count() == before
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -179,7 +179,7 @@ def test_two_tenant_headers_serve_neither(gateway: Gateway, tenant: TenantAccess
                                           order: str) -> None:
     """Repeated, the header is folded into one list value (`a,b`), which is nobody's tenant."""
     values = [tenant.tenant_id, other.tenant_id] if order == "own_first" else [other.tenant_id, tenant.tenant_id]
-    before = len(gateway.mock_requests())
+    before = gateway.mock_request_count()
     connection = http.client.HTTPConnection(gateway.settings.public.host, gateway.settings.public.port, timeout=10)
     try:
         connection.putrequest("POST", "/v1/chat/completions")
@@ -194,7 +194,7 @@ def test_two_tenant_headers_serve_neither(gateway: Gateway, tenant: TenantAccess
     finally:
         connection.close()
     assert status == 403 and payload["error"]["code"] == "tenant_mismatch"
-    assert len(gateway.mock_requests()) == before
+    assert gateway.mock_request_count() == before
 
 
 def test_keys_exist_only_as_their_sha256_in_postgresql_and_redis(gateway: Gateway, tenant: TenantAccess) -> None:

@@ -84,7 +84,7 @@ def test_the_request_id_is_the_gateways_own(gateway: Gateway, tenant: TenantAcce
     request_id = gateway.last_headers["x-request-id"]
     assert request_id and request_id != "client-chosen-id"
     assert gateway.mock_request(request_id)["path"] == "/v1/chat/completions"
-    assert not [r for r in gateway.mock_requests() if r["request_id"] == "client-chosen-id"]
+    assert not gateway.mock_requests("client-chosen-id")
 
 
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])
@@ -103,4 +103,4 @@ def test_directory_and_refusals(gateway: Gateway, tenant: TenantAccess, protocol
     request_id = gateway.last_headers["x-request-id"]
     assert request_id
     assert_nothing_leaks(gateway.last_headers, received, tenant)
-    assert not [r for r in gateway.mock_requests() if r["request_id"] == request_id]
+    assert not gateway.mock_requests(request_id)

@@ -51,7 +51,7 @@ def route(resources: Resources, name: str) -> dict[str, Any]:
 
 
 def seen_by_mock(gateway: Gateway, request_id: str) -> list[dict[str, Any]]:
-    return [r for r in gateway.mock_requests() if r["request_id"] == request_id]
+    return gateway.mock_requests(request_id)
 
 
 def envoy_stat(gateway: Gateway, name: str) -> int:

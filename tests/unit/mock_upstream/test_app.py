@@ -285,6 +285,25 @@ async def test_log_records_model_headers_and_usage(
     assert await get_log(server) == []
 
 
+async def test_the_log_is_read_by_request_id_and_counted(oai: openai.AsyncOpenAI, server: MockServer) -> None:
+    for request_id, content in (("req-1", "first"), ("req-2", "second"), (None, "third"), ("req-1", "fourth")):
+        headers = {"X-Request-Id": request_id} if request_id else {}
+        await oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}],
+                                          extra_headers=headers)
+    everything = await get_log(server)
+    assert [entry["request_id"] for entry in everything] == ["req-1", "req-2", None, "req-1"]
+    async with aiohttp.ClientSession() as session:
+        async def read(path: str) -> Any:
+            async with session.get(f"{server.base_url}{path}") as resp:
+                assert resp.status == 200
+                return await resp.json()
+
+        assert await read("/_mock/requests?request_id=req-1") == [everything[0], everything[3]]
+        assert await read("/_mock/requests?request_id=req-2") == [everything[1]]
+        assert await read("/_mock/requests?request_id=nobody") == []
+        assert await read("/_mock/requests/count") == {"count": 4}
+
+
 async def test_error_override_is_logged_without_usage(oai: openai.AsyncOpenAI, server: MockServer) -> None:
     with pytest.raises(openai.RateLimitError):
         await oai.chat.completions.create(
