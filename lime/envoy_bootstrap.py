@@ -22,6 +22,8 @@ from typing import Any
 import betterproto2
 import yaml
 
+from lime.envoy_files import load_yaml
+
 __all__ = ["Problem", "envoy_binary", "load_bootstrap", "validate_with_envoy"]
 
 _ENVOY_TIMEOUT_S = 60
@@ -42,7 +44,7 @@ class Problem:
 def load_bootstrap(path: Path) -> tuple[Any | None, list[Problem]]:
     """The file as a typed ``Bootstrap``, or ``None`` and the problems that stopped it from loading."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         return None, [Problem(str(path), f"cannot read the YAML: {error}")]
     if not isinstance(raw, Mapping):

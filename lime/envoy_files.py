@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigSet", "ConfigSetError", "fold", "read_config_set", "replace_file", "write_config_set"]
+__all__ = ["ConfigSet", "ConfigSetError", "fold", "load_yaml", "read_config_set", "replace_file", "write_config_set"]
 
 _HCM = "envoy.filters.network.http_connection_manager"
 
@@ -38,9 +38,19 @@ class ConfigSet:
     folder: Path
 
 
+#: libyaml's safe loader where PyYAML was built with it (its wheels are): the same documents as ``yaml.safe_load``,
+#: several times faster on Envoy's long files (``lime envoy check`` reads them more than once).
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, with libyaml when there is one."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, C or Python
+
+
 def _load(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_text())
     except OSError as error:
         raise ConfigSetError(f"{path}: cannot read it ({error.strerror})") from None
     except yaml.YAMLError as error:

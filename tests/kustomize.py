@@ -29,6 +29,8 @@ import yaml
 __all__ = ["Unsupported", "render"]
 
 Object = dict[str, Any]
+#: libyaml's safe loader (PyYAML's wheels have it): the documents of yaml.safe_load_all, several times faster.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "components", "patches", "namespace", "labels", "images"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
@@ -51,7 +53,7 @@ def render(directory: Path) -> list[Object]:
 
 
 def _load(path: Path) -> list[Object]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [doc for doc in yaml.load_all(path.read_text(), Loader=SAFE_LOADER) if doc]
 
 
 def _build(directory: Path, *, expected_kind: str, objects: list[Object]) -> list[Object]:
@@ -87,7 +89,7 @@ def _apply_patch(directory: Path, entry: Object, objects: list[Object]) -> list[
     if set(entry) - {"path", "patch", "target"}:
         raise Unsupported(f"patch fields {sorted(set(entry) - {'path', 'patch', 'target'})}")
     text = (directory / entry["path"]).read_text() if "path" in entry else entry["patch"]
-    documents = [doc for doc in yaml.safe_load_all(text) if doc]
+    documents = [doc for doc in yaml.load_all(text, Loader=SAFE_LOADER) if doc]
     target = entry.get("target")
     if target and set(target) - {"kind", "name", "namespace", "group", "version"}:
         raise Unsupported(f"patch target fields {sorted(target)}")
