@@ -119,14 +119,18 @@ async def run_all(gateway: Gateway, access: TenantAccess) -> list[Sent]:
 
 
 async def books(gateway: Gateway, tenant_id: str) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
-    async with await psycopg.AsyncConnection.connect(gateway.database_url, autocommit=True) as conn:
-        cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute("SELECT points FROM balances WHERE tenant_id = %s", (tenant_id,))
-        balance = (await cursor.fetchone() or {"points": 0})["points"]
-        await cursor.execute("SELECT * FROM usage_records WHERE tenant_id = %s", (tenant_id,))
-        records = list(await cursor.fetchall())
-        await cursor.execute("SELECT * FROM ledger WHERE tenant_id = %s AND kind = 'usage'", (tenant_id,))
-        entries = list(await cursor.fetchall())
+    """The balance, records and ledger entries as of one moment: a settler batch committing between separate reads
+    would show records whose charge the balance read before them does not have yet."""
+    async with await psycopg.AsyncConnection.connect(gateway.database_url) as conn:
+        await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+        async with conn.transaction():
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute("SELECT points FROM balances WHERE tenant_id = %s", (tenant_id,))
+            balance = (await cursor.fetchone() or {"points": 0})["points"]
+            await cursor.execute("SELECT * FROM usage_records WHERE tenant_id = %s", (tenant_id,))
+            records = list(await cursor.fetchall())
+            await cursor.execute("SELECT * FROM ledger WHERE tenant_id = %s AND kind = 'usage'", (tenant_id,))
+            entries = list(await cursor.fetchall())
     return int(balance), records, entries
 
 
