@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from lime.catalog import Tenant
 from lime.directory import Directory
-from lime.endpoints import match_endpoint
-from lime.errors import AuthError, PermissionDenied
-from lime.grant import TENANT_HEADER, Grant
 from lime.keys import hash_key, looks_like_key, presented_key
-from lime.output_cap import reserved_output_tokens, upstream_cap
-from lime.pricing import reservation_estimate
-from lime.request_body import parse_request_body
+from lime.money.grant import TENANT_HEADER, Grant
+from lime.money.output_cap import reserved_output_tokens, upstream_cap
+from lime.money.pricing import reservation_estimate
+from lime.protocols.endpoints import match_endpoint
+from lime.protocols.errors import AuthError, PermissionDenied
+from lime.protocols.request_body import parse_request_body
 
 __all__ = ["DirectoryAccess", "Verified", "authorize"]
 

@@ -13,11 +13,11 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from lime import balances, quota
 from lime.catalog import Limits
-from lime.errors import QuotaExceeded, RateLimited, ServiceUnavailable
-from lime.grant import Grant
-from lime.quota import Refusal, ReservationRequest, ReserveOutcome
+from lime.money import balances, quota
+from lime.money.grant import Grant
+from lime.money.quota import Refusal, ReservationRequest, ReserveOutcome
+from lime.protocols.errors import QuotaExceeded, RateLimited, ServiceUnavailable
 
 __all__ = ["hold"]
 

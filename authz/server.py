@@ -18,13 +18,13 @@ from authz.hold import hold
 from lime.catalog import Limits
 from lime.connections import open_directory, open_pool, open_redis
 from lime.directory import Directory
-from lime.endpoints import error_protocol
-from lime.envoy_api import CheckRequestView, auth_grpc, check_allow, check_deny
-from lime.error_bodies import render_error
-from lime.errors import LimeError
-from lime.grant import VERIFIED_TENANT_HEADER
+from lime.envoy.api import CheckRequestView, auth_grpc, check_allow, check_deny
 from lime.grpc_server import serve_grpc
 from lime.metrics import REQUESTS, rejection_outcome, serve_metrics
+from lime.money.grant import VERIFIED_TENANT_HEADER
+from lime.protocols.endpoints import error_protocol
+from lime.protocols.error_bodies import render_error
+from lime.protocols.errors import LimeError
 from lime.settings import Settings
 
 __all__ = ["AuthorizationService", "serve"]

@@ -1,14 +1,14 @@
 """What the bench runs against, all on loopback and free ports, started once and stopped at the end:
 
-* throwaway PostgreSQL and Redis (:mod:`lime.embedded`), migrated and seeded with ``lime up``'s demo catalog
-  (:func:`lime.demo.seed_demo`: tenant ``demo``, its key, ``lime-chat`` on the mock), plus points for the run;
+* throwaway PostgreSQL and Redis (:mod:`lime.devstack.embedded`), migrated and seeded with ``lime up``'s demo catalog
+  (:func:`lime.devstack.demo.seed_demo`: tenant ``demo``, its key, ``lime-chat`` on the mock), plus points for the run;
 * the mock upstream (:mod:`bench.mock`);
 * bare Envoy: one listener, the router, one cluster to the mock (the floor any Envoy-based gateway stands on);
-* Lime: the whole stack as ``lime up`` runs it (:class:`lime.stack.Stack`: Envoy, authz, extproc, catalog_api,
+* Lime: the whole stack as ``lime up`` runs it (:class:`lime.devstack.stack.Stack`: Envoy, authz, extproc, catalog_api,
   settler), its upstream ``mock`` pointed at the same mock;
 * optionally the LiteLLM proxy (its own virtualenv, see the Makefile's ``bench`` target) on the same mock.
 
-Lime runs through :class:`lime.stack.Stack`; the others the same way (own session, stopped by PID).
+Lime runs through :class:`lime.devstack.stack.Stack`; the others the same way (own session, stopped by PID).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ import psycopg
 import redis.asyncio as aioredis
 import yaml
 
-from lime import balances
-from lime.demo import DEMO_TENANT, DemoAccess, seed_demo
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_open
-from lime.envoy_bootstrap import envoy_binary
+from lime.devstack.demo import DEMO_TENANT, DemoAccess, seed_demo
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_open
+from lime.devstack.stack import Stack
+from lime.envoy.bootstrap import envoy_binary
+from lime.money import balances
 from lime.settings import ADDRESS_NAMES, Address, Settings, child_environment
-from lime.stack import Stack
 from lime.store.migrate import apply_migrations
 
 __all__ = ["CHAT_PATH", "Environment", "Target", "bench_environment"]
@@ -82,8 +82,9 @@ class Environment:
 
 
 class _Process:
-    """One auxiliary process (the mock, bare Envoy, LiteLLM) the way :class:`lime.stack.Stack` runs Lime's: a child
-    in its own session, owned by PID, ready when its port answers, stopped with SIGTERM (SIGKILL if it lingers)."""
+    """One auxiliary process (the mock, bare Envoy, LiteLLM) the way :class:`lime.devstack.stack.Stack` runs Lime's:
+    a child in its own session, owned by PID, ready when its port answers, stopped with SIGTERM (SIGKILL if it
+    lingers)."""
 
     def __init__(self, name: str, argv: list[str], ready: Address, env: dict[str, str], log_dir: Path) -> None:
         self.name = name

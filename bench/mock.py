@@ -1,5 +1,5 @@
-"""The mock upstream as the benchmark runs it: the answers of Lime's mock (:mod:`lime.mock_upstream`), served by a
-lean HTTP/1.1 server so that the mock is never what limits a measurement.
+"""The mock upstream as the benchmark runs it: the answers of Lime's mock (:mod:`lime.devstack.mock_upstream`),
+served by a lean HTTP/1.1 server so that the mock is never what limits a measurement.
 
 Lime's mock is an aiohttp application built for tests: it logs every request (headers and body, for tests to read
 back), writes an access log line, and plans every answer afresh. Measured on the 2-core machine it costs
@@ -7,7 +7,8 @@ back), writes an access log line, and plans every answer afresh. Measured on the
 baseline it is compared with. This server keeps what matters to the gateway and drops the rest:
 
 * The bytes are the mock's own: status line, the provider headers (which Lime must hide), the JSON body or the
-  SSE events, all from :func:`lime.mock_upstream.answers.answer` and :func:`lime.mock_upstream.app.provider_headers`.
+  SSE events, all from :func:`lime.devstack.mock_upstream.answers.answer` and
+  :func:`lime.devstack.mock_upstream.app.provider_headers`.
 * An answer is planned once per distinct request (path, body, ``x-mock-chunks``) and then replayed: the ids inside
   repeat, which no gateway under test looks at.
 * Streams are written one event per write, ``x-mock-delay-ms`` apart, in HTTP/1.1 chunked encoding, exactly as the
@@ -31,9 +32,9 @@ import socket
 import time
 from collections.abc import Mapping
 
-from lime.mock_upstream.answers import API_PATHS, InvalidRequest, answer
-from lime.mock_upstream.app import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, provider_headers
-from lime.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
+from lime.devstack.mock_upstream.answers import API_PATHS, InvalidRequest, answer
+from lime.devstack.mock_upstream.app import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, provider_headers
+from lime.devstack.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
 
 __all__ = ["Reply", "main", "plan"]
 

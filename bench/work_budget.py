@@ -39,11 +39,11 @@ from google.protobuf import struct_pb2
 from authz.server import AuthorizationService
 from extproc.server import ExternalProcessorService
 from lime.catalog import Catalog, Model, Package, Tenant, Upstream
+from lime.devstack.mock_upstream.answers import Api, answer
 from lime.directory import Directory, key_cache_name
-from lime.endpoints import ModelKind, Protocol
-from lime.envoy_api import AUTHZ_NAMESPACE, auth_pb, proc_pb
+from lime.envoy.api import AUTHZ_NAMESPACE, auth_pb, proc_pb
 from lime.keys import generate_key, hash_key
-from lime.mock_upstream.answers import Api, answer
+from lime.protocols.endpoints import ModelKind, Protocol
 
 __all__ = ["BASELINE", "TOLERANCE", "Count", "count_scenarios", "main"]
 

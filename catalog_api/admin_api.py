@@ -19,11 +19,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from catalog_api.http_metrics import Handler, metered, metrics_page
 from catalog_api.public import error_response
-from lime import admin, balances
+from lime import admin
 from lime.catalog import Limits
-from lime.endpoints import Protocol
-from lime.errors import AuthError, BadRequest, LimeError, NotFound
-from lime.usage_report import parse_since, usage_rows
+from lime.money import balances
+from lime.money.usage_report import parse_since, usage_rows
+from lime.protocols.endpoints import Protocol
+from lime.protocols.errors import AuthError, BadRequest, LimeError, NotFound
 
 __all__ = ["build_admin_app"]
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lime.catalog import Model
-from lime.errors import BadRequest
+from lime.protocols.errors import BadRequest
 
 __all__ = ["anthropic_model", "anthropic_page", "openai_list", "openai_model"]
 

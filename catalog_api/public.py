@@ -14,10 +14,10 @@ from aiohttp import web
 from catalog_api.directory_views import anthropic_model, anthropic_page, openai_list, openai_model
 from catalog_api.http_metrics import Handler, metered
 from lime.directory import Directory
-from lime.endpoints import Protocol
-from lime.error_bodies import render_error
-from lime.errors import AuthError, LimeError, NotFound
-from lime.grant import VERIFIED_TENANT_HEADER
+from lime.money.grant import VERIFIED_TENANT_HEADER
+from lime.protocols.endpoints import Protocol
+from lime.protocols.error_bodies import render_error
+from lime.protocols.errors import AuthError, LimeError, NotFound
 
 __all__ = ["build_public_app", "error_response"]
 

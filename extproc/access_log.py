@@ -11,8 +11,8 @@ import grpclib.const
 
 from extproc import upstream_attempts
 from extproc.stream_cuts import CutReports, ending_for_flags
-from lime import envoy_api
-from lime.envoy_api import ACCESS_LOG_METHOD, als_pb
+from lime.envoy import api as envoy_api
+from lime.envoy.api import ACCESS_LOG_METHOD, als_pb
 from lime.grpc_server import MessageStream
 
 __all__ = ["CUT_STREAMS_LOG", "UPSTREAM_ATTEMPTS_LOG", "EnvoyLogs"]

@@ -16,14 +16,14 @@ from typing import Any
 
 from extproc.response_headers import hidden_response_headers
 from extproc.rewrite import CredentialLookup, rewrite_request
-from lime import envoy_api
-from lime.endpoints import Protocol, endpoint_protocol
-from lime.error_bodies import render_error
-from lime.errors import LimeError
-from lime.grant import Grant
-from lime.quota import UsageEvent
-from lime.response_tap import ResponseTap
-from lime.settlement import settlement_for
+from lime.envoy import api as envoy_api
+from lime.money.grant import Grant
+from lime.money.quota import UsageEvent
+from lime.money.settlement import settlement_for
+from lime.protocols.endpoints import Protocol, endpoint_protocol
+from lime.protocols.error_bodies import render_error
+from lime.protocols.errors import LimeError
+from lime.protocols.response_tap import ResponseTap
 
 __all__ = ["StreamProcessor"]
 

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lime.endpoints import Protocol, endpoint_protocol
-from lime.errors import BadRequest, ServiceUnavailable
-from lime.grant import TENANT_HEADER, UPSTREAM_HEADER, Grant
-from lime.output_cap import CAP_FIELDS
+from lime.money.grant import TENANT_HEADER, UPSTREAM_HEADER, Grant
+from lime.money.output_cap import CAP_FIELDS
+from lime.protocols.endpoints import Protocol, endpoint_protocol
+from lime.protocols.errors import BadRequest, ServiceUnavailable
 
 __all__ = ["CredentialLookup", "RequestEdit", "headers_to_drop", "rewrite_request"]
 

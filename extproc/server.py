@@ -23,14 +23,15 @@ from extproc.access_log import EnvoyLogs
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
 from extproc.stream_cuts import CutReports
-from lime import quota, token_count
 from lime.connections import open_redis
-from lime.envoy_api import PROCESS_METHOD, proc_pb
+from lime.envoy.api import PROCESS_METHOD, proc_pb
 from lime.grpc_server import InFlight, MessageStream, serve_grpclib
 from lime.metrics import serve_metrics
-from lime.quota import UsageEvent
+from lime.money import quota
+from lime.money.quota import UsageEvent
+from lime.money.settlement import settlement_for
+from lime.protocols import token_count
 from lime.settings import Settings
-from lime.settlement import settlement_for
 
 __all__ = ["ExternalProcessorService", "serve"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from lime.envoy_api import AccessLogEntry
+from lime.envoy.api import AccessLogEntry
 
 __all__ = ["ATTEMPT_FAILURES", "attempt_failure", "count"]
 

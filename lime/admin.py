@@ -17,9 +17,9 @@ from psycopg.rows import dict_row
 
 from lime.catalog import Limits
 from lime.directory import cache_revocation
-from lime.endpoints import ModelKind, Protocol
-from lime.errors import BadRequest, Conflict, NotFound
 from lime.keys import NewKey, generate_key
+from lime.protocols.endpoints import ModelKind, Protocol
+from lime.protocols.errors import BadRequest, Conflict, NotFound
 
 __all__ = [
     "add_model",

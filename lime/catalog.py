@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lime.endpoints import Endpoint, ModelKind, Protocol
-from lime.errors import NotFound, PermissionDenied, UnsupportedModel
+from lime.protocols.endpoints import Endpoint, ModelKind, Protocol
+from lime.protocols.errors import NotFound, PermissionDenied, UnsupportedModel
 
 __all__ = ["Brand", "Catalog", "Limits", "Model", "Package", "Route", "Tenant", "Upstream"]
 

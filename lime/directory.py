@@ -9,7 +9,7 @@ Strategy:
   caching the answer, unknown keys included, for ``key_cache_seconds``. Revoking a key replaces its cache
   entry by a revoked one (see :func:`cache_revocation`).
 - When PostgreSQL is down the last snapshot and the cached keys keep serving. When Redis is down nothing is
-  served (:class:`~lime.errors.ServiceUnavailable`): the money path cannot run without it.
+  served (:class:`~lime.protocols.errors.ServiceUnavailable`): the money path cannot run without it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from psycopg_pool import AsyncConnectionPool
 from redis.exceptions import RedisError
 
 from lime.catalog import Catalog, Tenant
-from lime.errors import ServiceUnavailable
 from lime.keys import KeyRecord
+from lime.protocols.errors import ServiceUnavailable
 from lime.store.catalog_repo import catalog_version, find_key, load_catalog
 
 __all__ = ["Directory", "cache_revocation", "key_cache_name"]

@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import Counter, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from lime.errors import (
+from lime.protocols.errors import (
     AuthError,
     BadRequest,
     LimeError,

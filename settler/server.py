@@ -11,9 +11,9 @@ from prometheus_client import REGISTRY
 
 from lime.connections import open_pool, open_redis
 from lime.metrics import serve_metrics
+from lime.money.settlement_writer import SettlementWriter
+from lime.money.usage_metrics import SettlementBacklog
 from lime.settings import Settings
-from lime.settlement_writer import SettlementWriter
-from lime.usage_metrics import SettlementBacklog
 
 __all__ = ["serve"]
 

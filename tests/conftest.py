@@ -12,7 +12,7 @@ import httpcore2
 import pytest
 from hypothesis import settings
 
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
 # A shared 2-core CI machine makes per-example timings noisy: hypothesis checks behaviour here, not speed.
 settings.register_profile("lime", deadline=None)

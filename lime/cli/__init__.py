@@ -11,7 +11,7 @@ import psycopg
 from redis.exceptions import RedisError
 
 from lime.cli import admin_commands, billing_commands, envoy_commands, serve_commands, up_command
-from lime.errors import LimeError
+from lime.protocols.errors import LimeError
 from lime.settings import Settings, SettingsError
 
 __all__ = ["main"]

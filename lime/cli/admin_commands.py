@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from lime import admin
 from lime.catalog import Limits
 from lime.cli.stores import with_stores
-from lime.errors import ServiceUnavailable
+from lime.protocols.errors import ServiceUnavailable
 from lime.settings import Settings, upstream_env_name
 from lime.store.migrate import apply_migrations
 

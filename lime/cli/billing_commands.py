@@ -15,12 +15,12 @@ import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from lime import balances
 from lime.cli.admin_commands import print_result
 from lime.cli.stores import with_stores
-from lime.errors import ServiceUnavailable
+from lime.money import balances
+from lime.money.usage_report import parse_since, usage_rows
+from lime.protocols.errors import ServiceUnavailable
 from lime.settings import Settings
-from lime.usage_report import parse_since, usage_rows
 
 __all__ = ["register"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from lime.cli.stores import with_stores
-from lime.envoy_render import RenderedConfig
+from lime.envoy.render import RenderedConfig
 from lime.settings import Settings
 
 __all__ = ["register"]
@@ -24,7 +24,7 @@ async def _catalog_upstreams(url: str) -> list[str]:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from lime.envoy_check import check
+    from lime.envoy.check import check
 
     path = Path(args.config) if args.config else settings.envoy_config
     upstreams: list[str] = list(args.upstream or [])

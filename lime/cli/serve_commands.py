@@ -45,14 +45,14 @@ def _catalog_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settler(args: argparse.Namespace, settings: Settings) -> int:
-    from lime.settler import serve
+    from settler.server import serve
 
     _serve(serve(settings))
     return 0
 
 
 def _mock_upstream(args: argparse.Namespace, settings: Settings) -> int:
-    from lime.mock_upstream import MockConfig, run
+    from lime.devstack.mock_upstream import MockConfig, run
 
     address = settings.mock_upstream
     _serve(run(address.host, address.port, MockConfig(chunks=args.chunks, delay_ms=args.delay_ms)))

@@ -20,10 +20,10 @@ import psycopg
 import redis.asyncio as aioredis
 
 from lime.cli.stores import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, record_stores
-from lime.demo import DemoAccess, seed_demo
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database, free_port, port_open
+from lime.devstack.demo import DemoAccess, seed_demo
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database, free_port, port_open
+from lime.devstack.stack import Stack
 from lime.settings import Settings, child_environment, upstream_env_name
-from lime.stack import Stack
 from lime.store.migrate import apply_migrations
 
 __all__ = ["register"]

@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 import redis.asyncio as aioredis
 
-from lime import admin, balances
+from lime import admin
+from lime.money import balances
 
 __all__ = ["DEMO_MODELS", "DEMO_TENANT", "DemoAccess", "seed_demo"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from lime.embedded import port_open
-from lime.envoy_bootstrap import envoy_binary
-from lime.envoy_render import RenderedConfig
+from lime.devstack.embedded import port_open
+from lime.envoy.bootstrap import envoy_binary
+from lime.envoy.render import RenderedConfig
 from lime.settings import Address, Settings
 
 __all__ = ["Service", "Stack"]
@@ -91,7 +91,7 @@ class Stack:
         self._rendered.render()
 
     def refresh_envoy_config(self) -> bool:
-        """Render again when the SRE's files changed (see :class:`~lime.envoy_render.RenderedConfig`)."""
+        """Render again when the SRE's files changed (see :class:`~lime.envoy.render.RenderedConfig`)."""
         return self._rendered.refresh()
 
     def start_service(self, name: str, *, timeout: float = 30.0) -> None:

@@ -22,8 +22,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as proc_pb
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from lime.error_bodies import ErrorReply
-from lime.grant import Grant
+from lime.money.grant import Grant
+from lime.protocols.error_bodies import ErrorReply
 
 __all__ = [
     "ACCESS_LOG_METHOD",

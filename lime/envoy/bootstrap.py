@@ -1,7 +1,7 @@
 """An Envoy config file as envoy-data-plane's typed ``Bootstrap``, and Envoy's own verdict on it.
 
 :func:`load_bootstrap` loads the YAML into the typed model (the proto schema, so a misspelt field is caught with its
-path); :func:`validate_with_envoy` runs ``envoy --mode validate``. ``lime envoy check`` (:mod:`lime.envoy_check`)
+path); :func:`validate_with_envoy` runs ``envoy --mode validate``. ``lime envoy check`` (:mod:`lime.envoy.check`)
 uses both around its own invariants. It runs rarely, so betterproto2's slow parsing does not matter (DESIGN.md);
 nothing on the request path imports this module.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import betterproto2
 import yaml
 
-from lime.envoy_files import load_yaml
+from lime.envoy.files import load_yaml
 
 __all__ = ["Problem", "envoy_binary", "load_bootstrap", "validate_with_envoy"]
 

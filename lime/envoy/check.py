@@ -2,7 +2,7 @@
 
 ``envoy --mode validate`` only proves that Envoy accepts a file; it cannot know that ext_authz must run before
 ext_proc, that both must fail closed, or that a client must never be able to send ``x-lime-upstream``. This module
-checks those rules on the typed ``Bootstrap`` that :mod:`lime.envoy_bootstrap` loads, then lets Envoy validate the
+checks those rules on the typed ``Bootstrap`` that :mod:`lime.envoy.bootstrap` loads, then lets Envoy validate the
 file too. Nothing on the request path imports it.
 
 Every :class:`Problem` says what is wrong and how to fix it. ENVOY-NOTES.md explains the pitfalls behind the rules.
@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from lime.envoy_bootstrap import Problem, load_bootstrap, validate_with_envoy
-from lime.envoy_files import ConfigSetError, fold, read_config_set
-from lime.grant import INTERNAL_HEADERS, UPSTREAM_HEADER
+from lime.envoy.bootstrap import Problem, load_bootstrap, validate_with_envoy
+from lime.envoy.files import ConfigSetError, fold, read_config_set
+from lime.money.grant import INTERNAL_HEADERS, UPSTREAM_HEADER
 
 __all__ = ["CheckReport", "Problem", "check", "load_bootstrap", "validate_with_envoy", "verify"]
 
@@ -32,7 +32,7 @@ ROUTER = "envoy.filters.http.router"
 #: The typed_config class each of Lime's filters must carry (by name: per-route configs are keyed by filter name).
 _FILTER_TYPES = {HEADER_MUTATION: "HeaderMutation", EXT_AUTHZ: "ExtAuthz", EXT_PROC: "ExternalProcessor",
                  ROUTER: "Router"}
-_PUBLIC_LISTENER = "public"  # the listener lime up renders its address into (lime/envoy_render.py)
+_PUBLIC_LISTENER = "public"  # the listener lime up renders its address into (lime/envoy/render.py)
 _HCM = "envoy.filters.network.http_connection_manager"
 _UPSTREAM_PREFIX = "upstream_"
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from lime.envoy_files import ConfigSet, read_config_set, write_config_set
+from lime.envoy.files import ConfigSet, read_config_set, write_config_set
 from lime.settings import Address, Settings
 
 __all__ = ["RenderedConfig", "render_config_set", "write_envoy_config"]

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import redis.asyncio as aioredis
 
-from lime import quota
-from lime.errors import BadRequest, NotFound
+from lime.money import quota
+from lime.protocols.errors import BadRequest, NotFound
 
 __all__ = ["balance_of", "balance_view", "grant_points", "load_into_redis", "reconcile_tenant"]
 

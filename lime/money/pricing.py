@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lime.catalog import Model
-from lime.usage import Usage
+from lime.protocols.usage import Usage
 
 __all__ = ["Estimate", "cost_of", "estimate_input_tokens", "reservation_estimate"]
 

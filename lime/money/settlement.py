@@ -1,4 +1,4 @@
-"""What a finished request costs: the tap's findings in, one :class:`~lime.quota.UsageEvent` out. Pure.
+"""What a finished request costs: the tap's findings in, one :class:`~lime.money.quota.UsageEvent` out. Pure.
 
 The rules, one per situation (README "Billing" repeats them for users):
 
@@ -11,19 +11,19 @@ The rules, one per situation (README "Billing" repeats them for users):
 * **complete without usage** (an upstream that does not report it): ``complete``, counted, ``estimated``.
 
 Lime's count: output tokens = the larger of the text events received (OpenAI streams about one token per
-event) and the tokenizer's count of their text (:mod:`lime.output_count`); input tokens = the estimate the
+event) and the tokenizer's count of their text (:mod:`lime.protocols.output_count`); input tokens = the estimate the
 reservation was made with.
 """
 
 from __future__ import annotations
 
 from lime.catalog import Model
-from lime.endpoints import ModelKind
-from lime.grant import Grant
-from lime.pricing import cost_of
-from lime.quota import UsageEvent
-from lime.response_tap import Framing, ResponseTap
-from lime.usage import Usage
+from lime.money.grant import Grant
+from lime.money.pricing import cost_of
+from lime.money.quota import UsageEvent
+from lime.protocols.endpoints import ModelKind
+from lime.protocols.response_tap import Framing, ResponseTap
+from lime.protocols.usage import Usage
 
 __all__ = ["settlement_for"]
 

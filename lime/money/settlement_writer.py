@@ -25,9 +25,9 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
-from lime import quota
-from lime.quota import DEAD_LETTER_STREAM, USAGE_STREAM, UsageEvent
-from lime.usage_metrics import count_persisted
+from lime.money import quota
+from lime.money.quota import DEAD_LETTER_STREAM, USAGE_STREAM, UsageEvent
+from lime.money.usage_metrics import count_persisted
 
 __all__ = ["GROUP", "SettlementWriter", "persist", "persist_batch", "reap_expired"]
 

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lime.quota import DEAD_LETTER_STREAM, RESERVATIONS, USAGE_STREAM, UsageEvent
+from lime.money.quota import DEAD_LETTER_STREAM, RESERVATIONS, USAGE_STREAM, UsageEvent
 
 __all__ = ["SettlementBacklog", "count_persisted"]
 

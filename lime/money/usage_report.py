@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from lime.errors import BadRequest
+from lime.protocols.errors import BadRequest
 
 __all__ = ["parse_since", "usage_rows"]
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lime.errors import MethodNotAllowed, NotFound
+from lime.protocols.errors import MethodNotAllowed, NotFound
 
 __all__ = ["ENDPOINTS", "Endpoint", "ModelKind", "Protocol", "endpoint_protocol", "error_protocol", "match_endpoint"]
 

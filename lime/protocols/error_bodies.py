@@ -1,4 +1,4 @@
-"""The one place that turns a :class:`~lime.errors.LimeError` into what a client receives.
+"""The one place that turns a :class:`~lime.protocols.errors.LimeError` into what a client receives.
 
 OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``; Anthropic shape:
 ``{"type": "error", "error": {"type", "message"}, "request_id"}``. Status codes are the error's own.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from lime.endpoints import Protocol
-from lime.errors import LimeError
+from lime.protocols.endpoints import Protocol
+from lime.protocols.errors import LimeError
 
 __all__ = ["ErrorReply", "render_error"]
 

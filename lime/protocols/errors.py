@@ -13,7 +13,7 @@
     └── ServiceUnavailable    503  a part of the money path is down: fail closed
 
 A body over the size limit never reaches Python: Envoy answers 413 itself (``local_reply_config``).
-Raise these anywhere below the service edge; :mod:`lime.error_bodies` alone turns one into an OpenAI or an
+Raise these anywhere below the service edge; :mod:`lime.protocols.error_bodies` alone turns one into an OpenAI or an
 Anthropic body. Anything else escaping a handler is a bug and is logged as one.
 """
 

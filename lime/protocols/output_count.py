@@ -1,7 +1,7 @@
 """Lime's own count of the output tokens in what a client received, kept in memory bounded by the answer's text.
 
 The rule (README "Billing"): output tokens = the larger of the text events received (OpenAI streams about one
-token per event) and the tokenizer's count of their text (:mod:`lime.token_count`). A whole JSON answer is one
+token per event) and the tokenizer's count of their text (:mod:`lime.protocols.token_count`). A whole JSON answer is one
 item, counted the same way.
 
 Counting is needed only when an answer ends without the upstream's final usage (cut off, or an upstream that
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lime.token_count import count_tokens
+from lime.protocols.token_count import count_tokens
 
 __all__ = ["FOLD_BUDGET", "OutputCount", "count_output", "texts_of"]
 

@@ -1,4 +1,4 @@
-"""Validation of a request body: bytes in, :class:`RequestFacts` out, or :class:`~lime.errors.BadRequest`.
+"""Validation of a request body: bytes in, :class:`RequestFacts` out, or :class:`~lime.protocols.errors.BadRequest`.
 
 Only what the gateway decides on is read (``model``, ``stream``, the output caps, the number of choices). The body
 is otherwise passed through untouched, so unknown fields are never an error here: the upstream judges them.
@@ -11,11 +11,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lime.errors import BadRequest
+from lime.protocols.errors import BadRequest
 
 __all__ = ["RequestFacts", "parse_request_body"]
 
-# Output caps by the name each protocol gives them; which ones count depends on the endpoint (lime.output_cap).
+# Output caps by the name each protocol gives them; which ones count depends on the endpoint (lime.money.output_cap).
 _OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 

@@ -7,7 +7,7 @@ On the way it does three things and nothing else:
   upstream reports; every ``"model": "<that id>"`` field is then rewritten, in place, byte for byte otherwise.
   (``"model"`` cannot occur inside a JSON string unescaped, so a match is always a real field.)
 * **usage**: read from the protocol's own place (final chat chunk, ``response.completed``, ``message_start`` +
-  ``message_delta``, the JSON body) into one :class:`~lime.usage.Usage`.
+  ``message_delta``, the JSON body) into one :class:`~lime.protocols.usage.Usage`.
 * **the usage chunk the client did not ask for**: when the gateway added ``stream_options.include_usage`` to a
   chat stream, the extra ``"choices": []`` chunk and the ``"usage": null`` fields are taken out again.
 
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from lime.output_count import OutputCount
-from lime.sse import EventFramer, SSEEvent, parse_event
-from lime.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
+from lime.protocols.output_count import OutputCount
+from lime.protocols.sse import EventFramer, SSEEvent, parse_event
+from lime.protocols.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 
 __all__ = ["Framing", "ResponseTap"]
 

@@ -7,8 +7,8 @@ from typing import Any
 import psycopg
 
 from lime.catalog import Brand, Catalog, Limits, Model, Package, Tenant, Upstream
-from lime.endpoints import ModelKind, Protocol
 from lime.keys import KeyRecord
+from lime.protocols.endpoints import ModelKind, Protocol
 
 __all__ = ["catalog_version", "find_key", "load_catalog"]
 

@@ -1,5 +1,5 @@
 """The real stack for end-to-end tests: Envoy, authz, extproc, catalog_api and the mock upstream as separate
-processes (the same :class:`lime.stack.Stack` that ``lime up`` runs), on free loopback ports, over the suite's
+processes (the same :class:`lime.devstack.stack.Stack` that ``lime up`` runs), on free loopback ports, over the suite's
 own PostgreSQL and Redis. Only the LLM provider is mocked."""
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from lime import admin, balances
+from lime import admin
 from lime.catalog import Limits
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from lime.devstack.stack import Stack
+from lime.money import balances
 from lime.settings import ADDRESS_NAMES, Settings
-from lime.stack import Stack
 from lime.store.migrate import apply_migrations
 
 T = TypeVar("T")

@@ -24,7 +24,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 
-from lime import quota
+from lime.money import quota
 from tests.e2e.conftest import Gateway, TenantAccess, run_sync
 
 REQUESTS = 250

@@ -19,8 +19,8 @@ import openai
 import pytest
 import redis
 
-from lime import quota
 from lime.catalog import Limits
+from lime.money import quota
 from tests.e2e.conftest import RESERVATION_TTL_SECONDS, Gateway, TenantAccess
 from tests.e2e.test_billing import ledger, record
 from tests.e2e.test_fail_closed import assert_refused_in_each_protocol, assert_served

@@ -15,10 +15,10 @@ import openai
 import pytest
 import redis
 
-from lime import quota
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 from lime.directory import key_cache_name
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis
 from lime.keys import hash_key
+from lime.money import quota
 from tests.e2e.conftest import Gateway, TenantAccess
 from tests.e2e.test_billing import ledger, record
 from tests.e2e.test_fail_closed import assert_refused_in_each_protocol, assert_served

@@ -20,10 +20,10 @@ import openai
 import pytest
 import yaml
 
-from lime.embedded import free_port
-from lime.envoy_render import write_envoy_config
+from lime.devstack.embedded import free_port
+from lime.devstack.stack import Stack
+from lime.envoy.render import write_envoy_config
 from lime.settings import Address
-from lime.stack import Stack
 from tests.e2e.conftest import Gateway, TenantAccess
 from tests.e2e.test_billing import ledger, record
 from tests.e2e.test_fault_services import held_and_inflight

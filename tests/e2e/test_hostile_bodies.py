@@ -2,8 +2,8 @@
 bytes, the client gets a clear 4xx in its own protocol (400, or Envoy's 413 over the size limit), never a 5xx,
 and nothing reaches the upstream or holds a point.
 
-What each case is refused for is pinned in the unit tests of :mod:`lime.request_body`; here the point is what an
-attacker sees at the edge, and that the refusal happens before anything is forwarded or reserved.
+What each case is refused for is pinned in the unit tests of :mod:`lime.protocols.request_body`; here the point is what
+an attacker sees at the edge, and that the refusal happens before anything is forwarded or reserved.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from lime import balances, quota
+from lime.money import balances, quota
 from tests.e2e.conftest import Gateway, TenantAccess, run_sync
 from tests.e2e.helpers import anthropic_headers, openai_headers
 

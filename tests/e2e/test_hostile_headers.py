@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from lime import balances
+from lime.money import balances
 from tests.e2e.conftest import UPSTREAM_SECRET, UPSTREAM_SECRET_ANTHROPIC, Gateway, TenantAccess, run_sync
 from tests.e2e.helpers import anthropic_headers, openai_headers
 
@@ -49,7 +49,7 @@ def spoofed(case: Case, victim: TenantAccess) -> dict[str, str]:
     grant = json.dumps({"tenant_id": victim.tenant_id, "key_id": victim.key_id, "upstream": case.other_upstream,
                         "upstream_model": "gpt-4.1", "reserved": 0})
     return {
-        # Lime's internal headers (lime/grant.py), and any other x-lime-* a client may invent
+        # Lime's internal headers (lime/money/grant.py), and any other x-lime-* a client may invent
         "x-lime-upstream": case.other_upstream,
         "x-lime-verified-tenant": victim.tenant_id,
         "x-lime-reservation-id": "spoofed-reservation",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.e2e.conftest import ADMIN_TOKEN, UPSTREAM_SECRET, UPSTREAM_SECRET_ANTHROPIC, Gateway, TenantAccess
 from tests.e2e.helpers import anthropic_headers, body, openai_headers
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from lime.settings import ADDRESS_NAMES
 
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from lime.embedded import free_port
+from lime.devstack.embedded import free_port
 from lime.settings import Address
 from tests.e2e.conftest import Gateway, TenantAccess, run_sync
 from tests.e2e.test_billing import record

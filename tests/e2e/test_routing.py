@@ -17,8 +17,8 @@ import openai
 import pytest
 import yaml
 
-from lime.embedded import free_port
-from lime.envoy_files import replace_file
+from lime.devstack.embedded import free_port
+from lime.envoy.files import replace_file
 from tests.e2e.conftest import UPSTREAM_SECRET_BACKUP, UPSTREAM_SECRET_FAILOVER, Gateway, TenantAccess
 from tests.e2e.test_metrics import scrape, value
 

@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.e2e.conftest import Gateway, TenantAccess
 from tests.e2e.test_billing import ledger, record
 

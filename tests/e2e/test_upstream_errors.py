@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from lime.mock_upstream.errors import anthropic_error_body, openai_error_body
+from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body
 from tests.e2e.conftest import Gateway, TenantAccess
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]

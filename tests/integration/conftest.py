@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from lime import admin
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
 from lime.store.migrate import apply_migrations
 
 T = TypeVar("T")

@@ -13,8 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from lime import admin
 from lime.directory import Directory, key_cache_name
-from lime.errors import BadRequest, Conflict, NotFound
 from lime.keys import KEY_PREFIX, hash_key
+from lime.protocols.errors import BadRequest, Conflict, NotFound
 from tests.integration.conftest import seed_catalog, uid
 
 Conn = psycopg.AsyncConnection[Any]

@@ -16,9 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 from authz.check import DirectoryAccess, authorize
 from lime import admin
 from lime.directory import Directory
-from lime.errors import AuthError, LimeError, MethodNotAllowed, NotFound, PermissionDenied, UnsupportedModel
-from lime.grant import Grant
 from lime.keys import generate_key
+from lime.money.grant import Grant
+from lime.protocols.errors import AuthError, LimeError, MethodNotAllowed, NotFound, PermissionDenied, UnsupportedModel
 from tests.integration.conftest import Seeded, seed_catalog, uid
 
 Conn = psycopg.AsyncConnection[Any]

@@ -1,4 +1,5 @@
-"""What :mod:`lime.balances` pins, on a real PostgreSQL and Redis: PostgreSQL is the truth, Redis its working copy.
+"""What :mod:`lime.money.balances` pins, on a real PostgreSQL and Redis: PostgreSQL is the truth, Redis its
+working copy.
 
 * a grant writes a ledger entry and the new balance in one transaction, and adds the amount to a *loaded* Redis
   balance (an unloaded one is read from PostgreSQL on first use anyway, so it is not created);
@@ -20,12 +21,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from lime import admin, quota
-from lime.balances import balance_of, grant_points, load_into_redis, reconcile_tenant
-from lime.embedded import free_port
-from lime.errors import BadRequest, NotFound
-from lime.quota import USAGE_STREAM, ReservationRequest, UsageEvent
-from lime.settlement_writer import persist
+from lime import admin
+from lime.devstack.embedded import free_port
+from lime.money import quota
+from lime.money.balances import balance_of, grant_points, load_into_redis, reconcile_tenant
+from lime.money.quota import USAGE_STREAM, ReservationRequest, UsageEvent
+from lime.money.settlement_writer import persist
+from lime.protocols.errors import BadRequest, NotFound
 from tests.integration.conftest import uid
 
 Conn = psycopg.AsyncConnection[Any]

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 import redis
 
+from lime.devstack.embedded import EmbeddedRedis, free_port
 from lime.directory import key_cache_name
-from lime.embedded import EmbeddedRedis, free_port
 from lime.keys import KEY_PREFIX, hash_key
 from lime.store.migrate import available_migrations
 from tests.integration.conftest import MakeDatabase, uid

@@ -10,10 +10,10 @@ import psycopg
 import pytest
 import redis
 
-from lime import quota
-from lime.embedded import EmbeddedRedis
-from lime.quota import UsageEvent
-from lime.settlement_writer import persist
+from lime.devstack.embedded import EmbeddedRedis
+from lime.money import quota
+from lime.money.quota import UsageEvent
+from lime.money.settlement_writer import persist
 from tests.integration.conftest import uid
 from tests.integration.test_cli import Lime, as_json, ok, refused
 from tests.integration.test_cli import lime as lime  # the fixture: `lime` on this module's own database

@@ -15,11 +15,11 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from lime import admin
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from lime.directory import Directory, key_cache_name
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from lime.endpoints import match_endpoint
-from lime.errors import ServiceUnavailable
 from lime.keys import KeyRecord, generate_key, hash_key
+from lime.protocols.endpoints import match_endpoint
+from lime.protocols.errors import ServiceUnavailable
 from lime.store.migrate import apply_migrations
 from tests.integration.conftest import Seeded, eventually, seed_catalog, uid
 

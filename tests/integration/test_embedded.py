@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import redis
 
-from lime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_open
+from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_open
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed"),

@@ -1,7 +1,7 @@
-"""What :mod:`lime.settlement_writer` pins, on a real PostgreSQL and Redis: the stream moves into PostgreSQL
+"""What :mod:`lime.money.settlement_writer` pins, on a real PostgreSQL and Redis: the stream moves into PostgreSQL
 exactly once.
 
-* every event settled by :func:`lime.quota.settle` becomes one ``usage_records`` row, one ``usage`` ledger entry
+* every event settled by :func:`lime.money.quota.settle` becomes one ``usage_records`` row, one ``usage`` ledger entry
   (when it cost something) and the new balance, in one transaction; PostgreSQL's balance then equals Redis's;
 * a redelivered event (persisted again, or left unacknowledged by a writer that died after its commit) changes
   nothing;
@@ -25,11 +25,12 @@ import pytest
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from lime import admin, quota
-from lime.balances import balance_of, grant_points, load_into_redis
-from lime.embedded import EmbeddedPostgres, free_port
-from lime.quota import DEAD_LETTER_STREAM, USAGE_STREAM, ReservationRequest, UsageEvent
-from lime.settlement_writer import (
+from lime import admin
+from lime.devstack.embedded import EmbeddedPostgres, free_port
+from lime.money import quota
+from lime.money.balances import balance_of, grant_points, load_into_redis
+from lime.money.quota import DEAD_LETTER_STREAM, USAGE_STREAM, ReservationRequest, UsageEvent
+from lime.money.settlement_writer import (
     GROUP,
     SettlementWriter,
     persist,

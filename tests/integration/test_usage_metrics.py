@@ -8,9 +8,9 @@ import uuid
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from lime.embedded import EmbeddedRedis
-from lime.quota import DEAD_LETTER_STREAM, RESERVATIONS, USAGE_STREAM, UsageEvent
-from lime.usage_metrics import SettlementBacklog, count_persisted
+from lime.devstack.embedded import EmbeddedRedis
+from lime.money.quota import DEAD_LETTER_STREAM, RESERVATIONS, USAGE_STREAM, UsageEvent
+from lime.money.usage_metrics import SettlementBacklog, count_persisted
 
 REDIS_DB = 5
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from lime.catalog import Brand, Catalog, Model, Package, Tenant, Upstream
-from lime.endpoints import ENDPOINTS, ModelKind, Protocol
-from lime.errors import NotFound, PermissionDenied, UnsupportedModel
+from lime.protocols.endpoints import ENDPOINTS, ModelKind, Protocol
+from lime.protocols.errors import NotFound, PermissionDenied, UnsupportedModel
 
 BY_NAME = {e.name: e for e in ENDPOINTS}
 

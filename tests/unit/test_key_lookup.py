@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from authz.check import authorize
 from catalog_api import admin_api
 from lime.directory import Directory
-from lime.errors import AuthError
 from lime.keys import KeyRecord, generate_key
+from lime.protocols.errors import AuthError
 
 
 class RecordingDirectory:

@@ -15,7 +15,7 @@ import pytest
 
 import authz.check
 from bench import work_budget
-from lime.request_body import RequestFacts, parse_request_body
+from lime.protocols.request_body import RequestFacts, parse_request_body
 
 
 @pytest.fixture(scope="module")

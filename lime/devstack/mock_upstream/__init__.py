@@ -4,10 +4,10 @@ Replies are deterministic (the same words, usage derived from the prompt's lengt
 usage Lime must settle; ``x-mock-*`` request headers steer one request (see :mod:`.config`).
 """
 
-from lime.mock_upstream.app import MockServer, build_app, main, run, start
-from lime.mock_upstream.config import CHUNKS_HEADER, DELAY_HEADER, STATUS_HEADER, MockConfig
-from lime.mock_upstream.log import LoggedRequest, RequestLog
-from lime.mock_upstream.reply import count_input_tokens, reply_pieces
+from lime.devstack.mock_upstream.app import MockServer, build_app, main, run, start
+from lime.devstack.mock_upstream.config import CHUNKS_HEADER, DELAY_HEADER, STATUS_HEADER, MockConfig
+from lime.devstack.mock_upstream.log import LoggedRequest, RequestLog
+from lime.devstack.mock_upstream.reply import count_input_tokens, reply_pieces
 
 __all__ = [
     "CHUNKS_HEADER",

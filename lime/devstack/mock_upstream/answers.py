@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lime.mock_upstream import anthropic_bodies, bodies
-from lime.mock_upstream.reply import Reply, new_id, plan_reply
+from lime.devstack.mock_upstream import anthropic_bodies, bodies
+from lime.devstack.mock_upstream.reply import Reply, new_id, plan_reply
 
 __all__ = ["API_PATHS", "Answer", "Api", "InvalidRequest", "answer", "is_stream"]
 

@@ -1,4 +1,4 @@
-"""Anthropic-shaped Messages bodies for a planned :class:`~lime.mock_upstream.reply.Reply`: pure, no I/O.
+"""Anthropic-shaped Messages bodies for a planned :class:`~lime.devstack.mock_upstream.reply.Reply`: pure, no I/O.
 
 As recorded (``shared/fixtures/providers``): every stream event is named with ``event:`` and there is no
 ``[DONE]``; ``message_start`` carries the input side of usage and a provisional ``output_tokens``, and
@@ -7,9 +7,9 @@ As recorded (``shared/fixtures/providers``): every stream event is named with ``
 
 from __future__ import annotations
 
-from lime.mock_upstream.bodies import JSON
-from lime.mock_upstream.reply import Reply
-from lime.mock_upstream.sse import sse_event
+from lime.devstack.mock_upstream.bodies import JSON
+from lime.devstack.mock_upstream.reply import Reply
+from lime.devstack.mock_upstream.sse import sse_event
 
 __all__ = ["anthropic_events", "anthropic_message", "anthropic_usage"]
 

@@ -24,12 +24,12 @@ from typing import Any
 
 from aiohttp import web
 
-from lime.mock_upstream.answers import API_PATHS, Api, InvalidRequest, answer, is_stream
-from lime.mock_upstream.config import MAX_DELAY_MS, BadOverride, MockConfig, Overrides, resolve_overrides
-from lime.mock_upstream.errors import anthropic_error_body, openai_error_body
-from lime.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
-from lime.mock_upstream.reply import new_id
-from lime.mock_upstream.sse import dumps
+from lime.devstack.mock_upstream.answers import API_PATHS, Api, InvalidRequest, answer, is_stream
+from lime.devstack.mock_upstream.config import MAX_DELAY_MS, BadOverride, MockConfig, Overrides, resolve_overrides
+from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body
+from lime.devstack.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
+from lime.devstack.mock_upstream.reply import new_id
+from lime.devstack.mock_upstream.sse import dumps
 
 __all__ = ["JSON_CONTENT_TYPE", "SSE_CONTENT_TYPE", "MockServer", "build_app", "main", "run", "start"]
 

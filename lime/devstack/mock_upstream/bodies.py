@@ -1,6 +1,6 @@
-"""OpenAI-shaped bodies for a planned :class:`~lime.mock_upstream.reply.Reply`: pure functions, no I/O.
+"""OpenAI-shaped bodies for a planned :class:`~lime.devstack.mock_upstream.reply.Reply`: pure functions, no I/O.
 
-Anthropic's are in :mod:`lime.mock_upstream.anthropic_bodies`.
+Anthropic's are in :mod:`lime.devstack.mock_upstream.anthropic_bodies`.
 
 The shapes copy the recorded bodies in ``shared/fixtures/providers`` (see its README), field for field
 where it matters to a client or a usage parser:
@@ -22,8 +22,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from lime.mock_upstream.reply import Reply, count_input_tokens
-from lime.mock_upstream.sse import DONE, sse_event
+from lime.devstack.mock_upstream.reply import Reply, count_input_tokens
+from lime.devstack.mock_upstream.sse import DONE, sse_event
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",

@@ -1,7 +1,7 @@
 """What the quota tests share: a tenant of each test's own, the requests it reserves and settles, and its state
 read back from Redis as Redis stores it.
 
-The modules in this folder pin what :mod:`lime.quota` does on a real Redis: the reserve and settle scripts of the
+The modules in this folder pin what :mod:`lime.money.quota` does on a real Redis: the reserve and settle scripts of the
 money path. Their tenants live in a Redis database of the quota tests' own, :data:`QUOTA_REDIS_DB`: the session
 Redis's database 0 is shared with the e2e gateway, whose settler reads ``lime:usage`` there.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from lime import quota
-from lime.quota import USAGE_STREAM, ReservationRequest, UsageEvent
+from lime.money import quota
+from lime.money.quota import USAGE_STREAM, ReservationRequest, UsageEvent
 
 __all__ = [
     "QUOTA_REDIS_DB",

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 import redis.asyncio as aioredis
 
-from lime import quota
-from lime.settlement_writer import reap_expired
+from lime.money import quota
+from lime.money.settlement_writer import reap_expired
 from tests.integration.quota.tenants import (
     QUOTA_REDIS_DB,
     inflight,

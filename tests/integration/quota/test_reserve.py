@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 import redis.asyncio as aioredis
 
-from lime import quota
-from lime.quota import Refusal
+from lime.money import quota
+from lime.money.quota import Refusal
 from tests.integration.quota.tenants import QUOTA_REDIS_DB, inflight, loaded, points, request, tenant, usage_event
 
 #: Read by the redis_client fixture (tests/integration/conftest.py).

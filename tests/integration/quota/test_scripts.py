@@ -9,8 +9,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from lime import quota
-from lime.quota import Refusal
+from lime.money import quota
+from lime.money.quota import Refusal
 from tests.integration.quota.tenants import (
     QUOTA_REDIS_DB,
     inflight,

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import redis.asyncio as aioredis
 
-from lime import quota
-from lime.quota import USAGE_STREAM, Refusal, UsageEvent
+from lime.money import quota
+from lime.money.quota import USAGE_STREAM, Refusal, UsageEvent
 from tests.integration.quota.tenants import (
     QUOTA_REDIS_DB,
     inflight,

@@ -6,8 +6,8 @@ import pytest
 
 from catalog_api.directory_views import anthropic_model, anthropic_page, openai_list
 from lime.catalog import Model
-from lime.endpoints import ModelKind
-from lime.errors import BadRequest
+from lime.protocols.endpoints import ModelKind
+from lime.protocols.errors import BadRequest
 
 MODELS = [Model(f"m{i}", "u", "x", ModelKind.CHAT, created_at=datetime(2025, 5, i + 1, tzinfo=UTC))
           for i in range(5)]

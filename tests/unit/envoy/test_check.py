@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from lime.envoy_check import Problem, check, validate_with_envoy
-from lime.envoy_files import fold, read_config_set
+from lime.envoy.check import Problem, check, validate_with_envoy
+from lime.envoy.files import fold, read_config_set
 
-SHIPPED = Path(__file__).parents[2] / "envoy" / "envoy.yaml"
+SHIPPED = Path(__file__).parents[3] / "envoy" / "envoy.yaml"
 Config = dict[str, Any]
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import yaml
 
-from lime.envoy_check import check
-from lime.envoy_files import fold, read_config_set
-from lime.envoy_render import RenderedConfig, render_config_set, write_envoy_config
+from lime.envoy.check import check
+from lime.envoy.files import fold, read_config_set
+from lime.envoy.render import RenderedConfig, render_config_set, write_envoy_config
 from lime.settings import Settings
 
-SHIPPED = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
+SHIPPED = Path(__file__).resolve().parents[3] / "envoy" / "envoy.yaml"
 
 
 def endpoint(clusters: list[dict[str, Any]], name: str) -> tuple[str, int]:

@@ -9,8 +9,8 @@ import pytest
 from google.protobuf import struct_pb2
 
 from extproc.processor import StreamProcessor
-from lime.envoy_api import AUTHZ_NAMESPACE, proc_pb
-from lime.grant import Grant
+from lime.envoy.api import AUTHZ_NAMESPACE, proc_pb
+from lime.money.grant import Grant
 
 GRANT = Grant("req-1", "t", "k", "chat_completions", "chat", "mock", "gpt-4o-mini", True)
 

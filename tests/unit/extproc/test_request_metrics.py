@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from extproc.request_metrics import OK, Ending, ending_of
 from extproc.stream_cuts import CUT_BY_CLIENT, CUT_BY_UPSTREAM, TIMED_OUT, CutReports, ending_for_flags
-from lime.errors import (
+from lime.metrics import Outcome, rejection_outcome
+from lime.protocols.errors import (
     AuthError,
     BadRequest,
     LimeError,
@@ -21,7 +22,6 @@ from lime.errors import (
     ServiceUnavailable,
     UnsupportedModel,
 )
-from lime.metrics import Outcome, rejection_outcome
 
 
 def test_a_complete_2xx_answer_is_ok() -> None:

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from extproc.rewrite import rewrite_request
-from lime.errors import BadRequest, ServiceUnavailable
-from lime.grant import Grant
-from lime.request_body import parse_request_body
+from lime.money.grant import Grant
+from lime.protocols.errors import BadRequest, ServiceUnavailable
+from lime.protocols.request_body import parse_request_body
 
 CHAT = Grant("req-1", "t", "k", "chat_completions", "chat", "mock", "gpt-4o-mini", False)
 MESSAGES = Grant("req-2", "t", "k", "messages", "claude", "anth", "claude-x", True)

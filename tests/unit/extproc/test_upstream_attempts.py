@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from extproc.upstream_attempts import attempt_failure
-from lime.envoy_api import AccessLogEntry
+from lime.envoy.api import AccessLogEntry
 
 
 def entry(status: int = 0, flags: tuple[str, ...] = (), cluster: str = "upstream_mock_failover",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lime.output_cap import CAP_FIELDS, requested_cap, reserved_output_tokens, upstream_cap
+from lime.money.output_cap import CAP_FIELDS, requested_cap, reserved_output_tokens, upstream_cap
 
 DEFAULT = 4096
 

@@ -1,4 +1,4 @@
-"""What :mod:`lime.pricing` pins: integer micro-points, each usage part at its own rate, rounded up once.
+"""What :mod:`lime.money.pricing` pins: integer micro-points, each usage part at its own rate, rounded up once.
 
 * each part of a usage is priced at its own rate: uncached input and cache writes at the input price, cache reads
   at the cached-input price, output at the output price; reasoning tokens are part of the output and are not
@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lime.catalog import Model
-from lime.endpoints import ModelKind
-from lime.pricing import PER_MILLION, cost_of, estimate_input_tokens, reservation_estimate
-from lime.usage import Usage
+from lime.money.pricing import PER_MILLION, cost_of, estimate_input_tokens, reservation_estimate
+from lime.protocols.endpoints import ModelKind
+from lime.protocols.usage import Usage
 
 PRICES = st.integers(min_value=0, max_value=100 * PER_MILLION)
 TOKENS = st.integers(min_value=0, max_value=10_000_000)

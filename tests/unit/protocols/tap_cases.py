@@ -7,8 +7,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from lime.response_tap import ResponseTap
-from lime.usage import Usage
+from lime.protocols.response_tap import ResponseTap
+from lime.protocols.usage import Usage
 from tests.provider_fixtures import provider_fixture
 
 PUBLIC = "team-default"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lime.endpoints import Protocol, error_protocol, match_endpoint
-from lime.errors import MethodNotAllowed, NotFound
+from lime.protocols.endpoints import Protocol, error_protocol, match_endpoint
+from lime.protocols.errors import MethodNotAllowed, NotFound
 
 
 @pytest.mark.parametrize(

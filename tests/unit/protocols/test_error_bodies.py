@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from lime import errors
-from lime.endpoints import Protocol
-from lime.error_bodies import render_error
+from lime.protocols import errors
+from lime.protocols.endpoints import Protocol
+from lime.protocols.error_bodies import render_error
 
 ALL = [errors.BadRequest, errors.UnsupportedModel, errors.AuthError, errors.PermissionDenied, errors.NotFound,
        errors.MethodNotAllowed, errors.Conflict, errors.ServiceUnavailable]

@@ -1,11 +1,11 @@
-"""What :mod:`lime.output_count` pins: folding what a client received to its text changes memory, not money.
+"""What :mod:`lime.protocols.output_count` pins: folding what a client received to its text changes memory, not money.
 
 * **the same number**: for any sequence of items (text-bearing or not, odd or not JSON, every endpoint) and any
   fold budget, down to 0 (a fold before every item), the folded count is exactly the unfolded one: same text
   events, same text in the same order, so the same tokenizer count (``reference_count``, the rule written out
   once more without folding);
 * **through the tap**: every recorded stream and body, cut after every event and in the middle of each, settles
-  to the same :class:`~lime.quota.UsageEvent` whether the tap folds after every event or never;
+  to the same :class:`~lime.money.quota.UsageEvent` whether the tap folds after every event or never;
 * **bounded**: over a 20,000-chunk chat stream the raw data held stays within the budget plus one event, and what
   is kept besides is the answer's text;
 * **the hot path**: a short stream and a whole JSON body are held as they came, never parsed before the end.
@@ -22,13 +22,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lime.grant import Grant
-from lime.output_count import FOLD_BUDGET, OutputCount, count_output, texts_of
-from lime.quota import UsageEvent
-from lime.response_tap import ResponseTap
-from lime.settlement import settlement_for
-from lime.token_count import count_tokens
-from tests.unit.tap_cases import CASES, SSE, Case, case_ids, event_ends, tap_for
+from lime.money.grant import Grant
+from lime.money.quota import UsageEvent
+from lime.money.settlement import settlement_for
+from lime.protocols.output_count import FOLD_BUDGET, OutputCount, count_output, texts_of
+from lime.protocols.response_tap import ResponseTap
+from lime.protocols.token_count import count_tokens
+from tests.unit.protocols.tap_cases import CASES, SSE, Case, case_ids, event_ends, tap_for
 
 GRANT = Grant(request_id="req-1", tenant_id="tenant-1", key_id="key-1", endpoint="chat_completions",
               model="team-default", upstream="oai", upstream_model="gpt-4o", stream=True, reserved=123_456,

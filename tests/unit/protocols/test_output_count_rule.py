@@ -1,8 +1,8 @@
-"""What :func:`lime.output_count.count_output` counts (README "Billing"): the larger of the text events received
-and the tokenizer's count of their text (:func:`lime.token_count.count_tokens`); which deltas carry text on each
-endpoint (text, tool arguments, reasoning, refusals; not signatures, roles or ``[DONE]``), none on embeddings;
-and it never raises, whatever odd answer an upstream sends. The folding that keeps this count bounded in memory
-is pinned in test_output_count.py."""
+"""What :func:`lime.protocols.output_count.count_output` counts (README "Billing"): the larger of the text events
+received and the tokenizer's count of their text (:func:`lime.protocols.token_count.count_tokens`); which deltas
+carry text on each endpoint (text, tool arguments, reasoning, refusals; not signatures, roles or ``[DONE]``), none on
+embeddings; and it never raises, whatever odd answer an upstream sends. The folding that keeps this count bounded in
+memory is pinned in test_output_count.py."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lime.output_count import count_output
-from lime.sse import parse_event
-from lime.token_count import count_tokens
+from lime.protocols.output_count import count_output
+from lime.protocols.sse import parse_event
+from lime.protocols.token_count import count_tokens
 from tests.provider_fixtures import provider_fixture
-from tests.unit.settlement.taps import data_of, events_of, lime_count
+from tests.unit.money.settlement.taps import data_of, events_of, lime_count
 
 
 def chat_delta(**delta: object) -> bytes:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lime.errors import BadRequest
-from lime.request_body import RequestFacts, parse_request_body
+from lime.protocols.errors import BadRequest
+from lime.protocols.request_body import RequestFacts, parse_request_body
 
 
 def test_reads_model_stream_and_output_cap() -> None:

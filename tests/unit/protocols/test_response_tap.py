@@ -1,4 +1,4 @@
-"""What :mod:`lime.response_tap` pins, on every recorded provider body and stream, split in two at every byte
+"""What :mod:`lime.protocols.response_tap` pins, on every recorded provider body and stream, split in two at every byte
 position (densely sampled in the three biggest fixtures, see ``two_way_positions``) and into many pieces by hypothesis:
 
 * **bytes**: what the client gets is what the upstream sent with only the model id changed to the public one
@@ -26,9 +26,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lime.response_tap import Framing
+from lime.protocols.response_tap import Framing
 from tests.provider_fixtures import PROVIDERS
-from tests.unit.tap_cases import (
+from tests.unit.protocols.tap_cases import (
     CASES,
     LINE_ENDS,
     PUBLIC,

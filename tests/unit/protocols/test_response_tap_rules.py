@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lime.response_tap import Framing, ResponseTap
-from lime.sse import parse_event
-from lime.usage import Usage
+from lime.protocols.response_tap import Framing, ResponseTap
+from lime.protocols.sse import parse_event
+from lime.protocols.usage import Usage
 from tests.provider_fixtures import PROVIDERS, provider_fixture
-from tests.unit.tap_cases import (
+from tests.unit.protocols.tap_cases import (
     BODIES,
     JSON,
     LINE_ENDS,

@@ -1,4 +1,4 @@
-"""What :mod:`lime.sse` pins: SSE framing and field parsing, whatever the network's splits.
+"""What :mod:`lime.protocols.sse` pins: SSE framing and field parsing, whatever the network's splits.
 
 * ``EventFramer`` cuts a byte stream into raw events, each ending with its blank line, for ``\\n``, ``\\r\\n`` and
   ``\\r`` line ends (README facts 1 and 6); an event never comes out before its blank line has arrived, and never
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lime.sse import EventFramer, SSEEvent, parse_event
+from lime.protocols.sse import EventFramer, SSEEvent, parse_event
 from tests.provider_fixtures import PROVIDERS, provider_fixture
 
 SSE_FIXTURES = sorted(

@@ -1,4 +1,4 @@
-"""What :mod:`lime.usage` pins: each provider's usage object, read into one :class:`Usage` of disjoint parts.
+"""What :mod:`lime.protocols.usage` pins: each provider's usage object, read into one :class:`Usage` of disjoint parts.
 
 * the recorded usage objects give the exact numbers in the fixture files: OpenAI cached tokens are *part of*
   ``prompt_tokens``/``input_tokens`` (README fact 8, 9: 4012 of 4020), reasoning tokens are part of the output
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lime.sse import parse_event
-from lime.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
+from lime.protocols.sse import parse_event
+from lime.protocols.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 from tests.provider_fixtures import provider_fixture
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from lime.mock_upstream import MockServer
+from lime.devstack.mock_upstream import MockServer
 
 CHUNKS = 5
 TEXT = "Hello from the mock upstream."

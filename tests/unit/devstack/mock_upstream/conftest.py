@@ -9,7 +9,7 @@ import anthropic
 import openai
 import pytest
 
-from lime.mock_upstream import MockConfig, MockServer, start
+from lime.devstack.mock_upstream import MockConfig, MockServer, start
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from lime.mock_upstream import MockServer
+from lime.devstack.mock_upstream import MockServer
 
 from ._mock import CHUNKS, QUESTION, TEXT, get_log
 from ._sse import parse_sse

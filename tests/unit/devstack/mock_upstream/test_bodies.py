@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from lime.mock_upstream import anthropic_bodies, bodies
-from lime.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
-from lime.mock_upstream.errors import anthropic_error_body, openai_error_body
-from lime.mock_upstream.reply import Reply, count_input_tokens, plan_reply, reply_pieces
+from lime.devstack.mock_upstream import anthropic_bodies, bodies
+from lime.devstack.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
+from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body
+from lime.devstack.mock_upstream.reply import Reply, count_input_tokens, plan_reply, reply_pieces
 
 from ._sse import Event, key_tree, load_json, load_sse, parse_sse
 

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lime.mock_upstream import MockConfig, MockServer
-from lime.mock_upstream.config import INVALID_HEADER, resolve_overrides
+from lime.devstack.mock_upstream import MockConfig, MockServer
+from lime.devstack.mock_upstream.config import INVALID_HEADER, resolve_overrides
 
 from ._sse import parse_sse
 

@@ -11,7 +11,7 @@ import anthropic
 import openai
 import pytest
 
-from lime.mock_upstream import MockServer
+from lime.devstack.mock_upstream import MockServer
 
 from ._mock import CHUNKS, QUESTION, get_log
 

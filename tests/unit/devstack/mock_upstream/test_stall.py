@@ -8,8 +8,8 @@ import json
 import aiohttp
 import pytest
 
-from lime.mock_upstream import MockConfig, MockServer
-from lime.mock_upstream.config import STALL_HEADER, resolve_overrides
+from lime.devstack.mock_upstream import MockConfig, MockServer
+from lime.devstack.mock_upstream.config import STALL_HEADER, resolve_overrides
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 #: Long enough for an event the mock would have sent at once to have arrived.

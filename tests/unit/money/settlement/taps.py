@@ -1,12 +1,12 @@
 """What the settlement tests share: a real :class:`ResponseTap` fed with the recorded provider bodies
 (``shared/fixtures/providers``), whole or cut mid-event, the grant it settles for, and what every event must show.
 
-The modules in this folder pin what :mod:`lime.settlement` makes of a finished request, each case in a module named
-for it: nothing served (test_nothing_served), complete with the upstream's own numbers (test_complete_with_usage),
+The modules in this folder pin what :mod:`lime.money.settlement` makes of a finished request, each case in a module
+named for it: nothing served (test_nothing_served), complete with the upstream's own numbers (test_complete_with_usage),
 complete without them (test_complete_without_usage) and cut off (test_cut_off). In every case the cost is
-:func:`lime.pricing.cost_of` of the recorded tokens at the grant's prices, and the event carries the grant's
+:func:`lime.money.pricing.cost_of` of the recorded tokens at the grant's prices, and the event carries the grant's
 identity and reservation (:func:`assert_priced`). Where Lime counts the output itself, the tests expect
-:func:`lime_count`, the rule written out; the rule itself is pinned in tests/unit/test_output_count_rule.py.
+:func:`lime_count`, the rule written out; the rule itself is pinned in tests/unit/protocols/test_output_count_rule.py.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lime.catalog import Model
-from lime.endpoints import ModelKind
-from lime.grant import Grant
-from lime.pricing import cost_of
-from lime.quota import UsageEvent
-from lime.response_tap import ResponseTap
-from lime.sse import parse_event
-from lime.token_count import count_tokens
-from lime.usage import Usage
+from lime.money.grant import Grant
+from lime.money.pricing import cost_of
+from lime.money.quota import UsageEvent
+from lime.protocols.endpoints import ModelKind
+from lime.protocols.response_tap import ResponseTap
+from lime.protocols.sse import parse_event
+from lime.protocols.token_count import count_tokens
+from lime.protocols.usage import Usage
 from tests.provider_fixtures import provider_fixture
 
 __all__ = [

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from lime.response_tap import ResponseTap
-from lime.settlement import settlement_for
+from lime.money.settlement import settlement_for
+from lime.protocols.response_tap import ResponseTap
 from tests.provider_fixtures import provider_fixture
-from tests.unit.settlement.taps import GRANT, JSON, SSE, assert_priced, grant, tap_of, tokens
+from tests.unit.money.settlement.taps import GRANT, JSON, SSE, assert_priced, grant, tap_of, tokens
 
 
 @pytest.mark.parametrize(("name", "endpoint", "expected"), [

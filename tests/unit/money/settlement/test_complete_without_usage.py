@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from lime.output_count import count_output
-from lime.settlement import settlement_for
+from lime.money.settlement import settlement_for
+from lime.protocols.output_count import count_output
 from tests.provider_fixtures import provider_fixture
-from tests.unit.settlement.taps import GRANT, JSON, assert_priced, data_of, grant, tap_of
+from tests.unit.money.settlement.taps import GRANT, JSON, assert_priced, data_of, grant, tap_of
 
 
 def test_complete_stream_without_usage_is_counted_and_estimated() -> None:

@@ -1,7 +1,7 @@
 """Cut off (a prefix of the stream and no end, or ``event: error``): ``partial`` and ``estimated``; input is the
 reported one where the upstream sent it (Anthropic ``message_start``), else the reservation's estimate; output is
-counted from what the client received (:func:`lime.output_count.count_output`: the larger of the text events and
-the tokenizer's count of their text, :func:`lime.token_count.count_tokens`), never below what the upstream
+counted from what the client received (:func:`lime.protocols.output_count.count_output`: the larger of the text events
+and the tokenizer's count of their text, :func:`lime.protocols.token_count.count_tokens`), never below what the upstream
 reported, and never more than the whole answer's."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from lime.output_count import count_output
-from lime.settlement import settlement_for
+from lime.money.settlement import settlement_for
+from lime.protocols.output_count import count_output
 from tests.provider_fixtures import provider_fixture
-from tests.unit.settlement.taps import GRANT, assert_priced, data_of, events_of, grant, lime_count, prefix, tap_of
+from tests.unit.money.settlement.taps import GRANT, assert_priced, data_of, events_of, grant, lime_count, prefix, tap_of
 
 
 def test_chat_stream_cut_in_the_middle_is_partial_and_counted() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lime.settlement import settlement_for
+from lime.money.settlement import settlement_for
 from tests.provider_fixtures import provider_fixture
-from tests.unit.settlement.taps import GRANT, JSON, assert_priced, grant, tap_of, tokens
+from tests.unit.money.settlement.taps import GRANT, JSON, assert_priced, grant, tap_of, tokens
 
 
 def test_no_response_is_failed_and_free() -> None:
