@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: up test pytest lint typecheck unit e2e envoy-check system-deps clean bench
+.PHONY: up test pytest lint typecheck imports unit e2e envoy-check system-deps clean bench
 
 # A current pip first: the one Python 3.11 bundles (23.x) spends ~10 s more matching wheel tags while it resolves.
 $(STAMP): pyproject.toml
@@ -23,7 +23,7 @@ up: $(STAMP) system-deps
 
 # lint and typecheck keep one core busy for ~25 s on a clean clone (mypy has no cache yet) while the tests, which
 # mostly wait on their servers, leave one idle: `make -j2 test` (as .ci/run does) runs them side by side.
-test: lint typecheck pytest
+test: lint typecheck imports pytest
 
 pytest: $(STAMP) system-deps
 	$(VENV)/bin/pytest
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+# The layers of the house: no import runs upward, protocols and money's rules stay pure (pyproject.toml).
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 unit: $(STAMP) system-deps
 	$(VENV)/bin/pytest tests/unit

@@ -75,7 +75,7 @@ async def authorize(
     verified.tenant = tenant_id
     if endpoint.kind is None:
         return DirectoryAccess(tenant_id)
-    facts = parse_request_body(body)
+    facts = parse_request_body(body, model_field=endpoint.model_field, stream_field=endpoint.stream_field)
     catalog = directory.catalog
     route = catalog.route(tenant, facts.model, endpoint)
     model = route.model

@@ -18,9 +18,9 @@ from extproc.response_headers import hidden_response_headers
 from extproc.rewrite import CredentialLookup, rewrite_request
 from lime.envoy import api as envoy_api
 from lime.money.grant import Grant
-from lime.money.quota import UsageEvent
 from lime.money.settlement import settlement_for
-from lime.protocols.endpoints import Protocol, endpoint_protocol
+from lime.money.usage_event import UsageEvent
+from lime.protocols.endpoints import PASSED_RESPONSE_HEADERS, Protocol, endpoint_named, endpoint_protocol
 from lime.protocols.error_bodies import render_error
 from lime.protocols.errors import LimeError
 from lime.protocols.response_tap import ResponseTap
@@ -113,7 +113,9 @@ class StreamProcessor:
         self.served_by = values.get(SERVED_BY_HEADER)
         self._tap = ResponseTap(self._grant.endpoint, self._grant.model, hide_usage_chunk=self._hide_usage_chunk)
         self._tap.start(status, values.get("content-type", ""))
-        return envoy_api.response_headers_edit(hidden_response_headers(values))
+        spec = endpoint_named(self._grant.endpoint)
+        passed = spec.response_headers if spec is not None else PASSED_RESPONSE_HEADERS
+        return envoy_api.response_headers_edit(hidden_response_headers(values, passed))
 
     def _response_body(self, chunk: bytes, end_of_stream: bool) -> Any:
         if self.first_byte_at is None and chunk:

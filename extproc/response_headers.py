@@ -9,21 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from lime.protocols.endpoints import PASSED_RESPONSE_HEADERS
+
 __all__ = ["PASSED_RESPONSE_HEADERS", "hidden_response_headers"]
 
-PASSED_RESPONSE_HEADERS = frozenset({
-    "content-type",
-    "content-encoding",
-    "cache-control",
-    "date",
-    "vary",
-    # How and when to retry, as the SDKs read them.
-    "retry-after",
-    "retry-after-ms",
-    "x-should-retry",
-})
-
-
-def hidden_response_headers(names: Iterable[str]) -> list[str]:
-    """The upstream's headers (lower-case names) to remove; pseudo-headers such as ``:status`` stay."""
-    return sorted({name for name in names if not name.startswith(":") and name not in PASSED_RESPONSE_HEADERS})
+def hidden_response_headers(names: Iterable[str], passed: frozenset[str] = PASSED_RESPONSE_HEADERS) -> list[str]:
+    """The upstream's headers (lower-case names) to remove, of all but ``passed`` (the endpoint's spec says which);
+    pseudo-headers such as ``:status`` stay."""
+    return sorted({name for name in names if not name.startswith(":") and name not in passed})

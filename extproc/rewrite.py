@@ -9,7 +9,7 @@ from typing import Any
 
 from lime.money.grant import TENANT_HEADER, UPSTREAM_HEADER, Grant
 from lime.money.output_cap import CAP_FIELDS
-from lime.protocols.endpoints import Protocol, endpoint_protocol
+from lime.protocols.endpoints import Protocol, endpoint_named, endpoint_protocol
 from lime.protocols.errors import BadRequest, ServiceUnavailable
 
 __all__ = ["CredentialLookup", "RequestEdit", "headers_to_drop", "rewrite_request"]
@@ -32,13 +32,15 @@ class RequestEdit:
 
 
 def ask_for_usage(grant: Grant, body: dict[str, Any]) -> bool:
-    """Streamed chat reports usage only when asked (fact 7): ask, and say whether the client had not."""
-    if grant.endpoint != "chat_completions" or body.get("stream") is not True:
+    """Some streams report usage only when asked (chat: fact 7): ask, and say whether the client had not."""
+    spec = endpoint_named(grant.endpoint)
+    if spec is None or spec.stream_usage_option is None or body.get(spec.stream_field) is not True:
         return False
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
+    option, switch = spec.stream_usage_option
+    options = body.get(option)
+    if isinstance(options, dict) and options.get(switch) is True:
         return False
-    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    body[option] = {**(options if isinstance(options, dict) else {}), switch: True}
     return True
 
 
@@ -66,8 +68,9 @@ def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
         raise BadRequest("The request body must be a JSON object.")
     # The model goes first: a failover candidate renames it by that prefix alone (envoy/clusters.yaml).
     parsed = {"model": grant.upstream_model, **{k: v for k, v in parsed.items() if k != "model"}}
-    if grant.output_cap and grant.endpoint in CAP_FIELDS:
-        parsed[CAP_FIELDS[grant.endpoint][0]] = grant.output_cap
+    cap_fields = CAP_FIELDS.get(grant.endpoint)
+    if grant.output_cap and cap_fields:
+        parsed[cap_fields[0]] = grant.output_cap
     hide_usage_chunk = ask_for_usage(grant, parsed)
     protocol = endpoint_protocol(grant.endpoint)
     set_headers = {

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from lime.protocols.endpoints import ENDPOINTS
+
 __all__ = ["CAP_FIELDS", "requested_cap", "reserved_output_tokens", "upstream_cap"]
 
-#: The cap fields of each endpoint; the first is where Lime writes a default. Chat has two names for one cap.
+#: The cap fields of each endpoint with output (its spec's ``cap_fields``); the first is where Lime writes a
+#: default. Chat has two names for one cap.
 CAP_FIELDS: Mapping[str, tuple[str, ...]] = {
-    # `max_completion_tokens` first: OpenAI's reasoning models refuse `max_tokens`.
-    "chat_completions": ("max_completion_tokens", "max_tokens"),
-    "responses": ("max_output_tokens",),
-    "messages": ("max_tokens",),
+    endpoint.name: endpoint.cap_fields for endpoint in ENDPOINTS if endpoint.cap_fields
 }
 
 

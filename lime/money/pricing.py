@@ -11,11 +11,11 @@ writes (Anthropic) at the input price, output (reasoning included) at the output
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from lime.catalog import Model
 from lime.protocols.usage import Usage
 
-__all__ = ["Estimate", "cost_of", "estimate_input_tokens", "reservation_estimate"]
+__all__ = ["Estimate", "PriceSheet", "cost_of", "estimate_input_tokens", "reservation_estimate"]
 
 PER_MILLION = 1_000_000
 #: Bytes of request body per input token when estimating: JSON and prompt text run at about four.
@@ -26,12 +26,24 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
-def cost_of(usage: Usage, model: Model) -> int:
-    """What ``usage`` of ``model`` costs, in micro-points."""
+class PriceSheet(Protocol):
+    """A model's prices, as a value: the catalog's :class:`~lime.catalog.Model` has them, and so does a grant, which
+    carries the prices a request was reserved at so that a catalog change never reprices a request in flight."""
+
+    @property
+    def input_price(self) -> int: ...
+    @property
+    def output_price(self) -> int: ...
+    @property
+    def cached_input_price(self) -> int: ...
+
+
+def cost_of(usage: Usage, prices: PriceSheet) -> int:
+    """What ``usage`` costs at ``prices``, in micro-points."""
     total = (
-        (usage.input_tokens + usage.cache_write_tokens) * model.input_price
-        + usage.cached_input_tokens * model.cached_input_price
-        + usage.output_tokens * model.output_price
+        (usage.input_tokens + usage.cache_write_tokens) * prices.input_price
+        + usage.cached_input_tokens * prices.cached_input_price
+        + usage.output_tokens * prices.output_price
     )
     return _ceil_div(total, PER_MILLION)
 
@@ -52,7 +64,7 @@ class Estimate:
         return self.input_tokens + self.output_tokens
 
 
-def reservation_estimate(model: Model, body_size: int, max_output_tokens: int) -> Estimate:
+def reservation_estimate(prices: PriceSheet, body_size: int, max_output_tokens: int) -> Estimate:
     """What to hold before a request leaves: its estimated input, and its full output cap, at list prices.
 
     Input is priced as uncached (cache reads are cheaper), so the hold is never below the likely cost;
@@ -60,4 +72,4 @@ def reservation_estimate(model: Model, body_size: int, max_output_tokens: int) -
     """
     input_tokens = estimate_input_tokens(body_size)
     usage = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
-    return Estimate(input_tokens, max_output_tokens, cost_of(usage, model))
+    return Estimate(input_tokens, max_output_tokens, cost_of(usage, prices))

@@ -18,7 +18,6 @@ by ``lime reconcile``); until then reserve answers ``unloaded`` and the caller l
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -29,6 +28,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
+
+from lime.money.usage_event import UsageEvent
 
 __all__ = [
     "USAGE_STREAM",
@@ -250,44 +251,6 @@ async def reserve(redis: aioredis.Redis, request: ReservationRequest, *, now: fl
     if verdict == "ok":
         return ReserveOutcome(None, minute=minute)
     return ReserveOutcome(Refusal(verdict), retry_after=int(retry_after), minute=minute)
-
-
-@dataclass(frozen=True)
-class UsageEvent:
-    """One settled request, as it travels through the stream to PostgreSQL (``usage_records`` + ``ledger``)."""
-
-    request_id: str
-    tenant_id: str
-    key_id: str
-    endpoint: str
-    model: str
-    upstream: str
-    outcome: str  # complete | partial | failed | reaped
-    estimated: bool
-    upstream_status: int
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    reserved: int
-    cost: int
-    started_at: float
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens + self.output_tokens
-
-    def encode(self) -> str:
-        # Plain fields: a dict of them is enough (dataclasses.asdict deep-copies, ~3x the cost).
-        return json.dumps({name: getattr(self, name) for name in _EVENT_FIELDS}, separators=(",", ":"))
-
-    @classmethod
-    def decode(cls, raw: bytes | str) -> UsageEvent:
-        return cls(**json.loads(raw))
-
-
-_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(UsageEvent))
 
 
 async def settle(redis: aioredis.Redis, event: UsageEvent, *, tpm_tokens: int | None = None,

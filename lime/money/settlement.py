@@ -1,4 +1,4 @@
-"""What a finished request costs: the tap's findings in, one :class:`~lime.money.quota.UsageEvent` out. Pure.
+"""What a finished request costs: the tap's findings in, one :class:`~lime.money.usage_event.UsageEvent` out. Pure.
 
 The rules, one per situation (README "Billing" repeats them for users):
 
@@ -17,22 +17,14 @@ reservation was made with.
 
 from __future__ import annotations
 
-from lime.catalog import Model
 from lime.money.grant import Grant
 from lime.money.pricing import cost_of
-from lime.money.quota import UsageEvent
-from lime.protocols.endpoints import ModelKind
+from lime.money.usage_event import UsageEvent
+from lime.protocols.endpoints import endpoint_named
 from lime.protocols.response_tap import Framing, ResponseTap
 from lime.protocols.usage import Usage
 
 __all__ = ["settlement_for"]
-
-
-def _model_of(grant: Grant) -> Model:
-    # Pricing needs only the prices, which the grant carries.
-    return Model(id=grant.model, upstream_id=grant.upstream, upstream_model=grant.upstream_model,
-                 kind=ModelKind.CHAT, input_price=grant.input_price, output_price=grant.output_price,
-                 cached_input_price=grant.cached_input_price)
 
 
 def settlement_for(grant: Grant, tap: ResponseTap | None) -> UsageEvent:
@@ -43,7 +35,7 @@ def settlement_for(grant: Grant, tap: ResponseTap | None) -> UsageEvent:
         upstream_status=tap.status if tap else 0, input_tokens=usage.input_tokens,
         cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
         output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens, reserved=grant.reserved,
-        cost=cost_of(usage, _model_of(grant)), started_at=grant.started_at,
+        cost=cost_of(usage, grant), started_at=grant.started_at,
     )
 
 
@@ -58,7 +50,8 @@ def _usage_and_outcome(grant: Grant, tap: ResponseTap | None) -> tuple[Usage, st
     outcome = "complete" if whole else "partial"
     counted_output = tap.output.tokens()
     if reported is None:
-        output = 0 if grant.endpoint == "embeddings" else counted_output
+        spec = endpoint_named(grant.endpoint)
+        output = counted_output if spec is not None and spec.texts is not None else 0  # no text: no output
         return Usage(input_tokens=grant.input_estimate, output_tokens=output), outcome, True
     # Cut off after provisional usage (Anthropic's message_start): keep its input side, count the output.
     return Usage(input_tokens=reported.input_tokens, cached_input_tokens=reported.cached_input_tokens,

@@ -1,4 +1,11 @@
-"""The public endpoints Lime serves, and which protocol and kind of model each one speaks.
+"""The public endpoints Lime serves: one spec per endpoint, and the matching of a request line to one.
+
+A spec (:class:`Endpoint`) is a frozen value that says everything the rest of Lime asks about an endpoint: its
+path, method and protocol (hence its error shape), the kind of model it serves, where the model and ``stream``
+live in the body, its output cap fields and which one Lime sets, whether streamed usage must be asked for, how
+usage is read from a JSON body and from the stream, how a cut-off answer's text is counted, and which upstream
+response headers pass. authz, extproc, the response tap, settlement and the catalog ask the spec; no other module
+compares endpoint names. Adding an endpoint is one new spec here plus its tests (docs/architecture.md).
 
 A request is matched here before anything else: an unknown path is a 404 and a wrong method a 405, both in the
 OpenAI shape unless the path is Anthropic's. ``/v1/models`` answers in Anthropic's shape when the client sends
@@ -7,13 +14,39 @@ OpenAI shape unless the path is Anthropic's. ``/v1/models`` answers in Anthropic
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
+from lime.protocols.answer_text import chat_texts, messages_texts, responses_texts
 from lime.protocols.errors import MethodNotAllowed, NotFound
+from lime.protocols.stream_readers import (
+    StreamReader,
+    read_chat_event,
+    read_messages_event,
+    read_responses_event,
+)
+from lime.protocols.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 
-__all__ = ["ENDPOINTS", "Endpoint", "ModelKind", "Protocol", "endpoint_protocol", "error_protocol", "match_endpoint"]
+__all__ = ["ENDPOINTS", "PASSED_RESPONSE_HEADERS", "Endpoint", "ModelKind", "Protocol", "endpoint_named",
+           "endpoint_protocol", "error_protocol", "match_endpoint"]
+
+#: The upstream response headers a client may see, unless a spec says otherwise. An allowlist, not a denylist:
+#: upstreams add headers over time (organisation and project ids, their own request ids, their rate-limit
+#: windows, Cloudflare cookies), and none of them should reach a Lime client by default. What passes is what
+#: describes the body and how to retry; Envoy adds ``x-request-id`` and ``server`` itself.
+PASSED_RESPONSE_HEADERS = frozenset({
+    "content-type",
+    "content-encoding",
+    "cache-control",
+    "date",
+    "vary",
+    # How and when to retry, as the SDKs read them.
+    "retry-after",
+    "retry-after-ms",
+    "x-should-retry",
+})
 
 
 class Protocol(StrEnum):
@@ -28,31 +61,77 @@ class ModelKind(StrEnum):
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One public endpoint: everything the gateway asks about it."""
+
+    #: Its name in grants, usage records and metric labels.
     name: str
     path: str
     method: str
+    #: The protocol it speaks, and so the shape of its errors.
     protocol: Protocol
     #: The kind of model this endpoint serves; ``None`` for the model directory, which needs no model.
     kind: ModelKind | None
     #: Whether the request carries a JSON body with a ``model``.
     has_body: bool = True
+    #: Where the model and the streaming switch live in the body.
+    model_field: str = "model"
+    stream_field: str = "stream"
+    #: The output cap fields it honours; the first is where Lime writes the package default when the client set
+    #: none. Empty: no output to cap or reserve (embeddings).
+    cap_fields: tuple[str, ...] = ()
+    #: Streamed usage comes only when asked for: the option object and its switch Lime sets (chat's
+    #: ``stream_options.include_usage``), and whose traces it hides again from a client that did not ask.
+    stream_usage_option: tuple[str, str] | None = None
+    #: How usage is read from a whole JSON answer (its ``usage`` object).
+    json_usage: Callable[[Any], Usage | None] | None = None
+    #: How each event of a streamed answer is read (usage, end, error); ``None``: not streamed.
+    stream_reader: StreamReader | None = None
+    #: Its events repeat their name as the JSON ``type``: a relay that sends only ``data:`` lines still names them.
+    events_named_by_type: bool = False
+    #: The text of an event or a whole answer, which a cut-off answer is counted by; ``None``: no text output, so
+    #: nothing is counted (an embeddings answer cut off costs its input).
+    texts: Callable[[dict[str, Any]], list[str]] | None = None
+    #: The upstream response headers its clients may see.
+    response_headers: frozenset[str] = PASSED_RESPONSE_HEADERS
 
 
-MODELS = Endpoint("models", "/v1/models", "GET", Protocol.OPENAI, None, has_body=False)
-ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("chat_completions", "/v1/chat/completions", "POST", Protocol.OPENAI, ModelKind.CHAT),
-    Endpoint("responses", "/v1/responses", "POST", Protocol.OPENAI, ModelKind.CHAT),
-    Endpoint("embeddings", "/v1/embeddings", "POST", Protocol.OPENAI, ModelKind.EMBEDDING),
-    Endpoint("messages", "/v1/messages", "POST", Protocol.ANTHROPIC, ModelKind.CHAT),
-    MODELS,
+CHAT_COMPLETIONS = Endpoint(
+    "chat_completions", "/v1/chat/completions", "POST", Protocol.OPENAI, ModelKind.CHAT,
+    # `max_completion_tokens` first: OpenAI's reasoning models refuse `max_tokens`.
+    cap_fields=("max_completion_tokens", "max_tokens"),
+    stream_usage_option=("stream_options", "include_usage"),
+    json_usage=chat_usage, stream_reader=read_chat_event, texts=chat_texts,
 )
+RESPONSES = Endpoint(
+    "responses", "/v1/responses", "POST", Protocol.OPENAI, ModelKind.CHAT,
+    cap_fields=("max_output_tokens",),
+    json_usage=responses_usage, stream_reader=read_responses_event, events_named_by_type=True,
+    texts=responses_texts,
+)
+EMBEDDINGS = Endpoint(
+    "embeddings", "/v1/embeddings", "POST", Protocol.OPENAI, ModelKind.EMBEDDING, json_usage=embeddings_usage,
+)
+MESSAGES = Endpoint(
+    "messages", "/v1/messages", "POST", Protocol.ANTHROPIC, ModelKind.CHAT,
+    cap_fields=("max_tokens",),
+    json_usage=anthropic_usage, stream_reader=read_messages_event, events_named_by_type=True,
+    texts=messages_texts,
+)
+MODELS = Endpoint("models", "/v1/models", "GET", Protocol.OPENAI, None, has_body=False)
+ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, MODELS)
 _BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS}
 _BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}
+_ANTHROPIC = tuple(endpoint for endpoint in ENDPOINTS if endpoint.protocol is Protocol.ANTHROPIC)
 
 
 def _strip_query(path: str) -> str:
     # A trailing slash is not stripped: the path is forwarded as sent, and upstreams do not know `.../`.
     return path.split("?", 1)[0]
+
+
+def endpoint_named(name: str) -> Endpoint | None:
+    """The spec of an endpoint by its name (as carried in a grant); ``None`` for a name Lime does not serve."""
+    return _BY_NAME.get(name)
 
 
 def endpoint_protocol(name: str) -> Protocol:
@@ -78,8 +157,9 @@ def match_endpoint(method: str, path: str) -> Endpoint:
 def error_protocol(path: str, headers: Mapping[str, str]) -> Protocol:
     """Which error shape a client on this path understands. ``headers`` keys are lower case."""
     bare = _strip_query(path)
-    if bare == "/v1/messages" or bare.startswith("/v1/messages/"):
-        return Protocol.ANTHROPIC
+    for endpoint in _ANTHROPIC:
+        if bare == endpoint.path or bare.startswith(endpoint.path + "/"):
+            return Protocol.ANTHROPIC
     if bare.startswith(MODELS.path) and "anthropic-version" in headers:
         return Protocol.ANTHROPIC
     return Protocol.OPENAI

@@ -17,10 +17,11 @@ number: the texts are joined in the order they came and the counts of text event
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lime.protocols.endpoints import endpoint_named
 from lime.protocols.token_count import count_tokens
 
 __all__ = ["FOLD_BUDGET", "OutputCount", "count_output", "texts_of"]
@@ -28,44 +29,17 @@ __all__ = ["FOLD_BUDGET", "OutputCount", "count_output", "texts_of"]
 #: Raw bytes held before a fold: about 300 chat chunks, so a stream whose usage arrives (the common case) is
 #: rarely folded, and one that is costs one parse per event, once, in batches.
 FOLD_BUDGET = 64 * 1024
-#: The endpoints whose answers carry text; any other (embeddings) counts 0 and needs nothing kept.
-_TEXT_ENDPOINTS = frozenset({"chat_completions", "responses", "messages"})
-
-
-def _items(value: Any) -> list[dict[str, Any]]:
-    """The objects of a JSON list; anything else (an upstream's odd answer) has none."""
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _strings(source: Any, keys: tuple[str, ...]) -> list[str]:
-    return [source[k] for k in keys if isinstance(source.get(k), str)] if isinstance(source, dict) else []
 
 
 def texts_of(endpoint: str, event: dict[str, Any]) -> list[str]:
-    """The text an event (or a whole JSON answer) carries, whatever its shape; never raises."""
-    texts: list[str] = []
-    if endpoint == "chat_completions":
-        for choice in _items(event.get("choices")):
-            delta = choice.get("delta")
-            texts += _strings(delta, ("content", "reasoning_content", "refusal"))
-            for call in _items(delta.get("tool_calls") if isinstance(delta, dict) else None):
-                texts += _strings(call.get("function"), ("arguments",))
-            texts += _strings(choice.get("message"), ("content",))  # a whole JSON answer
-    elif endpoint == "responses":
-        kind = event.get("type")
-        if isinstance(kind, str) and kind.endswith(".delta"):
-            texts += _strings(event, ("delta",))
-        if event.get("object") == "response":  # a whole JSON answer
-            for item in _items(event.get("output")):
-                for part in _items(item.get("content")):
-                    texts += _strings(part, ("text",))
-    elif endpoint == "messages":
-        if event.get("type") == "content_block_delta":
-            texts += _strings(event.get("delta"), ("text", "partial_json", "thinking"))
-        elif event.get("type") == "message":  # a whole JSON answer
-            for block in _items(event.get("content")):
-                texts += _strings(block, ("text",))
-    return texts
+    """The text an event (or a whole JSON answer) of ``endpoint`` carries, whatever its shape; never raises."""
+    texts = _texts_reader(endpoint)
+    return texts(event) if texts is not None else []
+
+
+def _texts_reader(endpoint: str) -> Callable[[dict[str, Any]], list[str]] | None:
+    spec = endpoint_named(endpoint)
+    return spec.texts if spec is not None else None
 
 
 @dataclass
@@ -110,7 +84,8 @@ class OutputCount:
 
 def _read(endpoint: str, items: list[bytes]) -> tuple[int, str]:
     """The items that carry text, and all their text in order."""
-    if endpoint not in _TEXT_ENDPOINTS:
+    texts_in = _texts_reader(endpoint)
+    if texts_in is None:
         return 0, ""  # embeddings: no text to count, so no parse of a body that may be megabytes of floats
     text_events = 0
     pieces: list[str] = []
@@ -121,7 +96,7 @@ def _read(endpoint: str, items: list[bytes]) -> tuple[int, str]:
             continue
         if not isinstance(event, dict):
             continue
-        found = [text for text in texts_of(endpoint, event) if text]
+        found = [text for text in texts_in(event) if text]
         if found:
             text_events += 1
             pieces += found

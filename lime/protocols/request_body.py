@@ -52,7 +52,8 @@ def _parse_float(text: str) -> float:
     return value
 
 
-def parse_request_body(raw: bytes) -> RequestFacts:
+def parse_request_body(raw: bytes, *, model_field: str = "model", stream_field: str = "stream") -> RequestFacts:
+    """The facts of a body; the field names come from the endpoint's spec (``Endpoint.model_field``...)."""
     if not raw.strip():
         raise BadRequest("The request body is empty; expected a JSON object.")
     try:
@@ -71,16 +72,16 @@ def parse_request_body(raw: bytes) -> RequestFacts:
         raise BadRequest("The request body holds an integer too long to read.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
-    model = body.get("model")
+    model = body.get(model_field)
     if model is None:
-        raise BadRequest("You must provide a model parameter.", param="model", code="missing_model")
+        raise BadRequest(f"You must provide a {model_field} parameter.", param=model_field, code="missing_model")
     if not isinstance(model, str) or not model:
-        raise BadRequest("`model` must be a non-empty string.", param="model", code="invalid_type")
-    stream = body.get("stream", False)
+        raise BadRequest(f"`{model_field}` must be a non-empty string.", param=model_field, code="invalid_type")
+    stream = body.get(stream_field, False)
     if stream is None:
         stream = False
     if not isinstance(stream, bool):
-        raise BadRequest("`stream` must be a boolean.", param="stream", code="invalid_type")
+        raise BadRequest(f"`{stream_field}` must be a boolean.", param=stream_field, code="invalid_type")
     return RequestFacts(model=model, stream=stream, output_caps=_output_caps(body), body=body,
                         choices=_positive(body, "n") or 1)
 

@@ -23,28 +23,18 @@ import logging
 import re
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
 
+from lime.protocols.endpoints import endpoint_named
 from lime.protocols.output_count import OutputCount
 from lime.protocols.sse import EventFramer, SSEEvent, parse_event
-from lime.protocols.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
+from lime.protocols.stream_readers import loads_object
+from lime.protocols.usage import Usage
 
 __all__ = ["Framing", "ResponseTap"]
 
 log = logging.getLogger(__name__)
 
 _MODEL_FIELD = re.compile(rb'("model"\s*:\s*)"((?:[^"\\]|\\.)*)"')
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
-_USAGE_NULL = (b',"usage":null', b'"usage":null,')
-_RESPONSES_END = frozenset({"response.completed", "response.incomplete", "response.failed"})
-
-_JSON_USAGE: dict[str, Callable[[Any], Usage | None]] = {
-    "chat_completions": chat_usage,
-    "responses": responses_usage,
-    "embeddings": embeddings_usage,
-    "messages": anthropic_usage,
-}
-
 
 class Framing(Enum):
     SSE = "sse"
@@ -67,6 +57,12 @@ def framing_for(status: int, content_type: str) -> Framing:
 class ResponseTap:
     def __init__(self, endpoint: str, public_model: str, *, hide_usage_chunk: bool = False) -> None:
         self.endpoint = endpoint
+        # How this endpoint's answers are read (its spec, lime.protocols.endpoints); a name Lime does not serve
+        # reads nothing: its bodies pass, only the model id is rewritten.
+        spec = endpoint_named(endpoint)
+        self._stream_reader = spec.stream_reader if spec else None
+        self._json_usage = spec.json_usage if spec else None
+        self._events_named_by_type = spec.events_named_by_type if spec else False
         self.framing = Framing.OPAQUE
         self.status = 0
         self.usage: Usage | None = None
@@ -81,7 +77,8 @@ class ResponseTap:
         self.events = 0
         self._public_model = json.dumps(public_model).encode()
         self._reported_model: bytes | None = None
-        self._hide_usage_chunk = hide_usage_chunk
+        #: The gateway asked a chat stream for usage the client did not ask for: hide it again.
+        self.hide_usage_chunk = hide_usage_chunk
         self._framer = EventFramer()
         self._held: list[bytes] = []
         #: Events or bodies the tap failed to read (a bug or an input it did not foresee); they passed untouched.
@@ -167,72 +164,17 @@ class ResponseTap:
         data = event.data
         if data is None:
             return raw
-        if event.name is None and self.endpoint in ("responses", "messages"):
-            # Some relays send only `data:` lines; both protocols repeat the event's name as its `type`.
+        if event.name is None and self._events_named_by_type:
+            # Some relays send only `data:` lines; these protocols repeat the event's name as its `type`.
             event = SSEEvent(_type_of(data), data)
-        keep = True
-        if self.endpoint == "chat_completions":
-            keep = self._chat_event(event, raw)
-            if self._hide_usage_chunk:
-                for pattern in _USAGE_NULL:
-                    raw = raw.replace(pattern, b"")
-        elif self.endpoint == "responses":
-            self._responses_event(event)
-        elif self.endpoint == "messages":
-            self._messages_event(event)
-        if not keep:
-            return b""
+        if self._stream_reader is not None:
+            kept = self._stream_reader(self, event, raw)
+            if kept is None:
+                return b""
+            raw = kept
         self.events += 1
         self.output.add(data)
         return self._rewrite_model(raw)
-
-    def _chat_event(self, event: SSEEvent, raw: bytes) -> bool:
-        assert event.data is not None
-        if event.data.strip() == b"[DONE]":
-            self.complete = True
-            return True
-        if _USAGE_OBJECT.search(event.data) is None:
-            return True
-        chunk = _loads(event.data)
-        if chunk is None:
-            return True
-        self.usage = chat_usage(chunk.get("usage")) or self.usage
-        self.usage_final = self.usage is not None
-        # The usage-only chunk has no choices; a client that did not ask for it must not see it.
-        return not (self._hide_usage_chunk and chunk.get("choices") == [])
-
-    def _responses_event(self, event: SSEEvent) -> None:
-        if event.name == "error":
-            self.failed = True
-            return
-        if event.name not in _RESPONSES_END:
-            return
-        body = _loads(event.data)
-        if body is None:  # cut off inside the final event (flushed at EOF): its end never arrived
-            return
-        self.complete = True
-        self.failed = event.name == "response.failed"
-        response = body.get("response")
-        if isinstance(response, dict):
-            self.usage = responses_usage(response.get("usage")) or self.usage
-            self.usage_final = self.usage is not None
-
-    def _messages_event(self, event: SSEEvent) -> None:
-        if event.name == "message_stop":
-            # Only a whole one: an event cut off at EOF is flushed too, and a half `message_stop` is no end.
-            self.complete = self.complete or _loads(event.data) is not None
-        elif event.name == "error":
-            self.failed = True
-        elif event.name == "message_start":
-            body = _loads(event.data)
-            message = body.get("message") if body else None
-            if isinstance(message, dict):
-                self.usage = anthropic_usage(message.get("usage"), self.usage)
-        elif event.name == "message_delta":
-            body = _loads(event.data)
-            if body is not None:
-                self.usage = anthropic_usage(body.get("usage"), self.usage)
-                self.usage_final = self.usage is not None
 
     # -- JSON --------------------------------------------------------------------------------------------------
 
@@ -240,15 +182,14 @@ class ResponseTap:
         return self._guarded(self._read_json_body, body)
 
     def _read_json_body(self, body: bytes) -> bytes:
-        document = _loads(body)
+        document = loads_object(body)
         if document is None:
             return body
         self.complete = True
         self.events = 1
         self.output.add(body)
-        read_usage = _JSON_USAGE.get(self.endpoint)
-        if read_usage is not None:
-            self.usage = read_usage(document.get("usage"))
+        if self._json_usage is not None:
+            self.usage = self._json_usage(document.get("usage"))
             self.usage_final = self.usage is not None
         return self._rewrite_model(body)
 
@@ -261,12 +202,3 @@ def _type_of(data: bytes) -> str | None:
     match = _TYPE_FIELD.search(data)
     return match.group(1).decode("ascii", "replace") if match else None
 
-
-def _loads(data: bytes | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None

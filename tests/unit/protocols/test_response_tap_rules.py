@@ -357,7 +357,7 @@ def test_an_event_the_tap_cannot_read_still_reaches_the_client(monkeypatch: pyte
         raise RuntimeError("a bug in the tap")
 
     tap = ResponseTap("chat_completions", PUBLIC)
-    monkeypatch.setattr(tap, "_chat_event", broken)
+    monkeypatch.setattr(tap, "_stream_reader", broken)  # the chat reader its spec named
     tap.start(200, SSE)
     out = tap.feed(raw[:700]) + tap.feed(raw[700:]) + tap.finish()
     assert out == raw  # every byte, in order, untouched

@@ -1,0 +1,51 @@
+"""What one settled request writes: the event settlement makes, Redis carries and PostgreSQL records. Pure.
+
+Apart from :mod:`lime.money.quota` (which sends it through Redis) so that the settlement rules can build one
+without importing a Redis client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+__all__ = ["UsageEvent"]
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One settled request, as it travels through the stream to PostgreSQL (``usage_records`` + ``ledger``)."""
+
+    request_id: str
+    tenant_id: str
+    key_id: str
+    endpoint: str
+    model: str
+    upstream: str
+    outcome: str  # complete | partial | failed | reaped
+    estimated: bool
+    upstream_status: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    reserved: int
+    cost: int
+    started_at: float
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens + self.output_tokens
+
+    def encode(self) -> str:
+        # Plain fields: a dict of them is enough (dataclasses.asdict deep-copies, ~3x the cost).
+        return json.dumps({name: getattr(self, name) for name in _EVENT_FIELDS}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> UsageEvent:
+        return cls(**json.loads(raw))
+
+
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(UsageEvent))
