@@ -77,9 +77,10 @@ async def test_a_burst_on_a_cold_key_does_one_lookup_and_every_request_is_answer
     # An agent opening 200 streams with a key nobody used yet: with one lookup each, a small pool timed some out
     # (a 503 to the client). Single flight: one lookup, and all 200 get the key.
     from lime import directory as directory_module
+    from lime.store import catalog_repo
 
     lookups: list[str] = []
-    real_find_key = directory_module.find_key
+    real_find_key = catalog_repo.find_key
 
     async def counting_find_key(connection: Conn, key_hash: str) -> KeyRecord | None:
         lookups.append(key_hash)
