@@ -10,6 +10,7 @@
     ├── Conflict              409  admin: the id is taken
     ├── QuotaExceeded         429  not enough points (Anthropic: 402 billing_error); not retryable
     ├── RateLimited           429  RPM, TPM or concurrency over the package's limit; ``retry-after``
+    │   └── TooLargeForLimit  429  one request needs more tokens than the package allows a minute; not retryable
     └── ServiceUnavailable    503  a part of the money path is down: fail closed
 
 A body over the size limit never reaches Python: Envoy answers 413 itself (``local_reply_config``).
@@ -30,6 +31,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "ServiceUnavailable",
+    "TooLargeForLimit",
     "UnsupportedModel",
 ]
 
@@ -40,6 +42,9 @@ class LimeError(Exception):
     anthropic_status: int | None = None
     #: Seconds after which a retry may succeed, sent as ``retry-after``; ``None``: no header.
     retry_after: int | None = None
+    #: ``False``: the same request can never succeed as it is, so the client is told not to retry
+    #: (``x-should-retry: false``, which both SDK families honour; they retry 429 and 5xx twice otherwise).
+    retryable: bool = True
     #: OpenAI ``error.type`` and ``error.code``; Anthropic ``error.type``.
     openai_type: str = "server_error"
     openai_code: str | None = "internal_error"
@@ -106,6 +111,8 @@ class QuotaExceeded(LimeError):
     openai_type = "insufficient_quota"
     openai_code = "insufficient_quota"
     anthropic_type = "billing_error"
+    # Points come back only when someone adds them: a retry seconds later would be refused the same way.
+    retryable = False
 
 
 class RateLimited(LimeError):
@@ -119,6 +126,13 @@ class RateLimited(LimeError):
         self.retry_after = retry_after
         # OpenAI names the exhausted limit in `type` (fixtures: openai-error-429-rate-limit-exceeded).
         self.openai_type = limit
+
+
+class TooLargeForLimit(RateLimited):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=0, limit="tokens")
+        self.retry_after = None
+        self.retryable = False
 
 
 class ServiceUnavailable(LimeError):
