@@ -1,6 +1,6 @@
 """Anthropic-shaped Messages bodies for a planned :class:`~lime.devstack.mock_upstream.reply.Reply`: pure, no I/O.
 
-As recorded (``shared/fixtures/providers``): every stream event is named with ``event:`` and there is no
+As recorded (``tests/fixtures/providers``): every stream event is named with ``event:`` and there is no
 ``[DONE]``; ``message_start`` carries the input side of usage and a provisional ``output_tokens``, and
 ``message_delta`` the cumulative final usage.
 """

@@ -2,7 +2,7 @@
 
 Anthropic's are in :mod:`lime.devstack.mock_upstream.anthropic_bodies`.
 
-The shapes copy the recorded bodies in ``shared/fixtures/providers`` (see its README), field for field
+The shapes copy the recorded bodies in ``tests/fixtures/providers`` (see its README), field for field
 where it matters to a client or a usage parser:
 
 - Chat Completions streams send only ``data:`` lines and end with ``data: [DONE]``. With

@@ -90,6 +90,18 @@ STREAMS = [
              Usage(input_tokens=11, output_tokens=1), Usage(input_tokens=11, output_tokens=6)),
     messages("anthropic-messages-stream-tool-use.sse", "claude-sonnet-4-20250514",
              Usage(input_tokens=377, output_tokens=1), Usage(input_tokens=377, output_tokens=65)),
+    # Server tools (web search): message_delta reports the whole turn, its input past what message_start said
+    # (each search's results are read as input; README facts 21-31), and a cache write the start did not show.
+    messages("anthropic-messages-stream-web-search.sse", "claude-haiku-4-5-20251001",
+             Usage(input_tokens=2247, output_tokens=26),
+             Usage(input_tokens=2254, cache_write_tokens=17269, output_tokens=110)),
+    # A turn paused by the server (stop_reason pause_turn) is still a whole answer, then resumed by the client.
+    messages("anthropic-messages-stream-web-search-pause-turn.sse", "claude-sonnet-4-5-20250929",
+             Usage(input_tokens=2479, output_tokens=6), Usage(input_tokens=404500, output_tokens=943)),
+    messages("anthropic-messages-stream-web-search-resumed.sse", "claude-sonnet-4-5-20250929",
+             Usage(input_tokens=80251, output_tokens=1), Usage(input_tokens=482529, output_tokens=1310)),
+    responses("openai-responses-stream-web-search.sse", "gpt-4.1-2025-04-14",
+              Usage(input_tokens=17508, output_tokens=201)),
     # No message_delta ever comes: what message_start said is all there is.
     messages("anthropic-messages-stream-error.sse", "claude-3-opus-latest",
              Usage(input_tokens=11, output_tokens=1), None, failed=True),

@@ -154,8 +154,11 @@ def test_nothing_is_counted_for_embeddings_and_nothing_kept() -> None:
 
 
 def cuts(raw: bytes) -> list[int]:
-    """After every event, in the middle of every event, and the whole."""
+    """After every event, in the middle of every event, and the whole; for the long recordings (hundreds of
+    events) after and in the middle of about 100 evenly spread events, the first ten and the last ten."""
     ends = [0, *event_ends(raw), len(raw)]
+    if len(ends) > 150:
+        ends = sorted({*ends[:10], *ends[::len(ends) // 100], *ends[-10:]})
     return sorted({*ends, *[(start + end) // 2 for start, end in itertools.pairwise(ends)]})
 
 
@@ -182,10 +185,14 @@ def test_every_cut_of_every_fixture_settles_the_same_folded_or_not(case: Case) -
 
 @pytest.mark.parametrize("case", CASES, ids=case_ids)
 def test_a_short_answer_is_held_as_it_came_and_parsed_only_at_the_end(case: Case) -> None:
-    # Every fixture is far below the budget: the hot path only keeps references to the data it already had.
+    # Below the budget the hot path only keeps references to the data it already had; the long recordings (a
+    # web search turn of ~0.3 MiB) fold on the way, which is what the budget is for.
     tap = tap_for(case)
     tap.feed(case.raw)
     tap.finish()
+    if len(case.raw) > FOLD_BUDGET:
+        assert tap.output.text_events > 0 and tap.output.held_bytes <= FOLD_BUDGET
+        return
     assert (tap.output.text_events, tap.output.texts) == (0, [])
     assert len(tap.output.held) == tap.events
     if not case.is_sse:

@@ -77,6 +77,8 @@ def test_fixture_fed_byte_by_byte(case: Case) -> None:
 
 #: Fixtures up to this size (13 of the 16) are cut at every byte; see :func:`two_way_positions` for the others.
 EVERY_BYTE_UP_TO = 9000
+#: Fixtures larger than this are cut at fewer places (see two_way_positions).
+LARGE = 64 * 1024
 
 
 def two_way_positions(case: Case) -> list[int]:
@@ -89,8 +91,12 @@ def two_way_positions(case: Case) -> list[int]:
     raw = case.raw
     if len(raw) <= EVERY_BYTE_UP_TO:
         return list(range(len(raw) + 1))
-    keep = set(range(0, len(raw) + 1, 8 if case.is_sse else 32))
-    for match in re.finditer(rb'\n\n|"model"\s*:\s*"[^"]*"', raw):
+    # The web search recordings (0.1-0.3 MiB, hundreds of events) keep the same windows at ~12 evenly spread
+    # blank lines and model fields, and ~150 cuts between: each cut replays the whole stream.
+    large = len(raw) > LARGE
+    keep = set(range(0, len(raw) + 1, len(raw) // 150 if large else 8 if case.is_sse else 32))
+    windows = list(re.finditer(rb'\n\n|"model"\s*:\s*"[^"]*"', raw))
+    for match in windows[::max(1, len(windows) // 12)] if large else windows:
         keep.update(range(match.start() - 16, match.end() + 17))
     for needle in [needle for needle, _ in case.usage_steps] + ([case.end] if case.end else []):
         at = line_end(raw, needle)

@@ -29,7 +29,7 @@ LINE_ENDS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
 
 
 def test_every_stream_fixture_is_here() -> None:
-    assert len(SSE_FIXTURES) == 10  # fail, never silently test nothing, when the fixtures move
+    assert len(SSE_FIXTURES) == 14  # fail, never silently test nothing, when the fixtures move
 
 
 def fixture_events(name: str, eol: bytes = b"\n") -> tuple[list[bytes], bytes]:

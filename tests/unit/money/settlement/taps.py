@@ -1,5 +1,5 @@
 """What the settlement tests share: a real :class:`ResponseTap` fed with the recorded provider bodies
-(``shared/fixtures/providers``), whole or cut mid-event, the grant it settles for, and what every event must show.
+(``tests/fixtures/providers``), whole or cut mid-event, the grant it settles for, and what every event must show.
 
 The modules in this folder pin what :mod:`lime.money.settlement` makes of a finished request, each case in a module
 named for it: nothing served (test_nothing_served), complete with the upstream's own numbers (test_complete_with_usage),
