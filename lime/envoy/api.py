@@ -154,12 +154,13 @@ def request_body_rewrite(body: bytes, *, set_headers: Mapping[str, str], remove_
     return response
 
 
-def response_headers_edit(remove_headers: Iterable[str]) -> Any:
+def response_headers_edit(remove_headers: Iterable[str], set_headers: Mapping[str, str] | None = None) -> Any:
+    """Remove (and set) response headers; ``set_headers`` may hold ``:status`` (ext_proc may change it)."""
     remove = list(remove_headers)
-    if not remove:
+    if not remove and not set_headers:
         return ACK_RESPONSE_HEADERS
     response = proc_pb.ProcessingResponse()
-    response.response_headers.response.header_mutation.remove_headers.extend(remove)
+    _header_mutation(response.response_headers.response.header_mutation, set_headers or {}, remove)
     return response
 
 
