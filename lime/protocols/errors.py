@@ -188,3 +188,6 @@ class UpstreamBadAnswer(UpstreamError):
     pass on."""
 
     status = 502
+
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message, upstream_status=upstream_status, status=502)

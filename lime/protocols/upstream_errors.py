@@ -57,10 +57,11 @@ _MAX_MESSAGE_CHARS = 2000
 
 REDACTED = "[redacted]"
 # What identifies the upstream or Lime's account there, most specific first. A lookbehind instead of \b: a key
-# fragment may follow an underscore (`key_sk-...`), while `task-` must stay `task-`.
+# fragment may follow an underscore (`key_sk-...`), while `task-` must stay `task-`. Every pattern is linear in the
+# message (no unbounded repetition before a literal), so a hostile body costs microseconds, not seconds.
+#: URLs (provider consoles, docs, relays' own hosts), any scheme: first, whole.
+_URL = re.compile(r"[A-Za-z0-9+.\-]{0,16}://[^\s\"'`<>()\[\]{}]*")
 _SCRUBS = (
-    # URLs (provider consoles, docs, relays' own hosts).
-    re.compile(r"(?i)\b(?:https?|wss?)://[^\s\"'`<>()\[\]{}]*"),
     # Keys and their masked fragments: sk-..., sk-proj-****abcd, sk-ant-api03-...
     re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_*.\-]*"),
     # Organisation, project, user and request ids (OpenAI org-..., proj_..., user-...; both providers' req_...).
@@ -69,11 +70,26 @@ _SCRUBS = (
     re.compile(r"(?<![A-Za-z0-9])user-[A-Za-z0-9]{8,}"),
     # UUIDs (Anthropic organisation ids, some relays' request ids).
     re.compile(r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"),
-    # Host names (api.openai.com, console.anthropic.com, a relay's domain) without a scheme.
-    re.compile(r"(?i)\b(?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+(?:com|ai|net|org|io|dev|cloud|app)\b"),
-    # Long opaque tokens (a relay's key of its own format, an id): nothing a client needs to read.
-    re.compile(r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*[0-9])(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{32,}"),
+    # The providers' own domains, wherever they stand (`api.openai.comXYZ` too).
+    re.compile(r"(?i)(?:openai|anthropic|claude)\.(?:com|ai)"),
 )
+#: Host names without a scheme (api.openai.com, a relay's domain): a dotted word ending in a common top-level domain.
+_WORDS = re.compile(r"[A-Za-z0-9_.\-]+")
+_HOST = re.compile(r"(?i)[a-z0-9]\.(?:com|ai|net|org|io|dev|cloud|app)(?:\.|$)")
+#: Long opaque tokens (a relay's key of its own format, an id): nothing a client needs to read.
+_OPAQUE_LENGTH = 32
+
+
+def _scrub_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    if _HOST.search(word):
+        return REDACTED
+    if len(word) >= _OPAQUE_LENGTH and any(c.isdigit() for c in word) and any(c.isalpha() for c in word) \
+            and "." not in word:
+        return REDACTED
+    return word
+
+
 #: The provider's name says who serves the gateway: the client is told "the upstream".
 _PROVIDER_NAMES = re.compile(r"(?i)\b(?:openai|anthropic|azure openai|azure)\b")
 
@@ -149,9 +165,17 @@ def scrub(message: str, *, public_model: str, upstream_models: Iterable[str] = (
         pattern = (r"(?<![A-Za-z0-9_.\-])" + re.escape(model) +
                    r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8})?(?![A-Za-z0-9_\-])(?!\.[A-Za-z0-9])")
         text = re.sub(pattern, placeholder, text)
-    for scrubbed in _SCRUBS:
-        text = scrubbed.sub(REDACTED, text)
-    text = _PROVIDER_NAMES.sub("the upstream", text)
+        # And inside anything else (`xgpt-4o`): a leak is worse than an odd word.
+        text = text.replace(model, placeholder)
+    # Until nothing changes: a replacement can expose what it stood next to (`api.openai.comsk-...`).
+    for _ in range(8):
+        before = text
+        text = _WORDS.sub(_scrub_word, _URL.sub(REDACTED, text))
+        for scrubbed in _SCRUBS:
+            text = scrubbed.sub(REDACTED, text)
+        text = _PROVIDER_NAMES.sub("the upstream", text)
+        if text == before:
+            break
     text = text.replace(placeholder, public_model)
     return text[:_MAX_MESSAGE_CHARS]
 
@@ -176,11 +200,17 @@ def upstream_error(status: int, body: bytes, protocol: Protocol, *, public_model
         return UpstreamRefusedRequest(
             f"The upstream refused this request (HTTP {status}) without a reason the gateway can pass on.",
             upstream_status=status, anthropic_type=_anthropic_type_for(status))
+    def clean(value: str | None) -> str | None:
+        # A field the scrub would change carries an identifier: it is dropped, not mangled.
+        kept = value is not None and scrub(value, public_model=public_model, upstream_models=upstream_models,
+                                           secrets=secrets) == value
+        return value if kept else None
+
     same_shape = fields.protocol is protocol
+    kind = clean(fields.type) if same_shape else None
     return UpstreamRefusedRequest(
-        message, upstream_status=status, param=fields.param, code=fields.code,
-        openai_type=fields.type if same_shape and fields.type else None,
-        anthropic_type=fields.type if same_shape and fields.type else _anthropic_type_for(status))
+        message, upstream_status=status, param=clean(fields.param), code=clean(fields.code), openai_type=kind,
+        anthropic_type=kind or _anthropic_type_for(status))
 
 
 def _anthropic_type_for(status: int) -> str:

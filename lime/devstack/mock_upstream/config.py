@@ -14,6 +14,7 @@ __all__ = [
     "CHUNKS_HEADER",
     "DELAY_HEADER",
     "DROP_HEADER",
+    "ERROR_BODY_HEADER",
     "ERROR_HEADER",
     "INVALID_HEADER",
     "STALL_HEADER",
@@ -27,6 +28,8 @@ __all__ = [
 CHUNKS_HEADER = "x-mock-chunks"
 DELAY_HEADER = "x-mock-delay-ms"
 STATUS_HEADER = "x-mock-status"
+#: Answer a real provider's recorded error (a name in errors.RECORDED_ERRORS): its status and body, byte for byte.
+ERROR_BODY_HEADER = "x-mock-error-body"
 #: Prompt tokens to report as read from the provider's prompt cache (capped at the prompt's size).
 CACHED_HEADER = "x-mock-cached-tokens"
 #: Streams: after this many events, cut the connection without ending the response (a crashed upstream).
@@ -72,6 +75,7 @@ class Overrides:
     error_after: int | None = None
     invalid_after: int | None = None
     stall_after: int | None = None
+    error_body: str | None = None
 
 
 class BadOverride(ValueError):
@@ -108,4 +112,5 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         chunks=config.chunks if chunks is None else chunks,
         delay_ms=config.delay_ms if delay_ms is None else delay_ms,
         status=status,
+        error_body=headers.get(ERROR_BODY_HEADER),
     )
