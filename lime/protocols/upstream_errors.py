@@ -81,13 +81,14 @@ _OPAQUE_LENGTH = 32
 
 
 def _scrub_word(match: re.Match[str]) -> str:
-    word = match.group(0)
+    word = match.group(0).rstrip(".")
+    end = match.group(0)[len(word):]  # a full stop after the word is the sentence's
     if _HOST.search(word):
-        return REDACTED
+        return REDACTED + end
     if len(word) >= _OPAQUE_LENGTH and any(c.isdigit() for c in word) and any(c.isalpha() for c in word) \
             and "." not in word:
-        return REDACTED
-    return word
+        return REDACTED + end
+    return word + end
 
 
 #: The provider's name says who serves the gateway: the client is told "the upstream".

@@ -137,6 +137,8 @@ RECORDED_ERRORS: dict[str, RecordedError] = {
         'rate limit. Please try again later."},"request_id":"req_011CcR9mkMvXdaiWP4739PSN"}')),
     "anthropic-529-overloaded": RecordedError(529, (
         '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}')),
+    # No body at all (a proxy's bare refusal).
+    "empty-401": RecordedError(401, ""),
     # What a proxy in front of a provider answers: not JSON at all.
     "html-502-bad-gateway": RecordedError(502, (
         "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr>"
