@@ -68,7 +68,7 @@ OPENAI_RECORDED: dict[str, tuple[type[openai.APIStatusError], int, dict[str, Any
         "type": "requests", "code": "upstream_rate_limited", "param": None}),
     "html-502-bad-gateway": (openai.InternalServerError, 502, {"type": "server_error", "code": "upstream_error"}),
     # No body to replace: Lime's goes out as ext_proc's immediate response.
-    "empty-401": (openai.InternalServerError, 502, {"type": "server_error", "code": "upstream_auth_failed"}),
+    "proxy-401-empty": (openai.InternalServerError, 502, {"type": "server_error", "code": "upstream_auth_failed"}),
 }
 
 ANTHROPIC_RECORDED: dict[str, tuple[type[anthropic.APIStatusError], int, dict[str, Any]]] = {

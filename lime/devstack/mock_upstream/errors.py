@@ -138,7 +138,7 @@ RECORDED_ERRORS: dict[str, RecordedError] = {
     "anthropic-529-overloaded": RecordedError(529, (
         '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}')),
     # No body at all (a proxy's bare refusal).
-    "empty-401": RecordedError(401, ""),
+    "proxy-401-empty": RecordedError(401, ""),
     # What a proxy in front of a provider answers: not JSON at all.
     "html-502-bad-gateway": RecordedError(502, (
         "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr>"
