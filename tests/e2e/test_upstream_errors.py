@@ -69,6 +69,10 @@ OPENAI_RECORDED: dict[str, tuple[type[openai.APIStatusError], int, dict[str, Any
     "html-502-bad-gateway": (openai.InternalServerError, 502, {"type": "server_error", "code": "upstream_error"}),
     # No body to replace: Lime's goes out as ext_proc's immediate response.
     "proxy-401-empty": (openai.InternalServerError, 502, {"type": "server_error", "code": "upstream_auth_failed"}),
+    "proxy-429-empty": (openai.RateLimitError, 429, {"type": "requests", "code": "upstream_rate_limited"}),
+    # A known limit (docs/security.md): Lime's immediate 500 is a local reply, which envoy.yaml's local_reply_config
+    # maps like ext_proc failing: a 503 "cannot process ... please retry". Still Lime's words, still retryable.
+    "proxy-500-empty": (openai.InternalServerError, 503, {"type": "server_error", "code": "service_unavailable"}),
 }
 
 ANTHROPIC_RECORDED: dict[str, tuple[type[anthropic.APIStatusError], int, dict[str, Any]]] = {

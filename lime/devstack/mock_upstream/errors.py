@@ -139,6 +139,8 @@ RECORDED_ERRORS: dict[str, RecordedError] = {
         '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}')),
     # No body at all (a proxy's bare refusal).
     "proxy-401-empty": RecordedError(401, ""),
+    "proxy-500-empty": RecordedError(500, ""),
+    "proxy-429-empty": RecordedError(429, ""),
     # What a proxy in front of a provider answers: not JSON at all.
     "html-502-bad-gateway": RecordedError(502, (
         "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr>"
