@@ -37,8 +37,8 @@ from lime.protocols.errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["AUTH_STATUSES", "UpstreamErrorBody", "client_status", "is_upstream_error", "read_error_body", "scrub",
-           "upstream_error", "upstream_error_reply"]
+__all__ = ["AUTH_STATUSES", "MAX_ERROR_BODY_BYTES", "REDACTED", "RETRY_HEADERS", "UpstreamErrorBody", "client_status",
+           "error_headers", "is_upstream_error", "read_error_body", "scrub", "upstream_error", "upstream_error_reply"]
 
 #: The gateway's credential or account refused: 401 unauthorised, 402 payment required (a relay's balance),
 #: 403 forbidden (key without permission, region not served), 407 proxy authentication.
@@ -155,6 +155,9 @@ def scrub(message: str, *, public_model: str, upstream_models: Iterable[str] = (
     names, keys and key fragments, organisation, project, user and request ids, long opaque tokens and the
     provider's name are replaced. ``secrets`` (the credential Lime sent) are removed whatever their form."""
     text = message[:_MAX_MESSAGE_CHARS * 2]
+    if len(text) < len(message):
+        # The cut may have halved a secret, which would then match nothing below: the cut word goes too.
+        text = text.rsplit(None, 1)[0] if text.strip() else ""
     for secret in secrets:
         if len(secret) >= 8:
             text = text.replace(secret, REDACTED)

@@ -172,3 +172,12 @@ def test_no_upstream_identifier_ever_reaches_the_client(parts: list[tuple[str, s
         answer = upstream_error_reply(status, {}, body.encode(), protocol, public_model="chat-a",
                                       upstream_models=("UPSTREAM-MODEL",), request_id="r")
         assert not LEAKS.search(answer.body.decode()), answer.body
+
+
+def test_a_long_message_is_cut_without_leaving_half_a_secret() -> None:
+    secret = "relaykey" + "Q" * 40
+    # URLs shrink to [redacted], so what stood at the 4000th character comes well within the 2000 kept.
+    message = ("https://example.com/" + "a" * 80 + " ") * 39 + "y" * 41 + " " + secret + " tail"
+    assert message.index(secret) < 4000 < message.index(secret) + len(secret)
+    scrubbed = scrub(message, public_model="m", secrets=[secret])
+    assert "yyy" in scrubbed and "relaykey" not in scrubbed
