@@ -83,7 +83,7 @@ class StreamProcessor:
             return self._request_body(request.request_body.body)
         if phase == "response_headers":
             self.finished = request.response_headers.end_of_stream
-            return self._response_headers(request.response_headers)
+            return self._response_headers(request.response_headers, envoy_api.is_local_reply(request))
         if phase == "response_body":
             return self._response_body(request.response_body.body, request.response_body.end_of_stream)
         if phase == "request_trailers":
@@ -105,7 +105,7 @@ class StreamProcessor:
         return envoy_api.request_body_rewrite(
             edit.body, set_headers=edit.set_headers, remove_headers=edit.remove_headers)
 
-    def _response_headers(self, headers: Any) -> Any:
+    def _response_headers(self, headers: Any, local_reply: bool = False) -> Any:
         if self._grant is None:
             return envoy_api.ACK_RESPONSE_HEADERS  # a local reply: Envoy's or authz's own words
         values = envoy_api.header_values(headers)
@@ -119,7 +119,8 @@ class StreamProcessor:
         self._tap.start(status, values.get("content-type", ""))
         spec = endpoint_named(self._grant.endpoint)
         passed = spec.response_headers if spec is not None else PASSED_RESPONSE_HEADERS
-        if is_upstream_error(status):
+        # Envoy's own replies (upstream unreachable, timed out) are already Lime's words: only the upstream's change.
+        if is_upstream_error(status) and not local_reply:
             return self._upstream_error(status, values, hidden_response_headers(values, passed), headers.end_of_stream)
         return envoy_api.response_headers_edit(hidden_response_headers(values, passed))
 

@@ -229,3 +229,23 @@ def test_a_tap_that_breaks_mid_stream_loses_and_repeats_no_byte(monkeypatch: pyt
     assert b"".join(sent) == first + second + third  # every byte once, in order
     event = processor.settlement()
     assert event is not None and event.outcome == "failed"  # unread: released, not charged
+
+
+@pytest.mark.parametrize(("details", "rewritten"), [
+    ("via_upstream", True),
+    # Envoy's own replies (local_reply_config already put them in Lime's words) pass as they are.
+    ("upstream_reset_before_response_started{connection_failure}", False),
+    ("response_timeout", False),
+    (None, True),  # Envoy did not say: treated as the upstream's
+])
+def test_only_the_upstreams_own_errors_are_rewritten(details: str | None, rewritten: bool) -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    request = message("response_headers", metadata=GRANT.to_metadata(),
+                      headers={":status": "503", "content-type": "application/json"})
+    if details is not None:
+        request.attributes["envoy.filters.http.ext_proc"].update({"response.code_details": details})
+    mutation = handle(processor, request).response_headers.response.header_mutation
+    assert (":status" in headers_of(mutation)) is rewritten
+    body = b'{"error":{"message":"The upstream is unavailable: connection failure","code":"upstream_unavailable"}}'
+    last = handle(processor, message("response_body", metadata=GRANT.to_metadata(), body=body, end_of_stream=True))
+    assert last.response_body.response.HasField("body_mutation") is rewritten
