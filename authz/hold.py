@@ -17,7 +17,7 @@ from lime.catalog import Limits
 from lime.money import balances, quota
 from lime.money.grant import Grant
 from lime.money.quota import Refusal, ReservationRequest, ReserveOutcome
-from lime.protocols.errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from lime.protocols.errors import QuotaExceeded, RateLimited, ServiceUnavailable, TooLargeForLimit
 
 __all__ = ["hold"]
 
@@ -63,9 +63,10 @@ def _raise_refusal(outcome: ReserveOutcome, grant: Grant) -> None:
         raise RateLimited("Rate limit reached: tokens per minute for your package.",
                           retry_after=outcome.retry_after, limit="tokens")
     if refusal is Refusal.TOO_LARGE:
-        raise RateLimited(
+        # Waiting cannot help: no minute of the package ever has room for it.
+        raise TooLargeForLimit(
             f"Request too large: it may use {grant.reserved_tokens} tokens, over your package's tokens "
-            "per minute. Lower `max_tokens` or the input.", retry_after=60, limit="tokens")
+            "per minute, so it can never be served as it is. Lower `max_tokens` or the input.")
     if refusal is Refusal.CONCURRENCY:
         raise RateLimited("Too many requests in flight for your package; retry when one finishes.",
                           retry_after=outcome.retry_after or 1, limit="requests")

@@ -116,9 +116,12 @@ class StreamProcessor:
         self.response_status = status
         self.served_by = values.get(SERVED_BY_HEADER)
         self._tap = ResponseTap(self._grant.endpoint, self._grant.model, hide_usage_chunk=self._hide_usage_chunk)
-        self._tap.start(status, values.get("content-type", ""))
+        self._tap.start(status, values.get("content-type", ""), values.get("content-encoding", ""))
         spec = endpoint_named(self._grant.endpoint)
         passed = spec.response_headers if spec is not None else PASSED_RESPONSE_HEADERS
+        if self._tap.decodes:
+            # The client gets the answer decoded (the upstream ignored accept-encoding: identity).
+            passed = passed - {"content-encoding"}
         # Envoy's own replies (upstream unreachable, timed out) are already Lime's words: only the upstream's change.
         if is_upstream_error(status) and not local_reply:
             return self._upstream_error(status, values, hidden_response_headers(values, passed), headers.end_of_stream)
@@ -162,8 +165,8 @@ class StreamProcessor:
                 out += tap.finish()
         except Exception:
             # A bug in the tap must not break a stream the client is receiving: what it held before this chunk,
-            # then the chunk, go on untouched, and so does the rest. The request is settled as unread (free).
-            self._tap = None
+            # then the chunk, go on untouched, and so does the rest. The tap stays, reading nothing more but
+            # counting the bytes, and the request settles by the rule for unreadable answers (never free).
             log.exception("response tap failed for request %s; passing the rest through untouched",
                           self._grant.request_id if self._grant else "?")
             out = tap.release(before) + chunk
@@ -178,7 +181,14 @@ class StreamProcessor:
     @property
     def answer_complete(self) -> bool:
         """The answer ended as its protocol says an answer ends (the tap's word; Envoy's when the tap gave up)."""
-        return self._tap.complete if self._tap is not None else self.end_of_stream
+        tap = self._tap
+        return tap.complete if tap is not None and tap.unreadable is None else self.end_of_stream
+
+    @property
+    def unreadable(self) -> str | None:
+        """Why a successful answer could not be read (the tap's reason), or ``None``."""
+        tap = self._tap
+        return tap.unreadable if tap is not None and 200 <= tap.status < 300 else None
 
     @property
     def answer_failed(self) -> bool:
@@ -189,13 +199,14 @@ class StreamProcessor:
         """How this request settles, once its stream is over (or cut); ``None`` for a local reply."""
         if self._grant is None:
             return None
-        return settlement_for(self._grant, self._tap)
+        return settlement_for(self._grant, self._tap, forwarded=self.forwarded)
 
     def _tap_failed(self, phase: str) -> Any:
         """A bug in the tap must not break a stream the client is receiving: the rest passes through as is."""
         request_id = self._grant.request_id if self._grant else "?"
         log.exception("response tap failed for request %s; passing the rest through untouched", request_id)
-        self._tap = None
+        if self._tap is not None:
+            self._tap.release()  # reads nothing more; settles by the rule for unreadable answers
         if phase == "response_headers":
             return envoy_api.ACK_RESPONSE_HEADERS
         if phase == "response_body":

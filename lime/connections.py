@@ -12,7 +12,10 @@ from psycopg_pool import AsyncConnectionPool
 from lime.directory import Directory
 from lime.settings import Settings
 
-__all__ = ["open_directory", "open_pool", "open_redis"]
+__all__ = ["REDIS_CONNECTIONS", "open_directory", "open_pool", "open_redis"]
+
+#: Redis connections a service process opens at most. Each request holds one for a command or a script at a time.
+REDIS_CONNECTIONS = 128
 
 
 @contextlib.asynccontextmanager
@@ -30,9 +33,14 @@ async def open_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator[A
 
 @contextlib.asynccontextmanager
 async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(
-        settings.require_redis_url(), socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30,
+    # A blocking pool: redis-py's default pool (100 connections in redis-py 6+) raises at once when a burst needs
+    # more, which refused 200 simultaneous streams of one agent with a 503. Past REDIS_CONNECTIONS a command
+    # waits for a free connection, up to the socket timeout, like any slow Redis.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.require_redis_url(), max_connections=REDIS_CONNECTIONS, timeout=2.0,
+        socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30,
     )
+    client = aioredis.Redis.from_pool(pool)
     try:
         yield client
     finally:

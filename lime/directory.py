@@ -78,6 +78,7 @@ class Directory:
         self._miss_refresh: asyncio.Future[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._key_lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -128,6 +129,17 @@ class Directory:
             raise ServiceUnavailable("The gateway cannot verify keys right now; please retry.") from exc
         if cached is not None:
             return _decode_key(cached)
+        # Single flight: a burst of first requests with one new key (an agent opening 200 streams) waits for one
+        # PostgreSQL lookup instead of queueing 200 for the pool, which timed some out (a 503 to the client).
+        pending = self._key_lookups.get(key_hash)
+        if pending is None:
+            pending = asyncio.ensure_future(self._look_up_and_cache(name, key_hash))
+            self._key_lookups[key_hash] = pending
+            pending.add_done_callback(lambda _: self._key_lookups.pop(key_hash, None))
+        # Shielded: one waiter that gives up (its client left) must not cancel the lookup the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _look_up_and_cache(self, name: str, key_hash: str) -> KeyRecord | None:
         try:
             async with self._pool.connection() as conn:
                 record = await find_key(conn, key_hash)

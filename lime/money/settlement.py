@@ -1,10 +1,19 @@
 """What a finished request costs: the tap's findings in, one :class:`~lime.money.usage_event.UsageEvent` out. Pure.
 
-The rules, one per situation (README "Billing" repeats them for users):
+The rules, one per situation (docs/billing.md repeats them for users). A gateway that sells prepaid points must
+never serve for free: whatever reached the upstream was billed by the provider, so it is charged, by the
+upstream's numbers where it gave them and by Lime's estimate (flagged ``estimated``) where it did not.
 
-* **nothing served** (no response, an upstream error status, or a 200 that carried no event): ``failed``, 0.
+* **refused before it left** (extproc refused it): ``failed``, 0.
+* **an upstream error status** (or Envoy's own reply: upstream unreachable, timed out): ``failed``, 0.
+* **reached the upstream, nothing came back**: cut before any response, or a 2xx of which the client got no
+  whole event: ``partial``, ``estimated``, the reservation's input estimate (the provider bills the prompt).
 * **final usage reported**: priced from the upstream's own numbers, ``complete`` (or ``partial`` if the stream
-  broke after them: the numbers are final all the same).
+  broke after them: the numbers are final all the same). A part the upstream left out (no ``prompt_tokens``, no
+  ``output_tokens``) is not 0: it is estimated as below and the record is ``estimated``.
+* **unreadable 2xx** (a content type or encoding the tap does not read, a JSON body that is not JSON, a tap that
+  gave up) without final usage: the input estimate plus the output counted from the body's size (one token per
+  four bytes, at most the output the request was reserved for), ``estimated``; ``complete`` if the body ended.
 * **cut off** (client gone, stream broken, ``event: error``): ``partial``. Reported numbers are used where the
   upstream sent them (Anthropic reports input at the start); what is missing is counted by Lime from what the
   client actually received and the record is marked ``estimated``.
@@ -21,14 +30,15 @@ from lime.money.grant import Grant
 from lime.money.pricing import cost_of
 from lime.money.usage_event import UsageEvent
 from lime.protocols.endpoints import endpoint_named
-from lime.protocols.response_tap import Framing, ResponseTap
+from lime.protocols.response_tap import ResponseTap
 from lime.protocols.usage import Usage
 
 __all__ = ["settlement_for"]
 
 
-def settlement_for(grant: Grant, tap: ResponseTap | None) -> UsageEvent:
-    usage, outcome, estimated = _usage_and_outcome(grant, tap)
+def settlement_for(grant: Grant, tap: ResponseTap | None, *, forwarded: bool = True) -> UsageEvent:
+    """``forwarded``: the request left for the upstream (extproc did not refuse it)."""
+    usage, outcome, estimated = _usage_and_outcome(grant, tap, forwarded)
     return UsageEvent(
         request_id=grant.request_id, tenant_id=grant.tenant_id, key_id=grant.key_id, endpoint=grant.endpoint,
         model=grant.model, upstream=grant.upstream, outcome=outcome, estimated=estimated,
@@ -39,22 +49,62 @@ def settlement_for(grant: Grant, tap: ResponseTap | None) -> UsageEvent:
     )
 
 
-def _usage_and_outcome(grant: Grant, tap: ResponseTap | None) -> tuple[Usage, str, bool]:
-    if tap is None or tap.framing is Framing.OPAQUE or tap.events == 0:
+#: Bytes of an unreadable answer per output token: the same upper-leaning ratio as the input estimate's.
+_BYTES_PER_TOKEN = 4
+
+
+def _usage_and_outcome(grant: Grant, tap: ResponseTap | None, forwarded: bool) -> tuple[Usage, str, bool]:
+    if tap is None:
+        if not forwarded:
+            return Usage(), "failed", False
+        # Cut before any response (the client left while the upstream worked): the provider bills the prompt.
+        return Usage(input_tokens=grant.input_estimate), "partial", True
+    if not 200 <= tap.status < 300:
         return Usage(), "failed", False
     whole = tap.complete and not tap.failed
+    outcome = "complete" if whole else "partial"
     reported = tap.usage
+    has_text = _has_text(grant)
     if reported is not None and tap.usage_final:
         # The upstream's final numbers arrived; whatever followed (or did not) changes nothing.
-        return reported, "complete" if whole else "partial", False
-    outcome = "complete" if whole else "partial"
-    counted_output = tap.output.tokens()
+        if not reported.unreported:
+            return reported, outcome, False
+        return _filled(reported, grant, tap.output.tokens() if has_text else 0), outcome, True
+    if tap.unreadable is not None:
+        output = min(-(-tap.body_bytes // _BYTES_PER_TOKEN), _reserved_output(grant)) if has_text else 0
+        # A body that ended is whole, unless it is a JSON body that is not JSON (cut, or broken by a relay).
+        whole = tap.ended and tap.unreadable != "body"
+        return Usage(input_tokens=grant.input_estimate, output_tokens=output), "complete" if whole else "partial", True
+    if tap.events == 0:
+        # A 2xx of which the client got no whole event: the upstream had the prompt all the same.
+        return Usage(input_tokens=grant.input_estimate), "partial", True
+    counted_output = tap.output.tokens() if has_text else 0
     if reported is None:
-        spec = endpoint_named(grant.endpoint)
-        output = counted_output if spec is not None and spec.texts is not None else 0  # no text: no output
-        return Usage(input_tokens=grant.input_estimate, output_tokens=output), outcome, True
+        return Usage(input_tokens=grant.input_estimate, output_tokens=counted_output), outcome, True
     # Cut off after provisional usage (Anthropic's message_start): keep its input side, count the output.
-    return Usage(input_tokens=reported.input_tokens, cached_input_tokens=reported.cached_input_tokens,
-                 cache_write_tokens=reported.cache_write_tokens,
-                 output_tokens=max(reported.output_tokens, counted_output),
-                 reasoning_tokens=reported.reasoning_tokens), outcome, True
+    return _filled(reported, grant, counted_output, at_least_reported=True), outcome, True
+
+
+def _has_text(grant: Grant) -> bool:
+    """Whether the endpoint's answers carry text to count (embeddings do not: no output)."""
+    spec = endpoint_named(grant.endpoint)
+    return spec is not None and spec.texts is not None
+
+
+def _reserved_output(grant: Grant) -> int:
+    return max(0, grant.reserved_tokens - grant.input_estimate)
+
+
+def _filled(reported: Usage, grant: Grant, counted_output: int, *, at_least_reported: bool = False) -> Usage:
+    """The reported usage, with each part the upstream left out estimated: input by the reservation's estimate,
+    output by Lime's count."""
+    input_tokens = grant.input_estimate if "input" in reported.unreported else reported.input_tokens
+    if "output" in reported.unreported:
+        output_tokens = counted_output
+    elif at_least_reported:
+        output_tokens = max(reported.output_tokens, counted_output)
+    else:
+        output_tokens = reported.output_tokens
+    return Usage(input_tokens=input_tokens, cached_input_tokens=reported.cached_input_tokens,
+                 cache_write_tokens=reported.cache_write_tokens, output_tokens=output_tokens,
+                 reasoning_tokens=reported.reasoning_tokens)

@@ -47,4 +47,6 @@ def render_error(error: LimeError, protocol: Protocol, request_id: str | None = 
     headers: tuple[tuple[str, str], ...] = (("content-type", JSON_CONTENT_TYPE),)
     if error.retry_after is not None:
         headers += (("retry-after", str(error.retry_after)),)
+    if not error.retryable:
+        headers += (("x-should-retry", "false"),)
     return ErrorReply(status, json.dumps(body, ensure_ascii=False).encode(), headers)

@@ -10,6 +10,7 @@
     ├── Conflict              409  admin: the id is taken
     ├── QuotaExceeded         429  not enough points (Anthropic: 402 billing_error); not retryable
     ├── RateLimited           429  RPM, TPM or concurrency over the package's limit; ``retry-after``
+    │   └── TooLargeForLimit  429  one request needs more tokens than the package allows a minute; not retryable
     ├── ServiceUnavailable    503  a part of the money path is down: fail closed
     └── UpstreamError         what an upstream answered, in Lime's words (lime.protocols.upstream_errors)
         ├── UpstreamAuthFailed      502  the upstream refused the gateway's credential or account (401/402/403/407)
@@ -35,6 +36,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "ServiceUnavailable",
+    "TooLargeForLimit",
     "UnsupportedModel",
     "UpstreamAuthFailed",
     "UpstreamBadAnswer",
@@ -50,6 +52,9 @@ class LimeError(Exception):
     anthropic_status: int | None = None
     #: Seconds after which a retry may succeed, sent as ``retry-after``; ``None``: no header.
     retry_after: int | None = None
+    #: ``False``: the same request can never succeed as it is, so the client is told not to retry
+    #: (``x-should-retry: false``, which both SDK families honour; they retry 429 and 5xx twice otherwise).
+    retryable: bool = True
     #: OpenAI ``error.type`` and ``error.code``; Anthropic ``error.type``.
     openai_type: str = "server_error"
     openai_code: str | None = "internal_error"
@@ -116,6 +121,8 @@ class QuotaExceeded(LimeError):
     openai_type = "insufficient_quota"
     openai_code = "insufficient_quota"
     anthropic_type = "billing_error"
+    # Points come back only when someone adds them: a retry seconds later would be refused the same way.
+    retryable = False
 
 
 class RateLimited(LimeError):
@@ -129,6 +136,13 @@ class RateLimited(LimeError):
         self.retry_after = retry_after
         # OpenAI names the exhausted limit in `type` (fixtures: openai-error-429-rate-limit-exceeded).
         self.openai_type = limit
+
+
+class TooLargeForLimit(RateLimited):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=0, limit="tokens")
+        self.retry_after = None
+        self.retryable = False
 
 
 class ServiceUnavailable(LimeError):
@@ -164,6 +178,8 @@ class UpstreamAuthFailed(UpstreamError):
 
     status = 502
     openai_code = "upstream_auth_failed"
+    # A refused credential does not heal in the seconds an SDK waits before its retries.
+    retryable = False
 
     def __init__(self, message: str, *, upstream_status: int) -> None:
         super().__init__(message, upstream_status=upstream_status, status=502)

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from enum import Enum
 
+from lime.protocols.content_encoding import Decoder, decoder_for, is_identity
 from lime.protocols.endpoints import endpoint_named
 from lime.protocols.output_count import OutputCount
 from lime.protocols.sse import EventFramer, SSEEvent, parse_event
@@ -86,14 +87,42 @@ class ResponseTap:
         #: The data of every event (or the JSON body) the client received, so that an answer cut off before its
         #: usage can still be counted at the end; held raw, and folded to its text only once it grows large.
         self.output = OutputCount(endpoint)
+        #: Why a successful (2xx) answer could not be read, if it could not: ``content_type`` (neither SSE nor
+        #: JSON), ``encoding`` (a content-encoding Lime does not decode), ``body`` (a JSON body that is not JSON),
+        #: ``tap_error`` (the tap gave up). Such an answer settles by the fallback rule (docs/billing.md), never 0.
+        self.unreadable: str | None = None
+        #: Bytes of body the upstream sent, as sent (compressed, if it was): the fallback rule counts them.
+        self.body_bytes = 0
+        #: The body's end arrived (Envoy's end of stream), whether or not the protocol's own end was in it.
+        self.ended = False
+        self._decoder: Decoder | None = None
 
-    def start(self, status: int, content_type: str) -> None:
-        """The response headers: how the body that follows is framed."""
+    @property
+    def decodes(self) -> bool:
+        """The answer came compressed and the client gets it decoded: its ``content-encoding`` must go."""
+        return self._decoder is not None
+
+    def start(self, status: int, content_type: str, content_encoding: str = "") -> None:
+        """The response headers: how the body that follows is framed, and whether it must be decoded."""
         self.status = status
         self.framing = framing_for(status, content_type)
+        if not 200 <= status < 300:
+            return
+        if self.framing is Framing.OPAQUE:
+            self.unreadable = "content_type"
+        elif not is_identity(content_encoding):
+            self._decoder = decoder_for(content_encoding)
+            if self._decoder is None:
+                self.framing, self.unreadable = Framing.OPAQUE, "encoding"
 
     def feed(self, chunk: bytes) -> bytes:
         """One chunk from the upstream; returns the bytes to send to the client now."""
+        self.body_bytes += len(chunk)
+        if self._decoder is not None:
+            chunk = self._decoder.decode(chunk)
+        return self._framed(chunk)
+
+    def _framed(self, chunk: bytes) -> bytes:
         if self.framing is Framing.SSE:
             return b"".join([self._event(raw) for raw in self._framer.feed(chunk)])
         if self.framing is Framing.JSON:
@@ -103,6 +132,11 @@ class ResponseTap:
 
     def finish(self) -> bytes:
         """The end of the body; returns what is still to send."""
+        self.ended = True
+        out = self._framed(self._decoder.flush()) if self._decoder is not None else b""
+        return out + self._rest()
+
+    def _rest(self) -> bytes:
         if self.framing is Framing.SSE:
             rest = self._framer.flush()
             return self._event(rest) if rest.strip() else rest
@@ -125,6 +159,7 @@ class ResponseTap:
             self._framer.flush()
         self._held = []
         self.framing = Framing.OPAQUE
+        self.unreadable = self.unreadable or "tap_error"
         return held
 
     # -- model ids ---------------------------------------------------------------------------------------------
@@ -184,6 +219,7 @@ class ResponseTap:
     def _read_json_body(self, body: bytes) -> bytes:
         document = loads_object(body)
         if document is None:
+            self.unreadable = "body"
             return body
         self.complete = True
         self.events = 1

@@ -248,7 +248,9 @@ def upstream_error_reply(status: int, headers: Mapping[str, str], body: bytes, p
     error = upstream_error(status, body, protocol, public_model=public_model, upstream_models=upstream_models,
                            secrets=secrets)
     reply = render_error(error, protocol, request_id)
-    return ErrorReply(reply.status, reply.body, reply.headers + error_headers(status, headers))
+    # The rendered headers (content-type; x-should-retry for a refused credential) and the upstream's retry advice.
+    merged = dict(reply.headers) | dict(error_headers(status, headers))
+    return ErrorReply(reply.status, reply.body, tuple(merged.items()))
 
 
 def error_headers(upstream_status: int, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -9,12 +9,15 @@ The providers disagree on what their fields include (fixtures/providers/README.m
 So :class:`Usage` keeps disjoint parts that add up to what was processed: ``input_tokens`` (not from the cache),
 ``cached_input_tokens`` (read from the cache), ``cache_write_tokens`` (written to it, Anthropic only) and
 ``output_tokens`` (reasoning included; ``reasoning_tokens`` says how many of them, for information only).
+
+"Not reported" is not 0 (STYLE.md, idea 2): a usage object without its input or output count says so in
+``unreported``, and settlement estimates that part instead of charging nothing for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -33,6 +36,10 @@ class Usage:
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    #: The parts the upstream's usage object left out (``"input"``, ``"output"``): their counts above are 0 for
+    #: want of a number, not because nothing was used. Not part of equality: two usages are equal when their
+    #: counts are.
+    unreported: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def total_input_tokens(self) -> int:
@@ -53,6 +60,15 @@ def _count(source: Mapping[str, Any] | None, name: str) -> int:
     return value
 
 
+def _reported(source: Mapping[str, Any], name: str) -> bool:
+    value = source.get(name)
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _unreported(**present: bool) -> frozenset[str]:
+    return frozenset(part for part, there in present.items() if not there)
+
+
 def _details(source: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     value = source.get(name)
     return value if isinstance(value, Mapping) else None
@@ -69,6 +85,7 @@ def _openai_usage(usage: Any, names: tuple[str, str, str, str]) -> Usage | None:
         cached_input_tokens=cached,
         output_tokens=_count(usage, output_name),
         reasoning_tokens=_count(_details(usage, output_details), "reasoning_tokens"),
+        unreported=_unreported(input=_reported(usage, input_name), output=_reported(usage, output_name)),
     )
 
 
@@ -88,7 +105,8 @@ def embeddings_usage(usage: Any) -> Usage | None:
     """Embeddings report the input side only."""
     if not isinstance(usage, Mapping):
         return None
-    return Usage(input_tokens=_count(usage, "prompt_tokens"))
+    return Usage(input_tokens=_count(usage, "prompt_tokens"),
+                 unreported=_unreported(input=_reported(usage, "prompt_tokens")))
 
 
 def anthropic_usage(usage: Any, earlier: Usage | None = None) -> Usage | None:
@@ -99,7 +117,7 @@ def anthropic_usage(usage: Any, earlier: Usage | None = None) -> Usage | None:
     """
     if not isinstance(usage, Mapping):
         return earlier
-    base = earlier or Usage()
+    base = earlier or Usage(unreported=frozenset({"input", "output"}))
 
     def latest(name: str, fallback: int) -> int:
         return _count(usage, name) if name in usage and usage[name] is not None else fallback
@@ -109,4 +127,7 @@ def anthropic_usage(usage: Any, earlier: Usage | None = None) -> Usage | None:
         cached_input_tokens=latest("cache_read_input_tokens", base.cached_input_tokens),
         cache_write_tokens=latest("cache_creation_input_tokens", base.cache_write_tokens),
         output_tokens=latest("output_tokens", base.output_tokens),
+        # A part is reported once any event gave it (message_start gives input, every event gives output).
+        unreported=_unreported(input=_reported(usage, "input_tokens") or "input" not in base.unreported,
+                               output=_reported(usage, "output_tokens") or "output" not in base.unreported),
     )

@@ -261,3 +261,30 @@ def test_the_admin_api_grants_points_and_reports_balance_and_usage(gateway: Gate
     status, refused = gateway.http("POST", f"/admin/tenants/{access.tenant_id}/points", origin=admin, headers=auth,
                                    body=b'{"amount": "lots"}')
     assert status == 400 and refused["error"]["param"] == "amount"
+
+
+def refusals(gateway: Gateway, tenant_id: str, outcome: str) -> float:
+    from tests.e2e.test_metrics import scrape, value  # here: test_metrics imports this module
+
+    return value(scrape(gateway.settings.authz_metrics), "lime_requests_total", tenant=tenant_id, outcome=outcome)
+
+
+def test_refusals_that_waiting_cannot_cure_tell_the_sdks_not_to_retry(gateway: Gateway) -> None:
+    # The SDKs retry a 429 twice by default; a request that can never be served must be refused once.
+    poor = gateway.new_tenant(["chat-a", "claude"], points=10)
+    small = gateway.new_tenant(["chat-a"], limits=Limits(tpm=500))
+    with pytest.raises(openai.RateLimitError) as no_points:
+        gateway.openai(poor).with_options(max_retries=2).chat.completions.create(
+            model="chat-a", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.APIStatusError) as no_points_anthropic:
+        gateway.anthropic(poor).with_options(max_retries=2).messages.create(
+            model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError) as too_large:
+        gateway.openai(small).with_options(max_retries=2).chat.completions.create(
+            model="chat-a", max_tokens=1000, messages=[{"role": "user", "content": "hi"}])
+    for error in (no_points.value, no_points_anthropic.value, too_large.value):
+        assert error.response.headers["x-should-retry"] == "false"
+    assert "retry-after" not in too_large.value.response.headers
+    assert too_large.value.code == "rate_limit_exceeded" and "can never be served" in too_large.value.message
+    assert refusals(gateway, poor.tenant_id, "rejected_quota") == 2  # one each, no retry
+    assert refusals(gateway, small.tenant_id, "rejected_rate_limit") == 1

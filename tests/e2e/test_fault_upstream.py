@@ -63,7 +63,7 @@ def test_upstream_refusing_connections_is_a_503_in_each_protocol_and_charges_not
 
 
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])
-def test_a_json_answer_the_client_cannot_read_reaches_it_as_sent_and_charges_nothing(
+def test_a_json_answer_the_client_cannot_read_reaches_it_as_sent_and_is_billed_by_the_fallback(
         gateway: Gateway, tenant: TenantAccess, protocol: str) -> None:
     invalid = {"x-mock-invalid-body": "40"}  # a 200 whose JSON stops after 40 bytes
     if protocol == "openai":
@@ -77,8 +77,13 @@ def test_a_json_answer_the_client_cannot_read_reaches_it_as_sent_and_charges_not
     assert raw.status_code == 200 and len(raw.http_response.read()) == 40
     with pytest.raises(ValueError):
         raw.parse()
-    row = assert_released_at_no_charge(gateway, tenant, raw.headers["x-request-id"])
-    assert row["outcome"] == "failed" and row["upstream_status"] == 200
+    # The upstream answered (and billed) all the same: the input estimate plus the output by size (40 / 4), not
+    # more than the output reserved (8 tokens for the Anthropic request).
+    row = record(gateway, raw.headers["x-request-id"])
+    assert (row["outcome"], row["estimated"], row["upstream_status"]) == ("partial", True, 200)
+    assert row["input_tokens"] > 0 and row["output_tokens"] == (10 if protocol == "openai" else 8)
+    assert row["cost"] > 0
+    assert held_and_inflight(gateway, tenant.tenant_id) == (0, 0)
 
 
 def assert_cut_after_three_and_billed_partial(gateway: Gateway, tenant: TenantAccess, client: openai.OpenAI,

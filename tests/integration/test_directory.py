@@ -15,11 +15,13 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from lime import admin
+from lime.connections import open_redis
 from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from lime.directory import Directory, key_cache_name
 from lime.keys import KeyRecord, generate_key, hash_key
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import ServiceUnavailable
+from lime.settings import Settings
 from lime.store.migrate import apply_migrations
 from tests.integration.conftest import Seeded, eventually, seed_catalog, uid
 
@@ -67,6 +69,33 @@ async def test_a_key_is_read_from_postgres_once_then_served_from_redis(
     # Without the cache entry PostgreSQL is asked again, and now says "no such key".
     await redis_client.delete(key_cache_name(key.hash))
     assert await directory.key(key.hash) is None
+
+
+async def test_a_burst_on_a_cold_key_does_one_lookup_and_every_request_is_answered(
+        migrated_database: str, redis_server: EmbeddedRedis, conn: Conn, seeded: Seeded,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An agent opening 200 streams with a key nobody used yet: with one lookup each, a small pool timed some out
+    # (a 503 to the client). Single flight: one lookup, and all 200 get the key.
+    from lime import directory as directory_module
+    from lime.store import catalog_repo
+
+    lookups: list[str] = []
+    real_find_key = catalog_repo.find_key
+
+    async def counting_find_key(connection: Conn, key_hash: str) -> KeyRecord | None:
+        lookups.append(key_hash)
+        await asyncio.sleep(0.05)  # a slow PostgreSQL: the burst arrives while the lookup runs
+        return await real_find_key(connection, key_hash)
+
+    monkeypatch.setattr(directory_module, "find_key", counting_find_key)
+    key = await admin.create_key(conn, seeded.tenant_id)
+    settings = Settings.from_env({"LIME_DATABASE_URL": migrated_database, "LIME_REDIS_URL": redis_server.url})
+    async with AsyncConnectionPool(migrated_database, min_size=1, max_size=1, timeout=0.5, open=False) as small, \
+            open_redis(settings) as redis:
+        directory = Directory(migrated_database, small, redis, poll_seconds=3600)
+        answers = await asyncio.gather(*(directory.key(key.hash) for _ in range(200)))
+    assert answers == [KeyRecord(key.id, seeded.tenant_id, True, None)] * 200
+    assert lookups == [key.hash]
 
 
 async def test_unknown_keys_are_cached_as_unknown(

@@ -28,6 +28,7 @@ from lime.devstack.mock_upstream.answers import API_PATHS, Api, InvalidRequest, 
 from lime.devstack.mock_upstream.config import MAX_DELAY_MS, BadOverride, MockConfig, Overrides, resolve_overrides
 from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body, recorded_error
 from lime.devstack.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
+from lime.devstack.mock_upstream.packing import Packer
 from lime.devstack.mock_upstream.reply import new_id
 from lime.devstack.mock_upstream.sse import dumps
 
@@ -90,8 +91,10 @@ def _fail(
 
 async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: tuple[bytes, ...],
                   overrides: Overrides) -> web.StreamResponse:
+    packer = Packer(overrides.content_encoding)
     response = web.StreamResponse(status=200, headers={
-        "Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", **provider_headers(api, 200)})
+        "Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", **provider_headers(api, 200),
+        **packer.headers})
     await response.prepare(request)
     cut = next((after for after in (overrides.drop_after, overrides.error_after, overrides.invalid_after,
                                     overrides.stall_after) if after is not None), None)
@@ -101,7 +104,7 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
                 break
             if index and overrides.delay_ms:
                 await asyncio.sleep(overrides.delay_ms / 1000)
-            await response.write(event)
+            await response.write(packer.pack(event))
         if cut is not None and cut < len(events):
             if overrides.drop_after is not None:
                 # No terminating chunk, no final event: the connection just ends, as when an upstream crashes.
@@ -112,7 +115,9 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
             if overrides.stall_after is not None:
                 await _stall(request)
                 return response
-            await response.write(in_stream_error(api) if overrides.error_after is not None else INVALID_EVENT)
+            await response.write(packer.pack(
+                in_stream_error(api) if overrides.error_after is not None else INVALID_EVENT))
+        await response.write(packer.end())
         await response.write_eof()
     except ConnectionResetError:
         # The client hung up mid-stream; the entry stays incomplete, which is what the test wants to see.
@@ -206,7 +211,12 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
         return web.Response(status=200, body=body, headers={"Content-Type": JSON_CONTENT_TYPE,
                                                             **provider_headers(api, 200)})
     entry["completed"] = True
-    return _json_response(200, planned.body, api)
+    if overrides.content_encoding is None and overrides.content_type is None:
+        return _json_response(200, planned.body, api)
+    packer = Packer(overrides.content_encoding)
+    body = packer.pack(dumps(planned.body).encode()) + packer.end()
+    return web.Response(status=200, body=body, headers={
+        "Content-Type": overrides.content_type or JSON_CONTENT_TYPE, **provider_headers(api, 200), **packer.headers})
 
 
 def _api_handler(api: Api) -> Handler:

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 __all__ = [
     "CACHED_HEADER",
     "CHUNKS_HEADER",
+    "CONTENT_TYPE_HEADER",
     "DELAY_HEADER",
     "DROP_HEADER",
+    "ENCODINGS",
+    "ENCODING_HEADER",
     "ERROR_BODY_HEADER",
     "ERROR_HEADER",
     "INVALID_HEADER",
@@ -43,6 +46,14 @@ INVALID_HEADER = "x-mock-invalid-body"
 #: An upstream that hangs: streams send this many events, then nothing more, with the connection left open until
 #: the client (a proxy's idle timeout) closes it; JSON answers send nothing at all. At most MAX_DELAY_MS.
 STALL_HEADER = "x-mock-stall-after"
+
+#: An upstream that ignores `accept-encoding: identity`: the answer comes compressed with this coding (gzip,
+#: deflate, br, zstd; streams flush each event, as a compressing proxy does), or marked with an unknown one
+#: (`compress`: the body is sent as is, so a gateway that cannot decode it must pass it on untouched).
+ENCODING_HEADER = "x-mock-content-encoding"
+ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd", "compress"})
+#: A successful JSON answer sent under this content type instead (a relay's HTML page, a proxy's text/plain).
+CONTENT_TYPE_HEADER = "x-mock-content-type"
 
 # Bounds that keep a typo from making the mock stream for hours.
 MAX_CHUNKS = 100_000
@@ -75,6 +86,8 @@ class Overrides:
     error_after: int | None = None
     invalid_after: int | None = None
     stall_after: int | None = None
+    content_encoding: str | None = None
+    content_type: str | None = None
     error_body: str | None = None
 
 
@@ -112,5 +125,16 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         chunks=config.chunks if chunks is None else chunks,
         delay_ms=config.delay_ms if delay_ms is None else delay_ms,
         status=status,
+        content_encoding=_encoding(headers),
+        content_type=headers.get(CONTENT_TYPE_HEADER),
         error_body=headers.get(ERROR_BODY_HEADER),
     )
+
+
+def _encoding(headers: Mapping[str, str]) -> str | None:
+    raw = headers.get(ENCODING_HEADER)
+    if raw is None:
+        return None
+    if raw.strip().lower() not in ENCODINGS:
+        raise BadOverride(f"{ENCODING_HEADER} must be one of {sorted(ENCODINGS)}, got {raw!r}")
+    return raw.strip().lower()

@@ -228,7 +228,10 @@ def test_a_tap_that_breaks_mid_stream_loses_and_repeats_no_byte(monkeypatch: pyt
     passed(third, handle(processor, message("response_body", metadata=meta, body=third, end_of_stream=True)))
     assert b"".join(sent) == first + second + third  # every byte once, in order
     event = processor.settlement()
-    assert event is not None and event.outcome == "failed"  # unread: released, not charged
+    # Unread, but served: settled by the fallback rule (input estimate + output from the bytes), never free.
+    assert processor.unreadable == "tap_error"
+    assert event is not None and (event.outcome, event.estimated) == ("partial", True)
+    assert event.input_tokens == GRANT.input_estimate
 
 
 @pytest.mark.parametrize(("details", "rewritten"), [

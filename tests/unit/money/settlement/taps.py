@@ -52,9 +52,9 @@ def grant(endpoint: str) -> Grant:
 
 
 def tap_of(endpoint: str, body: bytes, *, status: int = 200, content_type: str = SSE, finish: bool = True,
-           hide_usage_chunk: bool = False) -> ResponseTap:
+           hide_usage_chunk: bool = False, content_encoding: str = "") -> ResponseTap:
     tap = ResponseTap(endpoint, GRANT.model, hide_usage_chunk=hide_usage_chunk)
-    tap.start(status, content_type)
+    tap.start(status, content_type, content_encoding)
     tap.feed(body)
     if finish:
         tap.finish()

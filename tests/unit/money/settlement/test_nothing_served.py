@@ -1,4 +1,6 @@
-"""Nothing served (no tap, an upstream error status, a 200 without an event): ``failed``, 0 points."""
+"""Nothing served. Refused before it left, or an upstream error status: ``failed``, 0 points. Reached the upstream
+and nothing came back (cut before any response, a 2xx of which the client got no whole event): the provider
+billed the prompt, so the reservation's input estimate, ``partial`` and ``estimated``; never free."""
 
 from __future__ import annotations
 
@@ -9,10 +11,19 @@ from tests.provider_fixtures import provider_fixture
 from tests.unit.money.settlement.taps import GRANT, JSON, assert_priced, grant, tap_of, tokens
 
 
-def test_no_response_is_failed_and_free() -> None:
-    event = settlement_for(GRANT, None)
+def test_a_request_refused_before_it_left_is_failed_and_free() -> None:
+    event = settlement_for(GRANT, None, forwarded=False)
     assert (event.outcome, event.cost, event.estimated, event.upstream_status) == ("failed", 0, False, 0)
     assert tokens(event) == (0, 0, 0, 0, 0)
+    assert_priced(event, GRANT)
+
+
+def test_a_request_cut_before_any_response_pays_its_input_estimate() -> None:
+    # The client left while the upstream worked on the prompt: the provider bills it, so the tenant pays it.
+    event = settlement_for(GRANT, None)
+    assert (event.outcome, event.estimated, event.upstream_status) == ("partial", True, 0)
+    assert tokens(event) == (GRANT.input_estimate, 0, 0, 0, 0)
+    assert event.cost > 0
     assert_priced(event, GRANT)
 
 
@@ -39,13 +50,16 @@ def test_error_status_with_a_usage_stream_is_still_failed() -> None:
 
 
 @pytest.mark.parametrize("body", [b"", b": keep-alive\n\n: still here\n\n", b"data: {\"choi"])
-def test_a_200_stream_without_a_whole_event_is_failed_and_free(body: bytes) -> None:
+def test_a_200_stream_without_a_whole_event_pays_its_input_estimate(body: bytes) -> None:
     event = settlement_for(GRANT, tap_of("chat_completions", body, finish=False))
-    assert (event.outcome, event.cost, event.upstream_status) == ("failed", 0, 200)
+    assert (event.outcome, event.estimated, event.upstream_status) == ("partial", True, 200)
+    assert tokens(event) == (GRANT.input_estimate, 0, 0, 0, 0)
+    assert_priced(event, GRANT)
 
 
-def test_a_json_body_cut_before_its_end_is_failed_and_free() -> None:
+def test_a_json_body_the_client_never_got_pays_its_input_estimate() -> None:
     raw = provider_fixture("openai-chat-completion-cached.json").read_bytes()
-    assert settlement_for(GRANT, tap_of("chat_completions", raw[:100], content_type=JSON)).outcome == "failed"
-    # No end at all: the body was never released to the client.
-    assert settlement_for(GRANT, tap_of("chat_completions", raw, content_type=JSON, finish=False)).cost == 0
+    # No end at all: the body was never released to the client, but the upstream answered the prompt.
+    event = settlement_for(GRANT, tap_of("chat_completions", raw, content_type=JSON, finish=False))
+    assert (event.outcome, event.estimated) == ("partial", True)
+    assert tokens(event) == (GRANT.input_estimate, 0, 0, 0, 0)
