@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from lime.protocols.content_encoding import DecodeError, decoder_for, is_identity
 from lime.protocols.endpoints import Protocol
 from lime.protocols.error_bodies import JSON_CONTENT_TYPE, ErrorReply, render_error
 from lime.protocols.errors import UpstreamError
@@ -63,7 +64,7 @@ class ErrorAnswer:
 
     def reply(self) -> ErrorReply:
         """Lime's answer for what was held (all of it, or nothing when the upstream sent no body)."""
-        body = b"".join(self._held)
+        body = self._decoded(b"".join(self._held))
         try:
             reply = upstream_error_reply(
                 self.upstream_status, self._headers, body, self._protocol, public_model=self._public_model,
@@ -77,3 +78,27 @@ class ErrorAnswer:
         if reply.status != self.status:  # the headers went out already; a bug if ever seen
             log.error("upstream error reply status %d differs from the %d already sent", reply.status, self.status)
         return reply
+
+    def _decoded(self, body: bytes) -> bytes:
+        """The body as the upstream meant it (some ignore ``accept-encoding: identity``); empty, so a generic message
+        goes out, when it cannot be decoded. Decoded a KiB at a time and no further than an error body is read:
+        a small compressed body must not grow into megabytes here."""
+        encoding = self._headers.get("content-encoding", "")
+        if is_identity(encoding):
+            return body
+        decoder = decoder_for(encoding)
+        if decoder is None:
+            return b""
+        out: list[bytes] = []
+        size = 0
+        try:
+            for start in range(0, len(body), 1024):
+                piece = decoder.decode(body[start:start + 1024])
+                out.append(piece)
+                size += len(piece)
+                if size > MAX_ERROR_BODY_BYTES:
+                    return b""
+            out.append(decoder.flush())
+        except DecodeError:
+            return b""
+        return b"".join(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -252,3 +253,25 @@ def test_only_the_upstreams_own_errors_are_rewritten(details: str | None, rewrit
     body = b'{"error":{"message":"The upstream is unavailable: connection failure","code":"upstream_unavailable"}}'
     last = handle(processor, message("response_body", metadata=GRANT.to_metadata(), body=body, end_of_stream=True))
     assert last.response_body.response.HasField("body_mutation") is rewritten
+
+
+RAW_ERROR = b'{"error":{"message":"bad org-x1","type":"invalid_request_error","param":"messages","code":"c"}}'
+
+
+@pytest.mark.parametrize(("encoding", "body", "readable"), [
+    ("gzip", gzip.compress(RAW_ERROR), True),
+    ("compress", RAW_ERROR, False),  # a coding Lime does not decode: a generic message, never the raw bytes
+    ("gzip", gzip.compress(b"x" * 200_000), False),  # decodes past what an error body may be: generic
+], ids=["gzip", "unknown-coding", "too-large"])
+def test_a_compressed_upstream_error_is_decoded_or_answered_generically(encoding: str, body: bytes,
+                                                                       readable: bool) -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta = GRANT.to_metadata()
+    handle(processor, message("response_headers", metadata=meta,
+                              headers={":status": "400", "content-encoding": encoding}))
+    last = handle(processor, message("response_body", metadata=meta, body=body, end_of_stream=True))
+    error = json.loads(last.response_body.response.body_mutation.body)["error"]
+    if readable:
+        assert error["message"] == "bad [redacted]" and error["param"] == "messages"
+    else:
+        assert error["message"].startswith("The upstream refused this request (HTTP 400)")
