@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from extproc.error_answers import ErrorAnswer
 from extproc.response_headers import hidden_response_headers
 from extproc.rewrite import CredentialLookup, rewrite_request
 from lime.envoy import api as envoy_api
@@ -22,8 +23,9 @@ from lime.money.settlement import settlement_for
 from lime.money.usage_event import UsageEvent
 from lime.protocols.endpoints import PASSED_RESPONSE_HEADERS, Protocol, endpoint_named, endpoint_protocol
 from lime.protocols.error_bodies import render_error
-from lime.protocols.errors import LimeError
+from lime.protocols.errors import LimeError, UpstreamError
 from lime.protocols.response_tap import ResponseTap
+from lime.protocols.upstream_errors import client_status, is_upstream_error
 
 __all__ = ["StreamProcessor"]
 
@@ -42,6 +44,8 @@ class StreamProcessor:
         self._request_headers: list[str] = []
         self._tap: ResponseTap | None = None
         self._hide_usage_chunk = False
+        #: Set when the upstream answered an error: its body is replaced by Lime's (extproc/error_answers.py).
+        self._error_answer: ErrorAnswer | None = None
         #: What the metrics read once the stream is over.
         self.refusal: LimeError | None = None
         self.forwarded = False
@@ -79,7 +83,7 @@ class StreamProcessor:
             return self._request_body(request.request_body.body)
         if phase == "response_headers":
             self.finished = request.response_headers.end_of_stream
-            return self._response_headers(request.response_headers)
+            return self._response_headers(request.response_headers, envoy_api.is_local_reply(request))
         if phase == "response_body":
             return self._response_body(request.response_body.body, request.response_body.end_of_stream)
         if phase == "request_trailers":
@@ -101,7 +105,7 @@ class StreamProcessor:
         return envoy_api.request_body_rewrite(
             edit.body, set_headers=edit.set_headers, remove_headers=edit.remove_headers)
 
-    def _response_headers(self, headers: Any) -> Any:
+    def _response_headers(self, headers: Any, local_reply: bool = False) -> Any:
         if self._grant is None:
             return envoy_api.ACK_RESPONSE_HEADERS  # a local reply: Envoy's or authz's own words
         values = envoy_api.header_values(headers)
@@ -118,12 +122,39 @@ class StreamProcessor:
         if self._tap.decodes:
             # The client gets the answer decoded (the upstream ignored accept-encoding: identity).
             passed = passed - {"content-encoding"}
+        # Envoy's own replies (upstream unreachable, timed out) are already Lime's words: only the upstream's change.
+        if is_upstream_error(status) and not local_reply:
+            return self._upstream_error(status, values, hidden_response_headers(values, passed), headers.end_of_stream)
         return envoy_api.response_headers_edit(hidden_response_headers(values, passed))
+
+    def _upstream_error(self, status: int, values: dict[str, str], hidden: list[str], body_less: bool) -> Any:
+        """An upstream error: never passed on as the upstream wrote it (lime.protocols.upstream_errors)."""
+        grant = self._grant
+        assert grant is not None
+        protocol = endpoint_protocol(grant.endpoint)
+        try:
+            credential = self._credential_for(grant.upstream)
+            answer = self._error_answer = ErrorAnswer(
+                status, values, protocol, public_model=grant.model, upstream_model=grant.upstream_model,
+                secrets=(credential,) if credential else (), request_id=grant.request_id)
+            if body_less:
+                # No body will follow to carry Lime's: Envoy answers with this one instead.
+                return envoy_api.immediate_response(answer.reply())
+            set_headers, removed = answer.header_edit()
+            return envoy_api.response_headers_edit([*hidden, *removed], set_headers=set_headers)
+        except Exception:
+            # Never the upstream's error as it came (handle() would pass it on): a generic one instead.
+            log.exception("could not rewrite the upstream's %d for request %s", status, grant.request_id)
+            generic = UpstreamError("The gateway's upstream could not answer this request.", upstream_status=status,
+                                    status=client_status(status))
+            return envoy_api.immediate_response(render_error(generic, protocol, grant.request_id))
 
     def _response_body(self, chunk: bytes, end_of_stream: bool) -> Any:
         if self.first_byte_at is None and chunk:
             self.first_byte_at = time.time()
         self.end_of_stream = self.finished = end_of_stream
+        if self._error_answer is not None:
+            return envoy_api.response_body_replace(self._error_answer.feed(chunk, end_of_stream))
         tap = self._tap
         if tap is None:
             return envoy_api.ACK_RESPONSE_BODY

@@ -10,14 +10,21 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from lime.envoy.api import AccessLogEntry
+from lime.protocols.upstream_errors import AUTH_STATUSES
 
-__all__ = ["ATTEMPT_FAILURES", "attempt_failure", "count"]
+__all__ = ["ATTEMPT_FAILURES", "AUTH_FAILURES", "attempt_failure", "count"]
 
 ATTEMPT_FAILURES = Counter(
     "lime_upstream_attempt_failures",
     "Upstream attempts that failed (a failover candidate's included): the HTTP status, or connect_failure, "
     "no_healthy_upstream, reset, timeout, overflow, protocol_error",
     ["upstream", "reason"])
+#: A refused credential or account is an SRE page (alert LimeUpstreamCredentialRefused): counted per attempt, so a
+#: candidate whose refusal a failover hid from the client is counted too.
+AUTH_FAILURES = Counter(
+    "lime_upstream_auth_failures",
+    "Upstream attempts refused for the gateway's credential or account (HTTP 401, 402, 403, 407)",
+    ["upstream", "status"])
 
 _UPSTREAM_PREFIX = "upstream_"
 # Envoy's ResponseFlags fields, by what went wrong; the first that applies names the failure.
@@ -44,7 +51,7 @@ def attempt_failure(entry: AccessLogEntry) -> tuple[str, str] | None:
     for flag, reason in _FLAG_REASONS:
         if flag in flags:
             return upstream, reason
-    if entry.status >= 500 or entry.status == 429:
+    if entry.status >= 500 or entry.status == 429 or entry.status in AUTH_STATUSES:
         return upstream, str(entry.status)
     return None
 
@@ -53,3 +60,5 @@ def count(entry: AccessLogEntry) -> None:
     failure = attempt_failure(entry)
     if failure is not None:
         ATTEMPT_FAILURES.labels(*failure).inc()
+        if entry.status in AUTH_STATUSES and failure[1] == str(entry.status):
+            AUTH_FAILURES.labels(*failure).inc()

@@ -46,6 +46,7 @@ __all__ = [
     "header_names",
     "header_values",
     "immediate_response",
+    "is_local_reply",
     "metadata_of",
     "proc_pb",
     "request_body_rewrite",
@@ -113,6 +114,24 @@ def header_values(headers: Any) -> dict[str, str]:
     return {h.key: h.raw_value.decode("utf-8", "replace") or h.value for h in headers.headers.headers}
 
 
+#: Where Envoy puts the attributes an ext_proc filter asks for (``response_attributes`` in envoy.yaml).
+EXT_PROC_NAMESPACE = "envoy.filters.http.ext_proc"
+#: ``response.code_details`` of an answer that came from the upstream (anything else is Envoy's local reply).
+VIA_UPSTREAM = "via_upstream"
+
+
+def is_local_reply(request: Any) -> bool:
+    """Whether a response phase carries Envoy's own reply rather than the upstream's; ``False`` when Envoy did not
+    say (the attribute is not configured): then it is treated as the upstream's."""
+    attributes = request.attributes
+    if EXT_PROC_NAMESPACE not in attributes:
+        return False
+    details = attributes[EXT_PROC_NAMESPACE].fields.get("response.code_details")
+    if details is None or details.WhichOneof("kind") != "string_value":
+        return False
+    return str(details.string_value) != VIA_UPSTREAM
+
+
 def grant_of(request: Any) -> Grant | None:
     """The grant authz attached to this stream, if Envoy forwarded it."""
     return Grant.from_metadata(metadata_of(request))
@@ -154,12 +173,13 @@ def request_body_rewrite(body: bytes, *, set_headers: Mapping[str, str], remove_
     return response
 
 
-def response_headers_edit(remove_headers: Iterable[str]) -> Any:
+def response_headers_edit(remove_headers: Iterable[str], set_headers: Mapping[str, str] | None = None) -> Any:
+    """Remove (and set) response headers; ``set_headers`` may hold ``:status`` (ext_proc may change it)."""
     remove = list(remove_headers)
-    if not remove:
+    if not remove and not set_headers:
         return ACK_RESPONSE_HEADERS
     response = proc_pb.ProcessingResponse()
-    response.response_headers.response.header_mutation.remove_headers.extend(remove)
+    _header_mutation(response.response_headers.response.header_mutation, set_headers or {}, remove)
     return response
 
 

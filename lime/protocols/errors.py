@@ -11,7 +11,12 @@
     ├── QuotaExceeded         429  not enough points (Anthropic: 402 billing_error); not retryable
     ├── RateLimited           429  RPM, TPM or concurrency over the package's limit; ``retry-after``
     │   └── TooLargeForLimit  429  one request needs more tokens than the package allows a minute; not retryable
-    └── ServiceUnavailable    503  a part of the money path is down: fail closed
+    ├── ServiceUnavailable    503  a part of the money path is down: fail closed
+    └── UpstreamError         what an upstream answered, in Lime's words (lime.protocols.upstream_errors)
+        ├── UpstreamAuthFailed      502  the upstream refused the gateway's credential or account (401/402/403/407)
+        ├── UpstreamRefusedRequest  4xx  the upstream refused the client's request: its status, type, code, param
+        ├── UpstreamUnavailable     408, 429, 5xx kept: busy, rate limited or failing; retry later
+        └── UpstreamBadAnswer       502  a status that is neither a success nor an error
 
 A body over the size limit never reaches Python: Envoy answers 413 itself (``local_reply_config``).
 Raise these anywhere below the service edge; :mod:`lime.protocols.error_bodies` alone turns one into an OpenAI or an
@@ -33,6 +38,11 @@ __all__ = [
     "ServiceUnavailable",
     "TooLargeForLimit",
     "UnsupportedModel",
+    "UpstreamAuthFailed",
+    "UpstreamBadAnswer",
+    "UpstreamError",
+    "UpstreamRefusedRequest",
+    "UpstreamUnavailable",
 ]
 
 
@@ -140,3 +150,60 @@ class ServiceUnavailable(LimeError):
     openai_type = "server_error"
     openai_code = "service_unavailable"
     anthropic_type = "api_error"
+
+
+class UpstreamError(LimeError):
+    """What an upstream answered instead of an answer. Status and types are per instance: they follow the upstream's
+    status (the rule is in :mod:`lime.protocols.upstream_errors`). ``upstream_status`` is what the upstream said, for
+    logs and metrics; ``status`` is what the client gets."""
+
+    openai_type = "server_error"
+    openai_code: str | None = "upstream_error"
+    anthropic_type = "api_error"
+
+    def __init__(self, message: str, *, upstream_status: int, status: int | None = None, param: str | None = None,
+                 code: str | None = None, openai_type: str | None = None, anthropic_type: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.upstream_status = upstream_status
+        self.status = upstream_status if status is None else status
+        if openai_type is not None:
+            self.openai_type = openai_type
+        if anthropic_type is not None:
+            self.anthropic_type = anthropic_type
+
+
+class UpstreamAuthFailed(UpstreamError):
+    """The upstream refused the gateway's own credential or account: a 502, never an authentication error (the
+    client's Lime key was fine: authz checked it)."""
+
+    status = 502
+    openai_code = "upstream_auth_failed"
+    # A refused credential does not heal in the seconds an SDK waits before its retries.
+    retryable = False
+
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message, upstream_status=upstream_status, status=502)
+
+
+class UpstreamRefusedRequest(UpstreamError):
+    """The upstream refused the client's request (bad parameter, context too long, content policy, unknown model,
+    too large): its status, type, code and param, with the message scrubbed of the upstream's identifiers."""
+
+    openai_type = "invalid_request_error"
+    openai_code = None
+    anthropic_type = "invalid_request_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream is rate limiting, overloaded, failing or timed out: its status (and ``retry-after``) kept,
+    Lime's message."""
+
+
+class UpstreamBadAnswer(UpstreamError):
+    """A status that is neither a success nor an error (1xx, 3xx): the upstream answered something Lime cannot
+    pass on."""
+
+    status = 502
+
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message, upstream_status=upstream_status, status=502)

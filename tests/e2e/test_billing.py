@@ -106,13 +106,23 @@ def test_anthropic_stream_settles_with_message_delta_usage(gateway: Gateway, ten
     assert row["outcome"] == "complete"
 
 
-def test_upstream_error_charges_nothing(gateway: Gateway, tenant: TenantAccess) -> None:
-    with pytest.raises(openai.InternalServerError) as raised:
+@pytest.mark.parametrize(("extra", "upstream_status", "client_status"), [
+    ({"x-mock-status": "500"}, 500, 500),
+    # Rewritten into Lime's words (lime.protocols.upstream_errors): still free, and the record keeps what the
+    # upstream answered, not what the client was told.
+    ({"x-mock-error-body": "openai-401-invalid-api-key"}, 401, 502),
+    ({"x-mock-error-body": "openai-400-context-length-exceeded"}, 400, 400),
+    ({"x-mock-error-body": "openai-429-rate-limit-exceeded"}, 429, 429),
+], ids=["500", "401", "400", "429"])
+def test_upstream_error_charges_nothing(gateway: Gateway, tenant: TenantAccess, extra: dict[str, str],
+                                        upstream_status: int, client_status: int) -> None:
+    with pytest.raises(openai.APIStatusError) as raised:
         gateway.openai(tenant).chat.completions.create(
-            model="chat-a", messages=[{"role": "user", "content": "fail"}], extra_headers={"x-mock-status": "500"})
+            model="chat-a", messages=[{"role": "user", "content": "fail"}], extra_headers=extra)
+    assert raised.value.status_code == client_status
     request_id = raised.value.response.headers["x-request-id"]
     row = record(gateway, request_id)
-    assert row["outcome"] == "failed" and row["cost"] == 0 and row["upstream_status"] == 500
+    assert row["outcome"] == "failed" and row["cost"] == 0 and row["upstream_status"] == upstream_status
     _, entries = ledger(gateway, tenant.tenant_id)
     assert not [e for e in entries if e[2] == request_id]
 

@@ -114,12 +114,13 @@ def test_responses_json_and_stream(gateway: Gateway, tenant: TenantAccess) -> No
     assert text and final.output_text == text
 
 
-def test_upstream_errors_pass_through_with_their_status(gateway: Gateway, tenant: TenantAccess) -> None:
+def test_upstream_errors_keep_their_status_in_limes_words(gateway: Gateway, tenant: TenantAccess) -> None:
     with pytest.raises(openai.RateLimitError) as caught:
         client(gateway, tenant).chat.completions.create(
             model="chat-a", messages=[{"role": "user", "content": "x"}], extra_headers={"x-mock-status": "429"})
     assert caught.value.status_code == 429
-    assert caught.value.response.json()["error"]["message"]  # the provider's own body
+    # Lime's message, not the provider's (tests/e2e/test_upstream_errors.py has every case)
+    assert caught.value.response.json()["error"]["code"] == "upstream_rate_limited"
 
 
 def test_http2_clients_stream_too(gateway: Gateway, tenant: TenantAccess) -> None:

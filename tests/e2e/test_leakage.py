@@ -52,7 +52,8 @@ OPENAI_REQUESTS = {
     "responses": ("/v1/responses", {"model": "chat-a", "input": "hi"}, {}, 200),
     "responses_stream": ("/v1/responses", {"model": "chat-a", "input": "hi", "stream": True}, {}, 200),
     "embeddings": ("/v1/embeddings", {"model": "embed", "input": "hi"}, {}, 200),
-    "upstream_401": ("/v1/chat/completions", CHAT, {"x-mock-status": "401"}, 401),
+    # A refused upstream credential is the gateway's problem: a 502 (lime.protocols.upstream_errors).
+    "upstream_401": ("/v1/chat/completions", CHAT, {"x-mock-error-body": "openai-401-invalid-api-key"}, 502),
     "upstream_500": ("/v1/chat/completions", CHAT, {"x-mock-status": "500"}, 500),
     "stream_error_event": ("/v1/chat/completions", {**CHAT, "stream": True}, {"x-mock-error-after": "1"}, 200),
     "model_not_granted": ("/v1/chat/completions", {**CHAT, "model": "chat-b"}, {}, 404),
@@ -61,7 +62,7 @@ OPENAI_REQUESTS = {
 ANTHROPIC_REQUESTS = {
     "messages": ("/v1/messages", MESSAGES, {}, 200),
     "messages_stream": ("/v1/messages", {**MESSAGES, "stream": True}, {}, 200),
-    "upstream_401": ("/v1/messages", MESSAGES, {"x-mock-status": "401"}, 401),
+    "upstream_401": ("/v1/messages", MESSAGES, {"x-mock-error-body": "anthropic-401-authentication"}, 502),
     "upstream_529": ("/v1/messages", MESSAGES, {"x-mock-status": "529"}, 529),
     "stream_error_event": ("/v1/messages", {**MESSAGES, "stream": True}, {"x-mock-error-after": "1"}, 200),
 }

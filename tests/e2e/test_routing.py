@@ -135,6 +135,60 @@ def test_a_primary_answering_500_fails_over_to_the_backup_with_its_own_model_and
     assert envoy_pid(gateway) == pid
 
 
+def candidates_answer(statuses: dict[str, str]) -> Callable[[Resources], None]:
+    """An edit of clusters.yaml: each candidate's attempts carry x-mock-status from its metadata (the mock obeys)."""
+
+    def change(resources: Resources) -> None:
+        for name, status in statuses.items():
+            endpoint = cluster(resources, name)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+            endpoint["metadata"]["filter_metadata"]["lime"]["status"] = status
+        filters = cluster(resources, "upstream_mock_failover")["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
+        filters[0]["typed_config"]["mutations"]["request_mutations"].append(
+            {"append": {"header": {"key": "x-mock-status", "value": "%UPSTREAM_METADATA(lime:status)%"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}})
+
+    return change
+
+
+def auth_failures(gateway: Gateway, upstream: str, status: str) -> float:
+    return value(scrape(gateway.settings.extproc_metrics), "lime_upstream_auth_failures_total",
+                 upstream=upstream, status=status)
+
+
+@pytest.mark.parametrize("refusal", ["401", "403"])
+def test_a_primary_refusing_its_credential_fails_over_to_the_backup_and_is_counted(
+        gateway: Gateway, tenant: TenantAccess, refusal: str) -> None:
+    """The route retries 401/402/403/407 on the next candidate (routes.yaml, retriable_status_codes): it has its own
+    credential. The client is served; the refusal is counted under the primary's name for the SRE's alert."""
+    clusters = gateway.stack.envoy_config.parent / "clusters.yaml"
+    before = auth_failures(gateway, "mock_primary", refusal)
+    with edited(clusters, candidates_answer({"candidate_mock_primary": refusal, "candidate_mock_backup": "200"})):
+        request_id, text = until(lambda: chat(gateway, tenant), lambda r: len(seen_by_mock(gateway, r[0])) == 2,
+                                 "a request tried on both candidates")
+        first, second = seen_by_mock(gateway, request_id)
+        assert first["status"] == int(refusal) and first["headers"]["authorization"] == \
+            f"Bearer {UPSTREAM_SECRET_FAILOVER}"
+        assert second["status"] == 200 and second["headers"]["authorization"] == f"Bearer {UPSTREAM_SECRET_BACKUP}"
+        assert text
+    until(lambda: auth_failures(gateway, "mock_primary", refusal), lambda n: n >= before + 1,
+          "the primary's refused credential in lime_upstream_auth_failures_total")
+
+
+def test_a_group_whose_every_candidate_refuses_answers_502(gateway: Gateway, tenant: TenantAccess) -> None:
+    clusters = gateway.stack.envoy_config.parent / "clusters.yaml"
+    with edited(clusters, candidates_answer({"candidate_mock_primary": "401", "candidate_mock_backup": "401"})):
+        def attempt() -> tuple[str, int, dict[str, Any]]:
+            try:  # served, until Envoy has applied the edit
+                return chat(gateway, tenant)[0], 200, {}
+            except openai.APIStatusError as error:
+                return error.response.headers["x-request-id"], error.status_code, error.response.json()
+
+        _, status, body = until(attempt, lambda r: r[1] != 200 and len(seen_by_mock(gateway, r[0])) == 2,
+                                "a request refused by both candidates")
+        assert status == 502 and body["error"]["code"] == "upstream_auth_failed"
+
+
 def test_a_primary_that_is_down_fails_over_to_the_backup(gateway: Gateway, tenant: TenantAccess) -> None:
     clusters = gateway.stack.envoy_config.parent / "clusters.yaml"
     refused_before = attempt_failures(gateway, "mock_primary", "connect_failure")

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from lime.devstack.mock_upstream.answers import API_PATHS, Api, InvalidRequest, answer, is_stream
 from lime.devstack.mock_upstream.config import MAX_DELAY_MS, BadOverride, MockConfig, Overrides, resolve_overrides
-from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body
+from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body, recorded_error
 from lime.devstack.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
 from lime.devstack.mock_upstream.packing import Packer
 from lime.devstack.mock_upstream.reply import new_id
@@ -179,6 +179,16 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
         overrides = resolve_overrides(request.headers, state.config)
     except BadOverride as exc:
         return _fail(state, entry, api, 400, str(exc))
+    if overrides.error_body is not None:
+        recorded = recorded_error(overrides.error_body, entry["model"])
+        if recorded is None:
+            return _fail(state, entry, api, 400, f"x-mock-error-body: no recorded error {overrides.error_body!r}")
+        status, payload, content_type = recorded
+        entry["status"] = status
+        entry["completed"] = True
+        state.log.add(entry)
+        return web.Response(status=status, body=payload,
+                            headers={**provider_headers(api, status), "Content-Type": content_type})
     if overrides.status is not None:
         return _fail(state, entry, api, overrides.status, None)
     try:

@@ -17,6 +17,7 @@ __all__ = [
     "DROP_HEADER",
     "ENCODINGS",
     "ENCODING_HEADER",
+    "ERROR_BODY_HEADER",
     "ERROR_HEADER",
     "INVALID_HEADER",
     "STALL_HEADER",
@@ -30,6 +31,8 @@ __all__ = [
 CHUNKS_HEADER = "x-mock-chunks"
 DELAY_HEADER = "x-mock-delay-ms"
 STATUS_HEADER = "x-mock-status"
+#: Answer a real provider's recorded error (a name in errors.RECORDED_ERRORS): its status and body, byte for byte.
+ERROR_BODY_HEADER = "x-mock-error-body"
 #: Prompt tokens to report as read from the provider's prompt cache (capped at the prompt's size).
 CACHED_HEADER = "x-mock-cached-tokens"
 #: Streams: after this many events, cut the connection without ending the response (a crashed upstream).
@@ -85,6 +88,7 @@ class Overrides:
     stall_after: int | None = None
     content_encoding: str | None = None
     content_type: str | None = None
+    error_body: str | None = None
 
 
 class BadOverride(ValueError):
@@ -123,6 +127,7 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         status=status,
         content_encoding=_encoding(headers),
         content_type=headers.get(CONTENT_TYPE_HEADER),
+        error_body=headers.get(ERROR_BODY_HEADER),
     )
 
 

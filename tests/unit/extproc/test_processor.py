@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -84,14 +85,67 @@ def test_upstream_headers_are_hidden_and_the_model_id_rewritten() -> None:
     assert not done.response_body.response.HasField("body_mutation")
 
 
-def test_upstream_error_bodies_pass_untouched() -> None:
+def test_an_upstream_error_is_held_and_replaced_by_limes_own() -> None:
+    processor = StreamProcessor({"mock": "sk-up-secret"}.get)
+    meta = GRANT.to_metadata()
+    headers = handle(processor, message("response_headers", metadata=meta, headers={
+        ":status": "401", "content-type": "application/json", "content-length": "180", "x-request-id": "req_up",
+        "www-authenticate": "Bearer", "x-should-retry": "true"}))
+    mutation = headers.response_headers.response.header_mutation
+    # The client gets a 502 (the status goes out with the headers), never an authentication error.
+    assert headers_of(mutation) == {":status": b"502", "content-type": b"application/json",
+                                    "x-should-retry": b"false"}
+    assert {"content-length", "x-request-id", "www-authenticate"} <= set(mutation.remove_headers)
+    upstream = (b'{"error":{"message":"Incorrect API key provided: sk-up-se****cret. You can find your API key at '
+                b'https://platform.openai.com/account/api-keys.","type":"invalid_request_error","code":"invalid_api_key"}}')
+    first = handle(processor, message("response_body", metadata=meta, body=upstream[:50]))
+    assert first.response_body.response.body_mutation.clear_body  # held: nothing of it reaches the client
+    last = handle(processor, message("response_body", metadata=meta, body=upstream[50:], end_of_stream=True))
+    body = json.loads(last.response_body.response.body_mutation.body)
+    assert body["error"]["code"] == "upstream_auth_failed" and body["error"]["type"] == "server_error"
+    assert "platform.openai.com" not in json.dumps(body) and "sk-" not in json.dumps(body)
+    # Settled as before: an error costs nothing, and the usage record keeps the upstream's status.
+    event = processor.settlement()
+    assert event is not None and event.cost == 0 and event.upstream_status == 401
+
+
+def test_a_client_error_keeps_its_status_type_code_and_param() -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
-    handle(processor, message("response_headers", metadata=meta,
-                             headers={":status": "429", "content-type": "application/json"}))
-    body = b'{"error":{"message":"slow down","model":"gpt-4o-mini"}}'
-    chunk = handle(processor, message("response_body", metadata=meta, body=body, end_of_stream=True))
-    assert not chunk.response_body.response.HasField("body_mutation")
+    headers = handle(processor, message("response_headers", metadata=meta,
+                                        headers={":status": "400", "content-type": "application/json"}))
+    assert headers_of(headers.response_headers.response.header_mutation)[":status"] == b"400"
+    upstream = (b'{"error":{"message":"This model\'s maximum context length is 128000 tokens (gpt-4o-mini, '
+                b'req_abc123).","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}')
+    last = handle(processor, message("response_body", metadata=meta, body=upstream, end_of_stream=True))
+    error = json.loads(last.response_body.response.body_mutation.body)["error"]
+    assert error == {"message": "This model's maximum context length is 128000 tokens (chat, [redacted]).",
+                     "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}
+
+
+def test_an_upstream_error_without_a_body_gets_limes_as_an_immediate_response() -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    request = message("response_headers", metadata=GRANT.to_metadata(), headers={":status": "429", "retry-after": "7"})
+    request.response_headers.end_of_stream = True
+    answer = handle(processor, request).immediate_response
+    assert answer.status.code == 429
+    assert json.loads(answer.body)["error"]["code"] == "upstream_rate_limited"
+    assert headers_of(answer.headers)["retry-after"] == b"7"
+    assert processor.finished
+
+
+def test_a_bug_while_rewriting_an_error_never_passes_the_upstreams_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("extproc.error_answers.upstream_error_reply", broken)
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta = GRANT.to_metadata()
+    handle(processor, message("response_headers", metadata=meta, headers={":status": "400"}))
+    last = handle(processor, message("response_body", metadata=meta, body=b'{"error":{"message":"org-secret"}}',
+                                     end_of_stream=True))
+    body = last.response_body.response.body_mutation.body
+    assert b"org-secret" not in body and json.loads(body)["error"]["message"]
 
 
 def test_local_reply_without_grant_passes() -> None:
@@ -179,3 +233,45 @@ def test_a_tap_that_breaks_mid_stream_loses_and_repeats_no_byte(monkeypatch: pyt
     assert processor.unreadable == "tap_error"
     assert event is not None and (event.outcome, event.estimated) == ("partial", True)
     assert event.input_tokens == GRANT.input_estimate
+
+
+@pytest.mark.parametrize(("details", "rewritten"), [
+    ("via_upstream", True),
+    # Envoy's own replies (local_reply_config already put them in Lime's words) pass as they are.
+    ("upstream_reset_before_response_started{connection_failure}", False),
+    ("response_timeout", False),
+    (None, True),  # Envoy did not say: treated as the upstream's
+])
+def test_only_the_upstreams_own_errors_are_rewritten(details: str | None, rewritten: bool) -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    request = message("response_headers", metadata=GRANT.to_metadata(),
+                      headers={":status": "503", "content-type": "application/json"})
+    if details is not None:
+        request.attributes["envoy.filters.http.ext_proc"].update({"response.code_details": details})
+    mutation = handle(processor, request).response_headers.response.header_mutation
+    assert (":status" in headers_of(mutation)) is rewritten
+    body = b'{"error":{"message":"The upstream is unavailable: connection failure","code":"upstream_unavailable"}}'
+    last = handle(processor, message("response_body", metadata=GRANT.to_metadata(), body=body, end_of_stream=True))
+    assert last.response_body.response.HasField("body_mutation") is rewritten
+
+
+RAW_ERROR = b'{"error":{"message":"bad org-x1","type":"invalid_request_error","param":"messages","code":"c"}}'
+
+
+@pytest.mark.parametrize(("encoding", "body", "readable"), [
+    ("gzip", gzip.compress(RAW_ERROR), True),
+    ("compress", RAW_ERROR, False),  # a coding Lime does not decode: a generic message, never the raw bytes
+    ("gzip", gzip.compress(b"x" * 200_000), False),  # decodes past what an error body may be: generic
+], ids=["gzip", "unknown-coding", "too-large"])
+def test_a_compressed_upstream_error_is_decoded_or_answered_generically(encoding: str, body: bytes,
+                                                                       readable: bool) -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta = GRANT.to_metadata()
+    handle(processor, message("response_headers", metadata=meta,
+                              headers={":status": "400", "content-encoding": encoding}))
+    last = handle(processor, message("response_body", metadata=meta, body=body, end_of_stream=True))
+    error = json.loads(last.response_body.response.body_mutation.body)["error"]
+    if readable:
+        assert error["message"] == "bad [redacted]" and error["param"] == "messages"
+    else:
+        assert error["message"].startswith("The upstream refused this request (HTTP 400)")

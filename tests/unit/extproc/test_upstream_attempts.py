@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extproc.upstream_attempts import attempt_failure
+from extproc.upstream_attempts import ATTEMPT_FAILURES, AUTH_FAILURES, attempt_failure, count
 from lime.envoy.api import AccessLogEntry
 
 
@@ -22,9 +22,24 @@ def entry(status: int = 0, flags: tuple[str, ...] = (), cluster: str = "upstream
     (entry(504, ("upstream_request_timeout",)), ("mock_primary", "timeout")),
     # A single upstream (no candidate metadata) is named by its catalog id.
     (entry(502, cluster="upstream_mock", candidate=None), ("mock", "502")),
+    # A refused credential or account: the failover hides it from the client, the count does not.
+    (entry(401), ("mock_primary", "401")),
+    (entry(407, cluster="upstream_mock", candidate=None), ("mock", "407")),
     (entry(200), None),
     (entry(404), None),
 ])
 def test_an_attempt_failure_names_its_candidate_and_reason(log: AccessLogEntry, expected: tuple[str, str] | None,
                                                             ) -> None:
     assert attempt_failure(log) == expected
+
+
+def test_refused_credentials_are_counted_apart_for_the_alert() -> None:
+    def auth(status: str) -> float:
+        return float(AUTH_FAILURES.labels("mock_backup", status)._value.get())
+
+    before, attempts = auth("403"), ATTEMPT_FAILURES.labels("mock_backup", "403")._value.get()
+    count(entry(403, candidate="mock_backup"))
+    count(entry(500, candidate="mock_backup"))
+    assert auth("403") == before + 1
+    assert ATTEMPT_FAILURES.labels("mock_backup", "403")._value.get() == attempts + 1
+    assert auth("500") == 0
