@@ -18,6 +18,7 @@ from lime.money.output_cap import reserved_output_tokens, upstream_cap
 from lime.money.pricing import reservation_estimate
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import AuthError, PermissionDenied
+from lime.protocols.input_estimate import estimate_input
 from lime.protocols.request_body import parse_request_body
 
 __all__ = ["DirectoryAccess", "Verified", "authorize"]
@@ -84,7 +85,7 @@ async def authorize(
     # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens
     output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
-    estimate = reservation_estimate(model, len(body), output_tokens)
+    estimate = reservation_estimate(model, estimate_input(facts.body).tokens, output_tokens)
     return Grant(
         request_id=headers.get("x-request-id", ""),
         tenant_id=tenant_id,

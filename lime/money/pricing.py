@@ -15,11 +15,9 @@ from typing import Protocol
 
 from lime.protocols.usage import Usage
 
-__all__ = ["Estimate", "PriceSheet", "cost_of", "estimate_input_tokens", "reservation_estimate"]
+__all__ = ["Estimate", "PriceSheet", "cost_of", "reservation_estimate"]
 
 PER_MILLION = 1_000_000
-#: Bytes of request body per input token when estimating: JSON and prompt text run at about four.
-BYTES_PER_TOKEN = 4
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
@@ -48,11 +46,6 @@ def cost_of(usage: Usage, prices: PriceSheet) -> int:
     return _ceil_div(total, PER_MILLION)
 
 
-def estimate_input_tokens(body_size: int) -> int:
-    """An upper-leaning guess of a request's input tokens from its body size: the whole JSON counts."""
-    return max(1, _ceil_div(body_size, BYTES_PER_TOKEN))
-
-
 @dataclass(frozen=True)
 class Estimate:
     input_tokens: int
@@ -64,12 +57,13 @@ class Estimate:
         return self.input_tokens + self.output_tokens
 
 
-def reservation_estimate(prices: PriceSheet, body_size: int, max_output_tokens: int) -> Estimate:
-    """What to hold before a request leaves: its estimated input, and its full output cap, at list prices.
+def reservation_estimate(prices: PriceSheet, input_tokens: int, max_output_tokens: int) -> Estimate:
+    """What to hold before a request leaves: its estimated input (:mod:`lime.protocols.input_estimate`), and its
+    full output cap, at list prices.
 
     Input is priced as uncached (cache reads are cheaper), so the hold is never below the likely cost;
     embeddings have no output.
     """
-    input_tokens = estimate_input_tokens(body_size)
+    input_tokens = max(1, input_tokens)
     usage = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
     return Estimate(input_tokens, max_output_tokens, cost_of(usage, prices))

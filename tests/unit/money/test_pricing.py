@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lime.catalog import Model
-from lime.money.pricing import PER_MILLION, cost_of, estimate_input_tokens, reservation_estimate
+from lime.money.pricing import PER_MILLION, cost_of, reservation_estimate
 from lime.protocols.endpoints import ModelKind
 from lime.protocols.usage import Usage
 
@@ -145,20 +145,13 @@ def test_splitting_a_usage_never_makes_it_cheaper(a: Usage, b: Usage, m: Model) 
 # -- the reservation --------------------------------------------------------------------------------------------
 
 
-@given(st.integers(min_value=0, max_value=10_000_000))
-def test_input_estimate_counts_the_whole_body(body_size: int) -> None:
-    tokens = estimate_input_tokens(body_size)
-    assert tokens >= 1
-    assert tokens * 4 >= body_size
-    assert tokens == max(1, -(-body_size // 4))
-
-
 def test_estimate_is_input_plus_cap_at_list_prices() -> None:
-    estimate = reservation_estimate(PRICED, body_size=4000, max_output_tokens=1000)
+    estimate = reservation_estimate(PRICED, input_tokens=1000, max_output_tokens=1000)
     assert (estimate.input_tokens, estimate.output_tokens, estimate.tokens) == (1000, 1000, 2000)
     assert estimate.points == 1000 * 3 + 1000 * 15
-    embeddings = reservation_estimate(PRICED, body_size=10, max_output_tokens=0)
+    embeddings = reservation_estimate(PRICED, input_tokens=3, max_output_tokens=0)
     assert (embeddings.input_tokens, embeddings.output_tokens, embeddings.points) == (3, 0, 9)
+    assert reservation_estimate(PRICED, input_tokens=0, max_output_tokens=0).input_tokens == 1  # never nothing
 
 
 @st.composite
@@ -166,21 +159,21 @@ def within_estimate(draw: st.DrawFn) -> tuple[Model, int, int, Usage]:
     """A model whose cache reads are not dearer than its input, a reservation, and a usage that fits in it."""
     input_price = draw(PRICES)
     m = model(input_price, draw(PRICES), draw(st.integers(min_value=0, max_value=input_price)))
-    body_size = draw(st.integers(min_value=0, max_value=4_000_000))
+    input_tokens = draw(st.integers(min_value=1, max_value=1_000_000))
     cap = draw(st.integers(min_value=0, max_value=1_000_000))
-    total_input = draw(st.integers(min_value=0, max_value=estimate_input_tokens(body_size)))
+    total_input = draw(st.integers(min_value=0, max_value=input_tokens))
     cached = draw(st.integers(min_value=0, max_value=total_input))
     output = draw(st.integers(min_value=0, max_value=cap))
     reasoning = draw(st.integers(min_value=0, max_value=output))
     usage = Usage(input_tokens=total_input - cached, cached_input_tokens=cached, output_tokens=output,
                   reasoning_tokens=reasoning)
-    return m, body_size, cap, usage
+    return m, input_tokens, cap, usage
 
 
 @given(within_estimate())
 def test_reservation_covers_any_usage_within_it(case: tuple[Model, int, int, Usage]) -> None:
-    m, body_size, cap, usage = case
-    estimate = reservation_estimate(m, body_size, cap)
+    m, input_tokens, cap, usage = case
+    estimate = reservation_estimate(m, input_tokens, cap)
     assert usage.total_input_tokens <= estimate.input_tokens
     assert usage.output_tokens <= estimate.output_tokens
     assert cost_of(usage, m) <= estimate.points
