@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: up test pytest lint typecheck imports unit e2e envoy-check system-deps clean bench
+.PHONY: up test test-random pytest lint typecheck imports unit e2e envoy-check system-deps clean bench
 
 # A current pip first: the one Python 3.11 bundles (23.x) spends ~10 s more matching wheel tags while it resolves.
 $(STAMP): pyproject.toml
@@ -37,6 +37,10 @@ typecheck: $(STAMP)
 # The layers of the house: no import runs upward, protocols and money's rules stay pure (pyproject.toml).
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
+
+# Every test makes the traffic it asserts on: the suite passes in any order. SEED=n repeats an order.
+test-random: $(STAMP) system-deps
+	$(VENV)/bin/pytest -p randomly $(if $(SEED),-p randomly --randomly-seed=$(SEED))
 
 unit: $(STAMP) system-deps
 	$(VENV)/bin/pytest tests/unit

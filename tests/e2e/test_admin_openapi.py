@@ -114,12 +114,14 @@ def test_admin_api_conforms_to_its_document(case: Case[Any], gateway: Gateway, c
     case.validate_response(response)
 
 
-def test_the_generated_requests_got_past_the_token() -> None:
-    """The checks above mean something only if the token was sent: every operation answered something else than
-    401, every listing a 200, and something was created."""
-    if not ANSWERED:
-        pytest.skip("runs after test_admin_api_conforms_to_its_document")
-    assert len(ANSWERED) == len(operations())
+@pytest.fixture(scope="module", autouse=True)
+def generated_requests_got_past_the_token() -> Iterator[None]:
+    """The checks of the generated requests mean something only if the token was sent: once they have all run
+    (in whatever order the tests ran), every operation answered something else than 401, every listing a 200,
+    and something was created. A teardown, not a test, so that it always runs after them."""
+    yield
+    if len(ANSWERED) < len(operations()):
+        return  # a selection of the cases ran (-k): not all operations to judge
     for label, statuses in ANSWERED.items():
         assert statuses - {401}, label
         if label.startswith("GET "):

@@ -3,7 +3,8 @@
 process of the stack (Envoy's access log included) or of its PostgreSQL and Redis; the client's key never reaches
 the upstream, is never echoed back, and is never logged.
 
-The requests are made first, one test per kind, each collecting what the client received; the scans run last."""
+The requests are made once, by a module fixture that every test here asks for (so the tests hold in any order
+and alone); each test then checks what the client received for one kind, and the scans read everything."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def send(gateway: Gateway, method: str, path: str, headers: dict[str, str], payl
 CHAT = {"model": "chat-a", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {"model": "claude", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
 
-OPENAI_REQUESTS = {
+OPENAI_REQUESTS: dict[str, tuple[str, dict[str, Any], dict[str, str], int]] = {
     "chat": ("/v1/chat/completions", CHAT, {}, 200),
     "chat_stream": ("/v1/chat/completions", {**CHAT, "stream": True}, {}, 200),
     "responses": ("/v1/responses", {"model": "chat-a", "input": "hi"}, {}, 200),
@@ -59,7 +60,7 @@ OPENAI_REQUESTS = {
     "model_not_granted": ("/v1/chat/completions", {**CHAT, "model": "chat-b"}, {}, 404),
     "bad_body": ("/v1/chat/completions", {"messages": []}, {}, 400),
 }
-ANTHROPIC_REQUESTS = {
+ANTHROPIC_REQUESTS: dict[str, tuple[str, dict[str, Any], dict[str, str], int]] = {
     "messages": ("/v1/messages", MESSAGES, {}, 200),
     "messages_stream": ("/v1/messages", {**MESSAGES, "stream": True}, {}, 200),
     "upstream_401": ("/v1/messages", MESSAGES, {"x-mock-error-body": "anthropic-401-authentication"}, 502),
@@ -68,39 +69,57 @@ ANTHROPIC_REQUESTS = {
 }
 
 
-@pytest.mark.parametrize(("path", "payload", "extra", "status"), OPENAI_REQUESTS.values(), ids=OPENAI_REQUESTS.keys())
-def test_openai_answers_carry_no_secret(gateway: Gateway, tenant: TenantAccess, path: str, payload: dict[str, Any],
-                                        extra: dict[str, str], status: int) -> None:
-    got, received = send(gateway, "POST", path, openai_headers(tenant, **extra), payload)
-    assert got == status, received
-    assert_clean(RECEIVED[-1])
-
-
-@pytest.mark.parametrize(("path", "payload", "extra", "status"), ANTHROPIC_REQUESTS.values(),
-                         ids=ANTHROPIC_REQUESTS.keys())
-def test_anthropic_answers_carry_no_secret(gateway: Gateway, tenant: TenantAccess, path: str,
-                                           payload: dict[str, Any], extra: dict[str, str], status: int) -> None:
-    got, received = send(gateway, "POST", path, anthropic_headers(tenant, **extra), payload)
-    assert got == status, received
-    assert_clean(RECEIVED[-1])
-
-
-def test_refusals_and_envoys_own_replies_carry_no_secret(gateway: Gateway, tenant: TenantAccess) -> None:
-    """A bad key is not echoed (unlike some providers' "Incorrect API key provided: sk-..."), nor are the
-    secrets in a refusal, a 404 of Envoy's, the directory, or a 413."""
+@pytest.fixture(scope="module")
+def traffic(gateway: Gateway, tenant: TenantAccess) -> dict[str, tuple[int, str]]:
+    """Every request of this module, made once: by name, the status and what the client received (as text)."""
+    made: dict[str, tuple[int, str]] = {}
+    for name, (path, payload, extra, _) in OPENAI_REQUESTS.items():
+        made[f"openai-{name}"] = send(gateway, "POST", path, openai_headers(tenant, **extra), payload)[0], RECEIVED[-1]
+    for name, (path, payload, extra, _) in ANTHROPIC_REQUESTS.items():
+        made[f"anthropic-{name}"] = (send(gateway, "POST", path, anthropic_headers(tenant, **extra), payload)[0],
+                                     RECEIVED[-1])
+    # Refusals and Envoy's own replies: a bad key is not echoed (unlike some providers' "Incorrect API key
+    # provided: sk-..."), nor are the secrets in a refusal, a 404 of Envoy's, the directory, or a 413.
     bad = {**openai_headers(tenant), "authorization": f"Bearer {BAD_KEY}"}
-    assert send(gateway, "POST", "/v1/chat/completions", bad, CHAT)[0] == 401
     bad_anthropic = {**anthropic_headers(tenant), "x-api-key": BAD_KEY}
-    assert send(gateway, "POST", "/v1/messages", bad_anthropic, MESSAGES)[0] == 401
-    assert send(gateway, "GET", "/v1/models", openai_headers(tenant))[0] == 200
-    assert send(gateway, "GET", "/v1/models/claude", anthropic_headers(tenant))[0] == 200
-    assert send(gateway, "GET", "/admin/tenants", {"authorization": f"Bearer {ADMIN_TOKEN}"})[0] == 404
+    refusals: dict[str, tuple[str, str, dict[str, str], dict[str, Any] | None]] = {
+        "bad_key": ("POST", "/v1/chat/completions", bad, CHAT),
+        "bad_key_anthropic": ("POST", "/v1/messages", bad_anthropic, MESSAGES),
+        "models": ("GET", "/v1/models", openai_headers(tenant), None),
+        "model_anthropic": ("GET", "/v1/models/claude", anthropic_headers(tenant), None),
+        "admin_on_public": ("GET", "/admin/tenants", {"authorization": f"Bearer {ADMIN_TOKEN}"}, None),
+    }
+    for name, (method, path, headers, refusal_body) in refusals.items():
+        made[name] = send(gateway, method, path, headers, refusal_body)[0], RECEIVED[-1]
     status, received = gateway.http("POST", "/v1/chat/completions", headers=openai_headers(tenant),
                                     body=b'{"model": "chat-a", "x": "' + b"a" * (33 * 1024 * 1024) + b'"}')
-    assert status == 413
     RECEIVED.append(f"{status}\n{dict(gateway.last_headers)}\n{received}")
-    for text in RECEIVED[-6:]:
-        assert_clean(text)
+    made["too_large"] = status, RECEIVED[-1]
+    return made
+
+
+@pytest.mark.parametrize(("name", "status"), [(name, spec[3]) for name, spec in OPENAI_REQUESTS.items()],
+                         ids=OPENAI_REQUESTS.keys())
+def test_openai_answers_carry_no_secret(traffic: dict[str, tuple[int, str]], name: str, status: int) -> None:
+    got, received = traffic[f"openai-{name}"]
+    assert got == status, received
+    assert_clean(received)
+
+
+@pytest.mark.parametrize(("name", "status"), [(name, spec[3]) for name, spec in ANTHROPIC_REQUESTS.items()],
+                         ids=ANTHROPIC_REQUESTS.keys())
+def test_anthropic_answers_carry_no_secret(traffic: dict[str, tuple[int, str]], name: str, status: int) -> None:
+    got, received = traffic[f"anthropic-{name}"]
+    assert got == status, received
+    assert_clean(received)
+
+
+def test_refusals_and_envoys_own_replies_carry_no_secret(traffic: dict[str, tuple[int, str]]) -> None:
+    expected = {"bad_key": 401, "bad_key_anthropic": 401, "models": 200, "model_anthropic": 200,
+                "admin_on_public": 404, "too_large": 413}
+    assert {name: traffic[name][0] for name in expected} == expected
+    for name in expected:
+        assert_clean(traffic[name][1])
 
 
 def assert_clean(text: str) -> None:
@@ -108,7 +127,8 @@ def assert_clean(text: str) -> None:
         assert secret not in text, f"{secret[:12]}... in a response: {text[:300]}"
 
 
-def test_the_client_key_never_reaches_the_upstream(gateway: Gateway, tenant: TenantAccess) -> None:
+def test_the_client_key_never_reaches_the_upstream(gateway: Gateway, tenant: TenantAccess,
+                                                  traffic: dict[str, tuple[int, str]]) -> None:
     seen = [record for record in gateway.mock_requests() if record["request_id"] in REQUEST_IDS]
     assert len(seen) == len(OPENAI_REQUESTS) + len(ANTHROPIC_REQUESTS) - 2  # all but the two refused by authz
     for record in seen:
@@ -119,7 +139,7 @@ def test_the_client_key_never_reaches_the_upstream(gateway: Gateway, tenant: Ten
 
 
 def test_no_secret_in_any_log_line(gateway: Gateway, tenant: TenantAccess, postgres: EmbeddedPostgres,
-                                   redis_server: EmbeddedRedis) -> None:
+                                   redis_server: EmbeddedRedis, traffic: dict[str, tuple[int, str]]) -> None:
     """Every file in the stack's log folder (each service's output, Envoy's access log in envoy.log) and the
     stores' logs, after every request above: no upstream credential, admin token or client key in any line.
     The mock upstream is the provider: it is given the credential by design, so only client keys are looked
