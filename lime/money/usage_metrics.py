@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import redis
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -26,6 +26,22 @@ MICROPOINTS = Counter("lime_settled_micropoints", "Points charged, in micro-poin
 SETTLED_REQUESTS = Counter("lime_settled_requests", "Requests settled, by outcome: complete, partial, failed, reaped",
                            ["tenant", "model", "endpoint", "outcome"])
 
+# Drift: how far the charges are from what was reserved for them, and how many are Lime's estimate rather than
+# the upstream's report (docs/metrics.md, "Billing drift").
+RESERVED = Counter("lime_reserved_micropoints",
+                   "Points held for the requests that settled, in micro-points: sum(settled) / sum(reserved) is the "
+                   "share of the holds that was charged", ["tenant", "model"])
+ESTIMATED = Counter("lime_estimated_requests",
+                    "Settled requests charged (in part) by Lime's estimate, not the upstream's usage: cut off, usage "
+                    "missing or not reported, an unreadable answer", ["tenant", "model", "endpoint"])
+OVERDRAFT = Counter("lime_overdraft_micropoints",
+                    "Points charged beyond the request's hold, in micro-points: what the reservation could not see "
+                    "(the balance may go below zero by this)", ["tenant", "model"])
+#: Charged / held per request: near 0 for a short answer to a large cap, 1 when the cap was used, above 1 when the
+#: input estimate was short.
+SETTLED_TO_RESERVED = Histogram("lime_settled_to_reserved_ratio", "Per request, the points charged / the points held",
+                                ["model"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.1, 1.5, 2.0, 5.0))
+
 
 def count_persisted(event: UsageEvent) -> None:
     """Count one usage record PostgreSQL has just committed for the first time."""
@@ -37,6 +53,15 @@ def count_persisted(event: UsageEvent) -> None:
             TOKENS.labels(*labels, kind).inc(tokens)
     if event.cost:
         MICROPOINTS.labels(event.tenant_id, event.model).inc(event.cost)
+    if event.outcome == "reaped":
+        return  # released by rule, nothing charged or estimated: no drift to speak of
+    if event.reserved:
+        RESERVED.labels(event.tenant_id, event.model).inc(event.reserved)
+        SETTLED_TO_RESERVED.labels(event.model).observe(event.cost / event.reserved)
+    if event.estimated:
+        ESTIMATED.labels(*labels).inc()
+    if event.cost > event.reserved:
+        OVERDRAFT.labels(event.tenant_id, event.model).inc(event.cost - event.reserved)
 
 
 class SettlementBacklog(Collector):

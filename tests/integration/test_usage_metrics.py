@@ -65,3 +65,31 @@ def test_a_record_counts_its_tokens_by_kind_and_its_points() -> None:
     assert sample("lime_tokens_total", endpoint="messages", kind="cached_input") is None  # none: no series
     assert sample("lime_settled_micropoints_total") == 84
     assert sample("lime_settled_requests_total", endpoint="messages", outcome="complete") == 2
+
+
+def test_the_drift_between_holds_and_charges_is_counted() -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    model = f"m-{uuid.uuid4().hex[:8]}"
+
+    def event(outcome: str, *, estimated: bool, reserved: int, cost: int) -> UsageEvent:
+        return UsageEvent(
+            request_id=uuid.uuid4().hex, tenant_id=tenant, key_id="k", endpoint="chat_completions", model=model,
+            upstream="u", outcome=outcome, estimated=estimated, upstream_status=200, input_tokens=1,
+            cached_input_tokens=0, cache_write_tokens=0, output_tokens=1, reasoning_tokens=0, reserved=reserved,
+            cost=cost, started_at=time.time())
+
+    count_persisted(event("complete", estimated=False, reserved=1000, cost=100))  # a short answer to a big cap
+    count_persisted(event("partial", estimated=True, reserved=1000, cost=1300))  # the input estimate was short
+    count_persisted(event("reaped", estimated=False, reserved=1000, cost=0))  # released by rule: no drift
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"model": model, **labels})
+
+    assert sample("lime_reserved_micropoints_total", tenant=tenant) == 2000
+    assert sample("lime_settled_micropoints_total", tenant=tenant) == 1400
+    assert sample("lime_estimated_requests_total", tenant=tenant, endpoint="chat_completions") == 1
+    assert sample("lime_overdraft_micropoints_total", tenant=tenant) == 300
+    assert sample("lime_settled_to_reserved_ratio_count") == 2
+    assert sample("lime_settled_to_reserved_ratio_bucket", le="0.1") == 1
+    assert sample("lime_settled_to_reserved_ratio_bucket", le="1.1") == 1
+    assert sample("lime_settled_to_reserved_ratio_bucket", le="1.5") == 2
