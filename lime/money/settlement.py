@@ -5,7 +5,8 @@ never serve for free: whatever reached the upstream was billed by the provider, 
 upstream's numbers where it gave them and by Lime's estimate (flagged ``estimated``) where it did not.
 
 * **refused before it left** (extproc refused it): ``failed``, 0.
-* **an upstream error status** (or Envoy's own reply: upstream unreachable, timed out): ``failed``, 0.
+* **an upstream error status** (or Envoy's own reply: upstream unreachable, timed out), or a 2xx JSON body that is
+  an error object (a relay's way of failing): ``failed``, 0.
 * **reached the upstream, nothing came back**: cut before any response, or a 2xx of which the client got no
   whole event: ``partial``, ``estimated``, the reservation's input estimate (the provider bills the prompt).
 * **final usage reported**: priced from the upstream's own numbers, ``complete`` (or ``partial`` if the stream
@@ -59,7 +60,7 @@ def _usage_and_outcome(grant: Grant, tap: ResponseTap | None, forwarded: bool) -
             return Usage(), "failed", False
         # Cut before any response (the client left while the upstream worked): the provider bills the prompt.
         return Usage(input_tokens=grant.input_estimate), "partial", True
-    if not 200 <= tap.status < 300:
+    if not 200 <= tap.status < 300 or tap.error_body:
         return Usage(), "failed", False
     whole = tap.complete and not tap.failed
     outcome = "complete" if whole else "partial"

@@ -95,6 +95,8 @@ class ResponseTap:
         self.body_bytes = 0
         #: The body's end arrived (Envoy's end of stream), whether or not the protocol's own end was in it.
         self.ended = False
+        #: A 2xx JSON body that is an error object (a relay's way of failing): no answer, nothing charged.
+        self.error_body = False
         self._decoder: Decoder | None = None
 
     @property
@@ -222,12 +224,24 @@ class ResponseTap:
             self.unreadable = "body"
             return body
         self.complete = True
+        if _is_error_object(document):
+            # A relay that answers its errors with a 200: an upstream error all the same, and no answer.
+            self.failed = self.error_body = True
+            return self._rewrite_model(body)
         self.events = 1
         self.output.add(body)
         if self._json_usage is not None:
             self.usage = self._json_usage(document.get("usage"))
             self.usage_final = self.usage is not None
         return self._rewrite_model(body)
+
+
+def _is_error_object(document: dict[str, object]) -> bool:
+    """An error in either protocol's shape (OpenAI ``{"error": {...}}``, Anthropic ``{"type": "error"}``) and
+    nothing of an answer beside it."""
+    if "usage" in document:
+        return False
+    return isinstance(document.get("error"), dict) or document.get("type") == "error"
 
 
 _TYPE_FIELD = re.compile(rb'"type"\s*:\s*"([^"\\]{1,100})"')

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from typing import Any
 
 import brotli
 import pytest
@@ -139,3 +140,23 @@ def test_an_anthropic_stream_that_never_reports_input_estimates_it() -> None:
     event = settlement_for(grant("messages"), tap_of("messages", body))
     assert (event.outcome, event.estimated) == ("complete", True)
     assert tokens(event) == (GRANT.input_estimate, 0, 0, 7, 0)
+
+
+@pytest.mark.parametrize(("endpoint", "body"), [
+    ("chat_completions", {"error": {"message": "upstream overloaded", "type": "server_error", "code": None}}),
+    ("responses", {"error": {"message": "quota", "type": "insufficient_quota"}}),
+    ("messages", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+])
+def test_a_200_whose_body_is_an_error_object_is_an_upstream_error_and_free(endpoint: str, body: dict[str, Any]) -> None:
+    tap = tap_of(endpoint, json.dumps(body).encode(), content_type=JSON)
+    assert tap.error_body and tap.failed
+    event = settlement_for(grant(endpoint), tap)
+    assert (event.outcome, event.cost, event.estimated, event.upstream_status) == ("failed", 0, False, 200)
+
+
+def test_an_answer_that_mentions_an_error_is_still_an_answer() -> None:
+    body = {"id": "c", "object": "chat.completion", "model": "gpt-4o", "error": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "no error here"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+    event = settlement_for(GRANT, tap_of("chat_completions", json.dumps(body).encode(), content_type=JSON))
+    assert (event.outcome, event.estimated) == ("complete", False) and tokens(event) == (5, 0, 0, 3, 0)
