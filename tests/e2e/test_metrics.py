@@ -159,5 +159,5 @@ def test_catalog_api_counts_by_route_template_and_serves_metrics_without_the_adm
 
 
 def test_envoy_serves_its_stats_for_prometheus(gateway: Gateway) -> None:
-    samples = scrape(gateway.settings.envoy_stats, "/stats/prometheus")
+    samples = scrape(gateway.settings.envoy_admin, "/stats/prometheus")
     assert value(samples, "envoy_http_downstream_rq_total", envoy_http_conn_manager_prefix="public") > 0
