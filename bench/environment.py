@@ -251,6 +251,7 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, lit
             "LIME_DATABASE_URL": postgres.url,
             "LIME_REDIS_URL": redis_server.url,
             "LIME_ADMIN_TOKEN": "bench-admin-token",
+            "LIME_CATALOG_SECRET": "bench-catalog-secret",
             "LIME_UPSTREAM_KEY_MOCK": "mock-upstream-key",
             "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": "mock-upstream-key",
             "LIME_STATE_DIR": str(work_dir / "state"),

@@ -1,11 +1,15 @@
 """``GET /v1/models`` and ``GET /v1/models/{id}``, reached only through Envoy after authz.
 
 authz has verified the key and put the tenant in ``x-lime-verified-tenant`` (Envoy strips that header from
-client requests first). The answer is in Anthropic's format when the request carries ``anthropic-version``.
+client requests first). That header is believed only from Envoy: Envoy's route here adds the deployment's catalog
+secret (``x-lime-catalog-secret``, also stripped from clients), and a request without it is refused with a 401
+before any tenant header is read, so reaching this port is not enough to read a tenant's directory. The answer is
+in Anthropic's format when the request carries ``anthropic-version``.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
@@ -18,10 +22,19 @@ from lime.money.grant import VERIFIED_TENANT_HEADER
 from lime.protocols.endpoints import Protocol
 from lime.protocols.error_bodies import render_error
 from lime.protocols.errors import AuthError, LimeError, NotFound
+from lime.settings import CATALOG_SECRET_HEADER
 
 __all__ = ["build_public_app", "error_response"]
 
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)
+SECRET: web.AppKey[bytes] = web.AppKey("catalog_secret", bytes)
+#: Served to anyone who reaches the port: the readiness probe.
+_OPEN_PATHS = frozenset({"/healthz"})
+
+
+def came_through_envoy(presented: str | None, secret: bytes) -> bool:
+    """Whether a request carries the catalog secret; constant-time, so timing tells nothing of how much matched."""
+    return presented is not None and hmac.compare_digest(presented.encode(), secret)
 
 
 def error_response(error: LimeError, protocol: Protocol, request: web.Request) -> web.Response:
@@ -67,6 +80,9 @@ async def get_model(request: web.Request) -> web.Response:
 @web.middleware
 async def _errors_in_the_clients_protocol(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.path not in _OPEN_PATHS and not came_through_envoy(
+                request.headers.get(CATALOG_SECRET_HEADER), request.app[SECRET]):
+            raise AuthError("The request was not authorized by the gateway.")
         return await handler(request)
     except LimeError as error:
         return error_response(error, _protocol(request), request)
@@ -76,9 +92,12 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def build_public_app(directory: Directory) -> web.Application:
+def build_public_app(directory: Directory, catalog_secret: str) -> web.Application:
+    if not catalog_secret:
+        raise ValueError("catalog_api needs the catalog secret Envoy presents")
     app = web.Application(middlewares=[metered("directory"), _errors_in_the_clients_protocol])
     app[DIRECTORY] = directory
+    app[SECRET] = catalog_secret.encode()
     app.router.add_get("/v1/models", list_models)
     # Model ids may contain slashes (e.g. `org/model`).
     app.router.add_get("/v1/models/{model_id:.+}", get_model)

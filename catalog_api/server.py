@@ -21,10 +21,13 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings) -> None:
     if not settings.admin_token:
         raise SettingsError("LIME_ADMIN_TOKEN is not set: the admin API will not run without a token")
+    if not settings.catalog_secret:
+        raise SettingsError("LIME_CATALOG_SECRET is not set: catalog_api believes the tenant header only from "
+                            "Envoy, which proves itself with that secret (the same value in Envoy's environment)")
     async with open_pool(settings) as pool, open_redis(settings) as redis, \
             open_directory(settings, pool, redis) as directory:
         runners = []
-        for app, address in ((build_public_app(directory), settings.catalog),
+        for app, address in ((build_public_app(directory, settings.catalog_secret), settings.catalog),
                              (build_admin_app(pool, redis, settings.admin_token), settings.admin)):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

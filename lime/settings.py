@@ -8,17 +8,22 @@ variables or from files in ``LIME_SECRETS_DIR``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Address", "Settings", "SettingsError", "child_environment", "upstream_env_name"]
+__all__ = ["CATALOG_SECRET_HEADER", "Address", "Settings", "SettingsError", "child_environment",
+           "is_loopback", "upstream_env_name"]
 
 UPSTREAM_KEY_PREFIX = "LIME_UPSTREAM_KEY_"
 # The SRE-edited Envoy config in the checkout this package runs from (the project installs itself editable).
 DEFAULT_ENVOY_CONFIG = Path(__file__).resolve().parents[1] / "envoy" / "envoy.yaml"
+#: The header in which Envoy presents ``catalog_secret`` to catalog_api on the routes it sends there (rendered in by
+#: lime/envoy/render.py); Envoy strips it from client requests, like Lime's other internal headers.
+CATALOG_SECRET_HEADER = "x-lime-catalog-secret"  # noqa: S105 - a header's name, not a secret
 
 
 class SettingsError(ValueError):
@@ -54,6 +59,18 @@ class Address:
         return f"unix:{self.path}" if self.path is not None else f"{self.host}:{self.port}"
 
 
+def is_loopback(address: Address) -> bool:
+    """A Unix socket, or a TCP address only this machine (this pod, this container) can reach."""
+    if address.is_unix:
+        return True
+    if address.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        return False  # a name that resolves elsewhere, or 0.0.0.0's kin
+
+
 def _credential_slot(upstream_id: str) -> str:
     """Upstream ids may hold `-` and `_`, variable names only `_`: both sides meet in this normal form."""
     return re.sub(r"[^A-Za-z0-9]", "_", upstream_id).upper()
@@ -70,8 +87,8 @@ def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
 
 
 #: Every listening address, by its ``LIME_<NAME>_ADDR`` variable: tests give each one a free port.
-ADDRESS_NAMES = ("PUBLIC", "ENVOY_ADMIN", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "SETTLER", "MOCK_UPSTREAM",
-                 "AUTHZ_METRICS", "EXTPROC_METRICS")
+ADDRESS_NAMES = ("PUBLIC", "ENVOY_ADMIN", "ENVOY_STATS", "AUTHZ", "EXTPROC", "CATALOG", "ADMIN", "SETTLER",
+                 "MOCK_UPSTREAM", "AUTHZ_METRICS", "EXTPROC_METRICS")
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,12 @@ class Settings:
     redis_url: str | None = None
     state_dir: Path = Path(".lime")
     public: Address = Address("127.0.0.1", 8080)
+    #: Envoy's admin interface: loopback or a Unix socket only (see from_env), since whoever reaches it can stop
+    #: Envoy (/quitquitquit), change its runtime or read its whole config.
     envoy_admin: Address = Address("127.0.0.1", 9901)
+    #: Envoy's listener that serves only ``/stats/prometheus`` (proxied to the admin address): what Prometheus
+    #: scrapes, and the only admin path reachable from the network.
+    envoy_stats: Address = Address("127.0.0.1", 9902)
     authz: Address = Address("127.0.0.1", 9001)
     extproc: Address = Address("127.0.0.1", 9002)
     catalog: Address = Address("127.0.0.1", 9003)
@@ -93,6 +115,10 @@ class Settings:
     mock_upstream: Address = Address("127.0.0.1", 9100)
     envoy_config: Path = DEFAULT_ENVOY_CONFIG
     admin_token: str | None = field(default=None, repr=False)
+    #: Shared by Envoy and catalog_api: Envoy presents it (CATALOG_SECRET_HEADER) on every request it routes to
+    #: catalog_api, which trusts the verified-tenant header only beside it. No default: catalog_api will not start
+    #: without one, and `lime up` and the tests generate theirs.
+    catalog_secret: str | None = field(default=None, repr=False)
     # Credentials by the upstream's normalised id (see upstream_credential). repr=False keeps them out of
     # tracebacks and debug prints.
     upstream_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -115,7 +141,8 @@ class Settings:
             redis_url=env.get("LIME_REDIS_URL") or None,
             state_dir=reader.path("LIME_STATE_DIR", Path(".lime")) or Path(".lime"),
             public=reader.address("LIME_PUBLIC_ADDR", cls.public),
-            envoy_admin=reader.address("LIME_ENVOY_ADMIN_ADDR", cls.envoy_admin),
+            envoy_admin=reader.loopback_address("LIME_ENVOY_ADMIN_ADDR", cls.envoy_admin),
+            envoy_stats=reader.address("LIME_ENVOY_STATS_ADDR", cls.envoy_stats),
             authz=reader.address("LIME_AUTHZ_ADDR", cls.authz),
             extproc=reader.address("LIME_EXTPROC_ADDR", cls.extproc),
             catalog=reader.address("LIME_CATALOG_ADDR", cls.catalog),
@@ -126,6 +153,7 @@ class Settings:
             mock_upstream=reader.address("LIME_MOCK_UPSTREAM_ADDR", cls.mock_upstream),
             envoy_config=reader.path("LIME_ENVOY_CONFIG", cls.envoy_config) or cls.envoy_config,
             admin_token=reader.secret("LIME_ADMIN_TOKEN", secrets_dir, "admin_token"),
+            catalog_secret=reader.secret("LIME_CATALOG_SECRET", secrets_dir, "catalog_secret"),
             upstream_keys=_upstream_keys(env, secrets_dir),
             key_cache_seconds=reader.integer("LIME_KEY_CACHE_SECONDS", cls.key_cache_seconds),
             catalog_poll_seconds=reader.number("LIME_CATALOG_POLL_SECONDS", cls.catalog_poll_seconds),
@@ -167,6 +195,14 @@ class _Reader:
     def address(self, name: str, default: Address) -> Address:
         text = self.env.get(name)
         return Address.parse(text, name=name) if text else default
+
+    def loopback_address(self, name: str, default: Address) -> Address:
+        address = self.address(name, default)
+        if not is_loopback(address):
+            raise SettingsError(f"{name} must be a loopback address (127.0.0.1:PORT) or unix:/path, got "
+                                f"{address}: whoever reaches Envoy's admin can stop it; Prometheus scrapes the "
+                                "stats listener (LIME_ENVOY_STATS_ADDR) instead")
+        return address
 
     def path(self, name: str, default: Path | None) -> Path | None:
         text = self.env.get(name)

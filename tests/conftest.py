@@ -13,6 +13,7 @@ import pytest
 from hypothesis import settings
 
 from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from tests.processes import become_subreaper, descendants, kill_tree
 
 # A shared 2-core CI machine makes per-example timings noisy: hypothesis checks behaviour here, not speed.
 settings.register_profile("lime", deadline=None)
@@ -30,10 +31,27 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         config.option.basetemp = tempfile.mkdtemp(prefix="lime-pytest-")
         config.stash[_OWN_BASETEMP] = config.option.basetemp
+    # A process whose parent died (the services of a `lime up` killed mid-test) comes back to this one instead of
+    # init: it stays a descendant, and the check at the end of the session finds it.
+    become_subreaper()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A passing run leaves nothing behind; a failing one keeps its logs and data for a look."""
+    """No process the suite started outlives it: any still running now (every fixture has been torn down) fails
+    the run, named, and is killed with its process group. A passing run then leaves nothing behind; a failing one
+    keeps its logs and data for a look."""
+    leftovers = descendants()
+    if leftovers:
+        kill_tree(leftovers)
+        listing = "\n  ".join(str(proc) for proc in leftovers)
+        message = f"processes the tests started were still running at the end (killed now):\n  {listing}"
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line(message, red=True)
+        else:
+            print(message)
+        session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
     own = session.config.stash.get(_OWN_BASETEMP, None)
     if own is not None and exitstatus == 0:
         shutil.rmtree(own, ignore_errors=True)

@@ -78,7 +78,10 @@ async def _prepare(settings: Settings) -> DemoAccess:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    # First of all: a SIGTERM while the stores or services start must still stop what already runs.
+    # First of all, and explicitly for both signals: a SIGTERM or Ctrl-C while the stores or services start must
+    # still stop what already runs, and a shell that started `lime up` with SIGINT ignored (a background job of a
+    # non-interactive shell) would otherwise leave Python's SIGINT ignored too: no KeyboardInterrupt, ever.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     keep: list[Any] = []
     stack: Stack | None = None
@@ -92,6 +95,9 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         if not settings.admin_token:
             overrides["LIME_ADMIN_TOKEN"] = _secret(settings, "admin_token")
             token_hint = f"$(cat {settings.state_dir / 'admin_token'})"
+        if not settings.catalog_secret:
+            # Envoy presents it to catalog_api, which believes the tenant header only beside it.
+            overrides["LIME_CATALOG_SECRET"] = _secret(settings, "catalog_secret")
         for upstream in ("mock", "mock_anthropic"):
             # The mock accepts any credential; a real upstream's comes from the environment or LIME_SECRETS_DIR.
             if settings.upstream_credential(upstream) is None:

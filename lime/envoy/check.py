@@ -10,6 +10,7 @@ Every :class:`Problem` says what is wrong and how to fix it. ENVOY-NOTES.md expl
 
 from __future__ import annotations
 
+import ipaddress
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import yaml
 from lime.envoy.bootstrap import Problem, load_bootstrap, validate_with_envoy
 from lime.envoy.files import ConfigSetError, fold, read_config_set
 from lime.money.grant import INTERNAL_HEADERS, UPSTREAM_HEADER
+from lime.settings import CATALOG_SECRET_HEADER
 
 __all__ = ["CheckReport", "Problem", "check", "load_bootstrap", "validate_with_envoy", "verify"]
 
@@ -87,6 +89,7 @@ def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
     filters = [(f.name, f.typed_config.unpack() if f.typed_config else None) for f in hcm.http_filters]
     routes = _routes(hcm)
     return [
+        *_admin_off_the_network(bootstrap.admin),
         *_filter_order(filters),
         *_request_ids(hcm),
         *_stripped_headers(filters),
@@ -98,6 +101,24 @@ def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
         *_aggregates(clusters),
         *(problem for upstream in upstream_ids for problem in _upstream(upstream, routes, clusters)),
     ]
+
+
+def _admin_off_the_network(admin: Any) -> Iterator[Problem]:
+    """Whoever reaches Envoy's admin can stop it (/quitquitquit), change its runtime and dump its config, secrets
+    included: it belongs on loopback or a Unix socket, with Prometheus on the stats listener."""
+    address = admin.address if admin is not None else None
+    if address is None or address.pipe is not None:
+        return  # no admin at all, or a Unix socket: nothing on the network
+    socket = address.socket_address
+    host = socket.address if socket is not None else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        yield Problem("admin.address", f"Envoy's admin listens on {host!r}, reachable from the network: anyone "
+                      "there could stop Envoy (/quitquitquit) or change its runtime. Bind it to 127.0.0.1 (or a "
+                      "pipe) and let Prometheus scrape the `stats` listener, which serves only /stats/prometheus.")
 
 
 def _public_hcm(listeners: Iterable[Any]) -> Any | None:
@@ -164,7 +185,7 @@ def _stripped_headers(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
         for name, config in before_authz if name == HEADER_MUTATION and config is not None and config.mutations
         for mutation in config.mutations.request_mutations if mutation.remove
     }
-    for header in INTERNAL_HEADERS:
+    for header in (*INTERNAL_HEADERS, CATALOG_SECRET_HEADER):
         if header not in removed:
             yield Problem(_where(HEADER_MUTATION), f"{header} is not stripped from client requests: add "
                           f"`- remove: {header}` to mutations.request_mutations of {HEADER_MUTATION} (before "

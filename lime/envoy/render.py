@@ -1,8 +1,11 @@
 """The Envoy config a running stack uses: the SRE's set of files with Lime's own addresses filled in.
 
-Only these are replaced, by name: the ``public`` listener's address, the admin address, and the endpoints of
-the clusters that point at Lime's processes (and at the demo's mock upstream: ``upstream_mock*`` and
-``candidate_mock*``). Everything else, routes and upstream clusters included, is used exactly as the SRE wrote it.
+Only these are replaced, by name: the ``public`` and ``stats`` listeners' addresses, the admin address, and the
+endpoints of the clusters that point at Lime's processes and at Envoy's admin (and at the demo's mock upstream:
+``upstream_mock*`` and ``candidate_mock*``). One thing is added: every route to the ``catalog_api`` cluster sets
+the header :data:`~lime.settings.CATALOG_SECRET_HEADER` to the deployment's catalog secret, which is how
+catalog_api knows a request came through Envoy. Everything else, routes and upstream clusters included, is used
+exactly as the SRE wrote it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from lime.envoy.files import ConfigSet, read_config_set, write_config_set
-from lime.settings import Address, Settings
+from lime.settings import CATALOG_SECRET_HEADER, Address, Settings, SettingsError
 
 __all__ = ["RenderedConfig", "render_config_set", "write_envoy_config"]
 
 _MOCK_PREFIXES = ("upstream_mock", "candidate_mock")
+_CATALOG_CLUSTER = "catalog_api"
+_HCM = "envoy.filters.network.http_connection_manager"
 
 
 def _socket(address: Address) -> dict[str, Any]:
@@ -52,13 +57,45 @@ def _point(cluster: dict[str, Any], address: Address) -> None:
         cluster["dns_lookup_family"] = "V4_PREFERRED"
 
 
+def _route_configs(config: ConfigSet) -> list[dict[str, Any]]:
+    """The RDS file's RouteConfiguration and every listener's inline one."""
+    found = [config.routes] if config.routes is not None else []
+    for listener in config.bootstrap["static_resources"].get("listeners") or []:
+        for chain in listener.get("filter_chains") or []:
+            for network_filter in chain.get("filters") or []:
+                typed = network_filter.get("typed_config") or {}
+                if network_filter.get("name") == _HCM and isinstance(typed.get("route_config"), dict):
+                    found.append(typed["route_config"])
+    return found
+
+
+def _present_catalog_secret(config: ConfigSet, secret: str | None) -> None:
+    """Every route to catalog_api presents the secret, overwriting whatever a client sent under that name."""
+    for route_config in _route_configs(config):
+        for vhost in route_config.get("virtual_hosts") or []:
+            for route in vhost.get("routes") or []:
+                if (route.get("route") or {}).get("cluster") != _CATALOG_CLUSTER:
+                    continue
+                if not secret:
+                    raise SettingsError("LIME_CATALOG_SECRET is not set (nor catalog_secret in LIME_SECRETS_DIR): "
+                                        f"Envoy must present it on route {route.get('name')!r} to catalog_api")
+                added = [h for h in route.get("request_headers_to_add") or []
+                         if (h.get("header") or {}).get("key", "").lower() != CATALOG_SECRET_HEADER]
+                # Header values are Envoy format strings: a `%` in the secret must be written `%%`.
+                added.append({"header": {"key": CATALOG_SECRET_HEADER, "value": secret.replace("%", "%%")},
+                              "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
+                route["request_headers_to_add"] = added
+
+
 def render_config_set(config: ConfigSet, settings: Settings) -> ConfigSet:
     bootstrap = config.bootstrap
     bootstrap["admin"]["address"] = _socket(settings.envoy_admin)
+    listeners = {"public": settings.public, "stats": settings.envoy_stats}
     for listener in bootstrap["static_resources"]["listeners"]:
-        if listener["name"] == "public":
-            listener["address"] = _socket(settings.public)
-    own = {"lime_authz": settings.authz, "lime_extproc": settings.extproc, "catalog_api": settings.catalog}
+        if listener["name"] in listeners:
+            listener["address"] = _socket(listeners[listener["name"]])
+    own = {"lime_authz": settings.authz, "lime_extproc": settings.extproc, _CATALOG_CLUSTER: settings.catalog,
+           "envoy_admin": settings.envoy_admin}
     for cluster in bootstrap["static_resources"].get("clusters") or []:
         if cluster["name"] in own:
             _point(cluster, own[cluster["name"]])
@@ -66,6 +103,7 @@ def render_config_set(config: ConfigSet, settings: Settings) -> ConfigSet:
         if cluster["name"].startswith(_MOCK_PREFIXES):
             # Every demo upstream and candidate is the one mock process.
             _point(cluster, settings.mock_upstream)
+    _present_catalog_secret(config, settings.catalog_secret)
     return config
 
 
@@ -102,7 +140,7 @@ class RenderedConfig:
             return False
         try:
             self.render()
-        except (ValueError, OSError, KeyError, TypeError) as error:
+        except (ValueError, OSError, KeyError, TypeError) as error:  # SettingsError is a ValueError
             self._seen = self._sources()
             print(f"lime: the Envoy config no longer renders ({error}); run `lime envoy check`", flush=True)
             return False

@@ -40,6 +40,8 @@ UPSTREAM_SECRET_ANTHROPIC = "upstream-secret-anthropic-0002"
 UPSTREAM_SECRET_FAILOVER = "upstream-secret-failover-0003"
 UPSTREAM_SECRET_BACKUP = "upstream-secret-backup-0004"
 ADMIN_TOKEN = "test-admin-token"
+#: What Envoy presents to catalog_api (x-lime-catalog-secret); a `%` checks that the rendering escapes it.
+CATALOG_SECRET = "test-catalog-secret-%-0005"
 RESERVATION_TTL_SECONDS = 3
 
 # public id, upstream, upstream model id, kind
@@ -244,6 +246,7 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
         "LIME_DATABASE_URL": postgres.url,
         "LIME_REDIS_URL": redis_server.url,
         "LIME_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIME_CATALOG_SECRET": CATALOG_SECRET,
         "LIME_UPSTREAM_KEY_MOCK": UPSTREAM_SECRET,
         "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": UPSTREAM_SECRET_ANTHROPIC,
         "LIME_UPSTREAM_KEY_MOCK_FAILOVER": UPSTREAM_SECRET_FAILOVER,

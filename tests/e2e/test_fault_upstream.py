@@ -158,7 +158,8 @@ def test_the_shipped_upstream_routes_bound_silence(gateway: Gateway) -> None:
 def impatient(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The origin of a second Envoy, rendered like the first, whose upstream routes give up after 2 s of silence."""
     settings = dataclasses.replace(gateway.settings, public=Address("127.0.0.1", free_port()),
-                                   envoy_admin=Address("127.0.0.1", free_port()))
+                                   envoy_admin=Address("127.0.0.1", free_port()),
+                                   envoy_stats=Address("127.0.0.1", free_port()))
     folder = tmp_path_factory.mktemp("impatient_envoy")
     stack = Stack(settings, gateway.env, folder, with_mock=False)
     write_envoy_config(settings, folder / "envoy.yaml")  # where Stack starts Envoy from

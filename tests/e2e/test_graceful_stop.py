@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -55,6 +56,10 @@ def test_a_stream_in_flight_finishes_and_settles_through_a_sigterm(gateway: Gate
         pieces.extend(c.choices[0].delta.content or "" for c in iterator if c.choices)
         watcher.join(5)
         assert process.wait(30) == 0  # it left once its calls were done, not before, and cleanly
+    except subprocess.TimeoutExpired:
+        # It did not stop in time: kill its group (the test fails) so that the restart below gets a clean slot.
+        gateway.stack.stop_service(service, sig=signal.SIGKILL, timeout=10)
+        raise
     finally:
         gateway.stack.start_service(service)
     # The whole answer arrived and it was settled as complete. extproc, which carries the stream, said "not ready"

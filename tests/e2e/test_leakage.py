@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
-from tests.e2e.conftest import ADMIN_TOKEN, UPSTREAM_SECRET, UPSTREAM_SECRET_ANTHROPIC, Gateway, TenantAccess
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    CATALOG_SECRET,
+    UPSTREAM_SECRET,
+    UPSTREAM_SECRET_ANTHROPIC,
+    Gateway,
+    TenantAccess,
+)
 from tests.e2e.helpers import anthropic_headers, body, openai_headers
 
 #: What a client received, as text (status, headers, body), for every request this module made.
@@ -123,7 +130,7 @@ def test_refusals_and_envoys_own_replies_carry_no_secret(traffic: dict[str, tupl
 
 
 def assert_clean(text: str) -> None:
-    for secret in (*UPSTREAM_SECRETS, ADMIN_TOKEN, *CLIENT_KEYS):
+    for secret in (*UPSTREAM_SECRETS, ADMIN_TOKEN, CATALOG_SECRET, *CLIENT_KEYS):
         assert secret not in text, f"{secret[:12]}... in a response: {text[:300]}"
 
 
@@ -160,7 +167,8 @@ def test_no_secret_in_any_log_line(gateway: Gateway, tenant: TenantAccess, postg
     names = {path.name for path in logs}
     assert {f"{service}.log" for service in gateway.stack.services} <= names
     for path, text in logs.items():
-        secrets = CLIENT_KEYS if path.name == "mock_upstream.log" else [*UPSTREAM_SECRETS, ADMIN_TOKEN, *CLIENT_KEYS]
+        secrets = [*CLIENT_KEYS, CATALOG_SECRET] if path.name == "mock_upstream.log" else [
+            *UPSTREAM_SECRETS, ADMIN_TOKEN, CATALOG_SECRET, *CLIENT_KEYS]
         for secret in secrets:
             lines = [line for line in text.splitlines() if secret in line]
             assert not lines, f"{secret[:12]}... logged in {path.name}: {lines[0][:300]}"

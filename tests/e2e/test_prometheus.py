@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from lime.devstack.embedded import free_port
 from lime.settings import Address
 from tests.e2e.conftest import Gateway, TenantAccess, run_sync
 from tests.e2e.test_billing import record
+from tests.processes import stop_tree
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 JOBS = ("envoy", "authz", "extproc", "catalog_api", "settler")
@@ -59,7 +61,7 @@ def prometheus(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> It
     config_dir = home / "config"
     shutil.copytree(DEPLOY, config_dir)
     settings = gateway.settings
-    addresses = {"envoy": settings.envoy_admin, "authz": settings.authz_metrics, "extproc": settings.extproc_metrics,
+    addresses = {"envoy": settings.envoy_stats, "authz": settings.authz_metrics, "extproc": settings.extproc_metrics,
                  "catalog_api": settings.admin, "settler": settings.settler}
     for job, address in addresses.items():
         (config_dir / "targets" / f"{job}.json").write_text(json.dumps([{"targets": [str(address)]}]))
@@ -86,8 +88,7 @@ def prometheus(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> It
             time.sleep(0.2)
         yield Prometheus(address)
     finally:
-        process.terminate()
-        process.wait(10)
+        stop_tree(process, signal.SIGTERM, 10)  # killed with its group if it does not stop in time
 
 
 def test_envoy_and_every_service_are_up(prometheus: Prometheus) -> None:

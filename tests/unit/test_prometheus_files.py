@@ -32,7 +32,7 @@ DOCS = ROOT / "docs" / "metrics.md"
 
 #: The metric contract: job -> (metrics_path, docker-compose address).
 JOBS = {
-    "envoy": ("/stats/prometheus", "envoy:9901"),
+    "envoy": ("/stats/prometheus", "envoy:9902"),
     "authz": ("/metrics", "authz:9011"),
     "extproc": ("/metrics", "extproc:9012"),
     "catalog_api": ("/metrics", "catalog-api:9004"),

@@ -57,3 +57,24 @@ def test_a_unix_socket_address() -> None:
     assert str(settings.extproc) == "unix:/var/run/lime/extproc.sock"  # what grpc binds
     with pytest.raises(SettingsError, match="LIME_AUTHZ_ADDR must look like unix:/absolute/path"):
         Settings.from_env({"LIME_AUTHZ_ADDR": "unix:relative.sock"})
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:9901", "10.0.0.3:9901", "envoy:9901", "[::]:9901"])
+def test_envoy_admin_must_stay_off_the_network(address: str) -> None:
+    with pytest.raises(SettingsError, match="LIME_ENVOY_ADMIN_ADDR must be a loopback address"):
+        Settings.from_env({"LIME_ENVOY_ADMIN_ADDR": address})
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:9901", "127.0.0.9:1", "[::1]:9901", "localhost:9901",
+                                     "unix:/run/envoy/admin.sock"])
+def test_envoy_admin_on_loopback_or_a_socket(address: str) -> None:
+    assert str(Settings.from_env({"LIME_ENVOY_ADMIN_ADDR": address}).envoy_admin) == address.replace("[::1]", "::1")
+
+
+def test_the_catalog_secret_from_env_or_file_and_never_in_repr(tmp_path: Path) -> None:
+    assert Settings.from_env({}).catalog_secret is None
+    assert Settings.from_env({"LIME_CATALOG_SECRET": "from-env"}).catalog_secret == "from-env"
+    (tmp_path / "catalog_secret").write_text("from-file\n")
+    settings = Settings.from_env({"LIME_CATALOG_SECRET": "from-env", "LIME_SECRETS_DIR": str(tmp_path)})
+    assert settings.catalog_secret == "from-file"
+    assert "from-file" not in repr(settings)

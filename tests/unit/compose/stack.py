@@ -34,17 +34,21 @@ __all__ = [
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 #: What `docker compose` would be run with: only the required secret is set, everything else takes its default.
-RUN_ENV = {"LIME_ADMIN_TOKEN": "admin-token-from-the-environment"}
+RUN_ENV = {"LIME_ADMIN_TOKEN": "admin-token-from-the-environment",
+           "LIME_CATALOG_SECRET": "catalog-secret-from-the-environment"}
 LIME_IMAGE = "lime-gateway"
-#: The addresses each `lime` command listens on, by its LIME_*_ADDR variable (lime/settings.py).
+#: The addresses each `lime` command listens on for other services, by its LIME_*_ADDR variable (lime/settings.py);
+#: Envoy's admin (LIME_ENVOY_ADMIN_ADDR) is on loopback, for its own container alone.
 LISTENS = {
     "authz": ("LIME_AUTHZ_ADDR", "LIME_AUTHZ_METRICS_ADDR"),
     "extproc": ("LIME_EXTPROC_ADDR", "LIME_EXTPROC_METRICS_ADDR"),
     "catalog-api": ("LIME_CATALOG_ADDR", "LIME_ADMIN_ADDR"),
     "settler": ("LIME_SETTLER_ADDR",),
     "mock-upstream": ("LIME_MOCK_UPSTREAM_ADDR",),
-    "envoy": ("LIME_PUBLIC_ADDR", "LIME_ENVOY_ADMIN_ADDR"),
+    "envoy": ("LIME_PUBLIC_ADDR", "LIME_ENVOY_STATS_ADDR"),
 }
+#: The addresses a command listens on for its own container alone (health checks reach them; nothing else can).
+LOOPBACK_LISTENS = {"envoy": ("LIME_ENVOY_ADMIN_ADDR",)}
 
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
                        r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
@@ -122,12 +126,13 @@ def role(name: str) -> str:
     return "envoy" if argv[:2] == ["envoy", "render"] else argv[0]
 
 
-def listening_ports(name: str) -> set[int]:
+def listening_ports(name: str, *, loopback: bool = False) -> set[int]:
+    """The ports other services can reach; with ``loopback``, also those only the container itself can."""
     service = SERVICES[name]
     if not is_lime(service):
         return {9090} if name == "prometheus" else set()
     env = environment(service)
     ports = set()
-    for variable in LISTENS.get(role(name), ()):
+    for variable in (*LISTENS.get(role(name), ()), *(LOOPBACK_LISTENS.get(role(name), ()) if loopback else ())):
         ports.add(int(env[variable].rpartition(":")[2]))
     return ports

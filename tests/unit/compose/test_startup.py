@@ -46,7 +46,7 @@ def probe_ports(test: list[str]) -> set[int]:
 def test_health_checks_probe_a_port_their_service_listens_on() -> None:
     for name, service in SERVICES.items():
         if (is_lime(service) and service.get("restart") != "no") or name == "prometheus":
-            ports, listens = probe_ports(service["healthcheck"]["test"]), listening_ports(name)
+            ports, listens = probe_ports(service["healthcheck"]["test"]), listening_ports(name, loopback=True)
             assert ports and ports <= listens, f"{name}: probes {ports}, listens on {listens}"
 
 

@@ -93,7 +93,32 @@ def test_strip_after_ext_authz_does_not_count(tmp_path: Path) -> None:
 
     problems = _problems(tmp_path, move_strip_last)
     assert any("runs before envoy.filters.http.header_mutation" in p.message for p in problems)
-    assert sum("is not stripped" in p.message for p in problems) == 2
+    assert sum("is not stripped" in p.message for p in problems) == 3
+
+
+def test_the_catalog_secret_header_not_stripped(tmp_path: Path) -> None:
+    def keep_it(config: Config) -> None:
+        mutations = _filter(config, "envoy.filters.http.header_mutation")["mutations"]
+        mutations["request_mutations"] = [m for m in mutations["request_mutations"]
+                                          if m["remove"] != "x-lime-catalog-secret"]
+
+    _one(_problems(tmp_path, keep_it), "x-lime-catalog-secret is not stripped")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "envoy"])
+def test_admin_on_the_network(tmp_path: Path, host: str) -> None:
+    def expose(config: Config) -> None:
+        config["admin"]["address"]["socket_address"]["address"] = host
+
+    problem = _one(_problems(tmp_path, expose), "reachable from the network", "/quitquitquit", "127.0.0.1")
+    assert problem.where == "admin.address"
+
+
+@pytest.mark.parametrize("address", [{"socket_address": {"address": "127.0.0.1", "port_value": 1}},
+                                     {"socket_address": {"address": "::1", "port_value": 1}},
+                                     {"pipe": {"path": "/run/envoy-admin.sock"}}])
+def test_admin_on_loopback_or_a_pipe(tmp_path: Path, address: Config) -> None:
+    assert _problems(tmp_path, lambda config: config["admin"].update(address=address)) == []
 
 
 def test_upstream_without_cluster_or_route(tmp_path: Path) -> None:

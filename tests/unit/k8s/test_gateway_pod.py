@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lime.settings import Settings, is_loopback
 from tests.deploy_checks import ROOT, http_server, run_probe, tcp_listener, unix_listener
 from tests.unit.k8s.manifests import (
     GATEWAY,
@@ -140,13 +141,43 @@ def test_the_prestop_hook_waits_for_active_streams_up_to_its_limit(tmp_path: Pat
     assert len([r for r in requests if r[0] == "GET"]) >= 2
 
 
-def test_the_envoy_admin_address_is_the_declared_admin_port() -> None:
-    for render_name in OVERLAYS:
-        envoy = gateway_spec(render_name)["containers"][0]
-        ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
-        env = environment(render_name, envoy)
-        assert env["LIME_ENVOY_ADMIN_ADDR"] == f"0.0.0.0:{ports['envoy-admin']}"
-        assert env["LIME_PUBLIC_ADDR"] == f"0.0.0.0:{ports['http']}"
+@pytest.mark.parametrize("render_name", ["base", *OVERLAYS])
+def test_envoy_admin_is_on_loopback_and_only_the_stats_listener_is_a_port(render_name: str) -> None:
+    envoy = gateway_spec(render_name)["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
+    env = environment(render_name, envoy)
+    settings = Settings.from_env(env)
+    assert is_loopback(settings.envoy_admin), settings.envoy_admin
+    assert settings.envoy_admin.port not in ports.values(), "admin must not be a container port"
+    assert ports == {"http": settings.public.port, "envoy-stats": settings.envoy_stats.port}
+    assert env["LIME_PUBLIC_ADDR"] == f"0.0.0.0:{ports['http']}"
+    assert env["LIME_ENVOY_STATS_ADDR"] == f"0.0.0.0:{ports['envoy-stats']}"
+    for kind in ("readinessProbe", "livenessProbe"):
+        assert "exec" in envoy[kind], f"{kind}: the kubelet cannot reach a loopback admin; probe from inside"
+
+
+@pytest.mark.parametrize("kind", ["readinessProbe", "livenessProbe"])
+def test_the_envoy_probes_ask_admin_on_loopback(kind: str) -> None:
+    command = container("production", GATEWAY, "envoy")[kind]["exec"]["command"]
+    with http_server({"/ready": b"LIVE"}) as admin:
+        assert run_probe(command, {"LIME_ENVOY_ADMIN_ADDR": f"127.0.0.1:{admin.port}"}) == 0
+    with tcp_listener() as closed:
+        pass
+    assert run_probe(command, {"LIME_ENVOY_ADMIN_ADDR": f"127.0.0.1:{closed}"}) != 0
+    if kind == "readinessProbe":
+        with http_server({}) as not_ready:  # /ready answers 404 here: not ready
+            assert run_probe(command, {"LIME_ENVOY_ADMIN_ADDR": f"127.0.0.1:{not_ready.port}"}) != 0
+
+
+@pytest.mark.parametrize("render_name", ["base", *OVERLAYS])
+def test_envoy_and_catalog_api_share_the_catalog_secret(render_name: str) -> None:
+    envoy = container(render_name, GATEWAY, "envoy")
+    catalog = container(render_name, "catalog-api", "catalog-api")
+    refs = [next(v["valueFrom"]["secretKeyRef"] for v in c["env"] if v["name"] == "LIME_CATALOG_SECRET")
+            for c in (envoy, catalog)]
+    assert refs[0] == refs[1] == {"name": "lime-catalog-secret", "key": "catalog_secret"}
+    if render_name != "production" and render_name != "base":
+        assert Settings.from_env(environment(render_name, catalog)).catalog_secret
 
 
 @pytest.mark.parametrize("render_name", OVERLAYS)

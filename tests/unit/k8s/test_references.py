@@ -27,7 +27,7 @@ from tests.unit.k8s.manifests import (
 )
 
 #: Secrets the operator creates (docs/deploy.md): never rendered from the repository in production.
-OUT_OF_BAND_SECRETS = {"lime-stores", "lime-upstream-credentials", "lime-admin-token"}
+OUT_OF_BAND_SECRETS = {"lime-stores", "lime-upstream-credentials", "lime-admin-token", "lime-catalog-secret"}
 
 
 @pytest.mark.parametrize("render_name", ["base", *OVERLAYS])
