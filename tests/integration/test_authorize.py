@@ -19,6 +19,7 @@ from lime.directory import Directory
 from lime.keys import generate_key
 from lime.money.grant import Grant
 from lime.protocols.errors import AuthError, LimeError, MethodNotAllowed, NotFound, PermissionDenied, UnsupportedModel
+from lime.protocols.input_estimate import estimate_input
 from tests.integration.conftest import Seeded, seed_catalog, uid
 
 Conn = psycopg.AsyncConnection[Any]
@@ -205,9 +206,11 @@ async def test_an_allowed_request_gets_a_grant(directory: Directory, conn: Conn,
     grant = await authorize("POST", CHAT, headers(new.secret, seeded.tenant_id, **{"x-request-id": "req-1"}),
                             raw, directory, now=1000.0)
 
-    # Free models in this catalog: nothing to hold, but the estimate is made all the same. No cap was sent, so
-    # the package default (4096) is reserved for and will be set on the upstream request.
-    input_estimate = -(-len(raw) // 4)
+    # Free models in this catalog: nothing to hold, but the estimate is made all the same (the body's text by the
+    # tokenizer: lime.protocols.input_estimate). No cap was sent, so the package default (4096) is reserved for
+    # and will be set on the upstream request.
+    input_estimate = estimate_input(json.loads(raw)).tokens
+    assert 0 < input_estimate < len(raw)
     assert grant == Grant(request_id="req-1", tenant_id=seeded.tenant_id, key_id=new.id, endpoint="chat_completions",
                           model=seeded.chat, upstream=seeded.openai_upstream, upstream_model="gpt-4o-2024-08-06",
                           stream=True, reserved=0, reserved_tokens=input_estimate + 4096,
