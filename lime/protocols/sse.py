@@ -1,7 +1,7 @@
 """Server-sent events, sans-IO: bytes in, complete events out, whatever the network's splits.
 
 Only framing and field parsing live here; what an event means belongs to :mod:`lime.protocols.response_tap`. The rules
-follow the SSE spec and what real providers send (fixtures/providers/README.md, facts 1-6): lines end in
+follow the SSE spec and what real providers send (tests/fixtures/providers/README.md, facts 1-6): lines end in
 ``\\n``, ``\\r\\n`` or ``\\r``; an event ends at a blank line; ``data:`` loses at most one leading space; lines
 starting with ``:`` are comments; a stream may end without the final blank line.
 """

@@ -1,6 +1,6 @@
 """Token usage as each protocol reports it, normalised into one :class:`Usage` that pricing can read.
 
-The providers disagree on what their fields include (fixtures/providers/README.md, facts 8, 9, 12-15):
+The providers disagree on what their fields include (tests/fixtures/providers/README.md, facts 8, 9, 12-15):
 
 * OpenAI ``prompt_tokens`` / ``input_tokens`` *include* the cached tokens (``*_details.cached_tokens``);
 * Anthropic ``input_tokens`` *excludes* both cache reads and cache writes, which come as their own fields;

@@ -61,7 +61,20 @@ def outcomes(gateway: Gateway, tenant_id: str) -> dict[str, float]:
     return found
 
 
+def extproc_counts(gateway: Gateway) -> dict[str, float]:
+    """The extproc series with no tenant label: a test reads what its own requests added to them."""
+    extproc = scrape(gateway.settings.extproc_metrics)
+    return {
+        "500": value(extproc, "lime_upstream_errors_total", upstream="mock", endpoint="chat_completions",
+                     reason="500"),
+        "stream_cut": value(extproc, "lime_upstream_errors_total", upstream="mock", reason="stream_cut"),
+        "ttft": value(extproc, "lime_time_to_first_token_seconds_count", model="chat-a", endpoint="chat_completions"),
+        "response_body": value(extproc, "lime_extproc_message_seconds_count", phase="response_body"),
+    }
+
+
 def test_every_request_is_counted_once_under_how_it_ended(gateway: Gateway, tenant: TenantAccess) -> None:
+    before = extproc_counts(gateway)
     client = gateway.openai(tenant)
     messages = [{"role": "user", "content": "hi"}]
     client.chat.completions.create(model="chat-a", messages=messages)  # type: ignore[arg-type]
@@ -90,16 +103,18 @@ def test_every_request_is_counted_once_under_how_it_ended(gateway: Gateway, tena
     # the upstream that died mid-answer is an upstream error, the client that left is not.
     eventually(lambda: outcomes(gateway, tenant.tenant_id),
                {"ok": 2.0, "upstream_error": 2.0, "client_cancelled": 1.0, "rejected_bad_request": 2.0})
-    extproc = scrape(gateway.settings.extproc_metrics)
-    assert value(extproc, "lime_upstream_errors_total", upstream="mock", endpoint="chat_completions",
-                 reason="500") >= 1
-    assert value(extproc, "lime_upstream_errors_total", upstream="mock", reason="stream_cut") >= 1
-    # A streamed request has a time to first token; its histogram counts it by the catalog's model id.
-    assert value(extproc, "lime_time_to_first_token_seconds_count", model="chat-a", endpoint="chat_completions") >= 3
-    assert value(extproc, "lime_extproc_message_seconds_count", phase="response_body") > 0
+    after = extproc_counts(gateway)
+    added = {name: after[name] - before[name] for name in after}
+    # The 500 and the stream the upstream cut, not the one the client left.
+    assert (added["500"], added["stream_cut"]) == (1, 1)
+    # Each of the three streams has a time to first token; its histogram counts it by the catalog's model id.
+    assert added["ttft"] == 3
+    assert added["response_body"] > 0
 
 
 def test_refusals_are_counted_by_authz_with_labels_only_from_the_catalog(gateway: Gateway) -> None:
+    denials_before = value(scrape(gateway.settings.authz_metrics), "lime_authz_decision_seconds_count",
+                           decision="deny")
     poor = gateway.new_tenant(["chat-a"], points=1)
     client = gateway.openai(poor)
     with pytest.raises(openai.RateLimitError):  # 429 insufficient_quota
@@ -117,7 +132,7 @@ def test_refusals_are_counted_by_authz_with_labels_only_from_the_catalog(gateway
     # The unknown key's request is counted without a tenant, and the model it named never becomes a label.
     assert value(authz, "lime_requests_total", tenant="", model="", outcome="rejected_auth") == before + 1
     assert not any("made-up-model" in dict(labels).get("model", "") for _, labels in authz)
-    assert value(authz, "lime_authz_decision_seconds_count", decision="deny") >= 2
+    assert value(authz, "lime_authz_decision_seconds_count", decision="deny") == denials_before + 2
 
 
 def test_the_settler_counts_tokens_and_points_as_the_ledger_records_them(gateway: Gateway,
@@ -147,14 +162,19 @@ def test_the_settler_counts_tokens_and_points_as_the_ledger_records_them(gateway
 
 def test_catalog_api_counts_by_route_template_and_serves_metrics_without_the_admin_token(
         gateway: Gateway, tenant: TenantAccess) -> None:
+    def directory_requests() -> tuple[float, float]:
+        samples = scrape(gateway.settings.admin)
+        return (value(samples, "lime_http_requests_total", app="directory", route="/v1/models", status="200"),
+                value(samples, "lime_http_requests_total", app="directory", route="/v1/models/{model_id}",
+                      status="404"))
+
+    listed, missing = directory_requests()
     client = gateway.openai(tenant)
     client.models.list()
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nothing-like-this-" + "z" * 20)
+    eventually(directory_requests, (listed + 1, missing + 1))
     samples = scrape(gateway.settings.admin)
-    assert value(samples, "lime_http_requests_total", app="directory", route="/v1/models", status="200") >= 1
-    assert value(samples, "lime_http_requests_total", app="directory", route="/v1/models/{model_id}",
-                 status="404") >= 1
     assert not any("nothing-like-this" in dict(labels).get("route", "") for _, labels in samples)
 
 

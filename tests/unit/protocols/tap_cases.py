@@ -117,6 +117,28 @@ BODIES = [
     body("openai-embeddings-base64.json", "embeddings", "text-embedding-3-small", Usage(input_tokens=7)),
     body("anthropic-messages-cache.json", "messages", "claude-sonnet-4-5-20250929",
          Usage(input_tokens=3, cached_input_tokens=1111, cache_write_tokens=403, output_tokens=33)),
+    # Cache writes with a 1h TTL: one total, both TTLs in it (14 at 5m + 2056 at 1h; README fact 21). Usage keeps
+    # no TTL split yet, so what the tap must get right is the total.
+    body("anthropic-messages-cache-1h.json", "messages", "claude-sonnet-4-20250514",
+         Usage(input_tokens=3, cache_write_tokens=2070, output_tokens=459)),
+    body("anthropic-messages-cache-1h-only.json", "messages", "claude-sonnet-4-20250514",
+         Usage(input_tokens=17, cache_write_tokens=2056, output_tokens=100)),
+    # Web search: the results are read as input (and here written to the cache); thinking_tokens (26) are part
+    # of output_tokens (fact 24), not added to them. The search count itself is not in Usage.
+    body("anthropic-messages-web-search.json", "messages", "claude-sonnet-5",
+         Usage(input_tokens=4, cached_input_tokens=2836, cache_write_tokens=11107, output_tokens=155)),
+    body("openai-responses-web-search.json", "responses", "gpt-4.1-2025-04-14",
+         Usage(input_tokens=17391, output_tokens=45)),  # a ~40-token question: the rest is search results (fact 28)
+    # Priority tier: the same usage fields, the tier beside them (fact 30).
+    body("openai-chat-service-tier-priority.json", "chat_completions", "gpt-5-2025-08-07",
+         Usage(input_tokens=8, output_tokens=82, reasoning_tokens=64)),
+    body("openai-responses-service-tier-priority.json", "responses", "gpt-5-2025-08-07",
+         Usage(input_tokens=8, output_tokens=15)),
+    # Audio tokens are part of prompt_tokens and completion_tokens (fact 31): 19 + 2 audio = 21, 6 + 12 audio = 18.
+    body("openai-chat-audio-input-usage.json", "chat_completions", "gpt-4o-audio-preview-2025-06-03",
+         Usage(input_tokens=21, output_tokens=1)),
+    body("openai-chat-audio-output-usage.json", "chat_completions", "gpt-4o-mini-audio-preview-2024-12-17",
+         Usage(input_tokens=22, output_tokens=18)),
 ]
 CASES = STREAMS + BODIES
 case_ids = [case.name for case in CASES]
