@@ -161,7 +161,8 @@ local held = redis.call('HMGET', res, 'points', 'tokens', 'tpm_key', 'deadline')
 if only_expired_at > 0 and (held[4] == false or tonumber(held[4]) > only_expired_at) then return -1 end
 local loaded = redis.call('EXISTS', points) == 1
 if held[1] then
-  if loaded then redis.call('HINCRBY', points, 'held', '-' .. held[1]) end
+  -- '-0' is no integer to Redis: a hold of nothing (a free model, count_tokens) has nothing to release.
+  if loaded and held[1] ~= '0' then redis.call('HINCRBY', points, 'held', '-' .. held[1]) end
   if tonumber(redis.call('GET', inflight) or '0') > 0 then redis.call('DECR', inflight) end
   if redis.call('EXISTS', held[3]) == 1 then redis.call('INCRBY', held[3], tokens - tonumber(held[2])) end
   redis.call('DEL', res)

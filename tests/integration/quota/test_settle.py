@@ -69,6 +69,20 @@ async def test_failed_request_costs_nothing_but_is_recorded(redis_client: aiored
     assert await stream_events(redis_client, req.reservation_id) == [event]
 
 
+async def test_a_hold_of_nothing_settles(redis_client: aioredis.Redis) -> None:
+    # A free model, or count_tokens: nothing held, yet the request is reserved (rate, concurrency) and recorded.
+    # The script once released it as HINCRBY held "-0", which Redis refuses: such a request was never settled.
+    tenant_id = await loaded(redis_client, 1000)
+    req = request(tenant_id, 0)
+    assert (await quota.reserve(redis_client, req)).ok
+    assert await inflight(redis_client, tenant_id) == 1
+    event = usage_event(req, 0)
+    assert await quota.settle(redis_client, event) == 1
+    assert await points(redis_client, tenant_id) == (1000, 0)
+    assert await inflight(redis_client, tenant_id) == 0
+    assert await stream_events(redis_client, req.reservation_id) == [event]
+
+
 async def test_settle_without_reservation_still_debits_and_records(redis_client: aioredis.Redis) -> None:
     # Redis lost the reservation (restart, failover): the request was served, so it is charged and recorded.
     tenant_id = await loaded(redis_client, 1000)
