@@ -15,7 +15,7 @@ from lime.directory import Directory
 from lime.keys import hash_key, looks_like_key, presented_key
 from lime.money.grant import TENANT_HEADER, Grant
 from lime.money.output_cap import reserved_output_tokens, upstream_cap
-from lime.money.pricing import reservation_estimate
+from lime.money.pricing import Estimate, reservation_estimate
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import AuthError, PermissionDenied
 from lime.protocols.input_estimate import estimate_input
@@ -85,7 +85,9 @@ async def authorize(
     # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens
     output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
-    estimate = reservation_estimate(model, estimate_input(facts.body).tokens, output_tokens)
+    # An endpoint the provider does not charge holds nothing (and counts no tokens), but still takes a request.
+    estimate = (reservation_estimate(model, estimate_input(facts.body).tokens, output_tokens) if endpoint.billed
+                else Estimate(0, 0, 0))
     return Grant(
         request_id=headers.get("x-request-id", ""),
         tenant_id=tenant_id,

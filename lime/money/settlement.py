@@ -5,6 +5,7 @@ never serve for free: whatever reached the upstream was billed by the provider, 
 upstream's numbers where it gave them and by Lime's estimate (flagged ``estimated``) where it did not.
 
 * **refused before it left** (extproc refused it): ``failed``, 0.
+* **an endpoint the provider does not charge** (count_tokens): ``complete``, 0.
 * **an upstream error status** (or Envoy's own reply: upstream unreachable, timed out), or a 2xx JSON body that is
   an error object (a relay's way of failing): ``failed``, 0.
 * **reached the upstream, nothing came back**: cut before any response, or a 2xx of which the client got no
@@ -64,6 +65,9 @@ def _usage_and_outcome(grant: Grant, tap: ResponseTap | None, forwarded: bool) -
         return Usage(), "failed", False
     whole = tap.complete and not tap.failed
     outcome = "complete" if whole else "partial"
+    spec = endpoint_named(grant.endpoint)
+    if spec is not None and not spec.billed:
+        return Usage(), outcome, False  # the provider charges nothing for it (count_tokens)
     reported = tap.usage
     has_text = _has_text(grant)
     if reported is not None and tap.usage_final:

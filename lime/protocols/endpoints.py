@@ -93,6 +93,9 @@ class Endpoint:
     texts: Callable[[dict[str, Any]], list[str]] | None = None
     #: The upstream response headers its clients may see.
     response_headers: frozenset[str] = PASSED_RESPONSE_HEADERS
+    #: Whether the provider charges it. An endpoint that is not billed (count_tokens) holds no points and is
+    #: settled at 0, but is still counted against the package's request rate and requests in flight.
+    billed: bool = True
 
 
 CHAT_COMPLETIONS = Endpoint(
@@ -117,8 +120,13 @@ MESSAGES = Endpoint(
     json_usage=anthropic_usage, stream_reader=read_messages_event, events_named_by_type=True,
     texts=messages_texts,
 )
+#: Anthropic's token counter (the SDKs' ``messages.count_tokens``, Claude Code's context tracking): free at the
+#: provider, answered ``{"input_tokens": N}``.
+COUNT_TOKENS = Endpoint(
+    "count_tokens", "/v1/messages/count_tokens", "POST", Protocol.ANTHROPIC, ModelKind.CHAT, billed=False,
+)
 MODELS = Endpoint("models", "/v1/models", "GET", Protocol.OPENAI, None, has_body=False)
-ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, MODELS)
+ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS, MODELS)
 _BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS}
 _BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}
 _ANTHROPIC = tuple(endpoint for endpoint in ENDPOINTS if endpoint.protocol is Protocol.ANTHROPIC)

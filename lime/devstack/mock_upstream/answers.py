@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from lime.devstack.mock_upstream import anthropic_bodies, bodies
-from lime.devstack.mock_upstream.reply import Reply, new_id, plan_reply
+from lime.devstack.mock_upstream.reply import Reply, count_input_tokens, new_id, plan_reply
 
 __all__ = ["API_PATHS", "Answer", "Api", "InvalidRequest", "answer", "is_stream"]
 
@@ -23,10 +23,11 @@ class Api(StrEnum):
     RESPONSES = "responses"
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"
+    COUNT_TOKENS = "count_tokens"
 
     @property
     def is_anthropic(self) -> bool:
-        return self is Api.MESSAGES
+        return self in (Api.MESSAGES, Api.COUNT_TOKENS)
 
 
 API_PATHS: dict[str, Api] = {
@@ -34,6 +35,7 @@ API_PATHS: dict[str, Api] = {
     "/v1/responses": Api.RESPONSES,
     "/v1/embeddings": Api.EMBEDDINGS,
     "/v1/messages": Api.MESSAGES,
+    "/v1/messages/count_tokens": Api.COUNT_TOKENS,
 }
 
 
@@ -61,7 +63,7 @@ class Answer:
 
 
 def is_stream(api: Api, body: Mapping[str, Any]) -> bool:
-    return api is not Api.EMBEDDINGS and body.get("stream") is True
+    return api not in (Api.EMBEDDINGS, Api.COUNT_TOKENS) and body.get("stream") is True
 
 
 def _include_obfuscation(body: Mapping[str, Any]) -> bool:
@@ -112,6 +114,9 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 
         reply_body = bodies.embeddings_body(body, dimensions=width or bodies.DEFAULT_EMBEDDING_DIMENSIONS)
         return Answer(usage=reply_body["usage"], body=reply_body)
 
+    if api is Api.COUNT_TOKENS:
+        # Anthropic's answer is the count alone (https://docs.anthropic.com/en/api/messages-count-tokens).
+        return Answer(usage=None, body={"input_tokens": count_input_tokens(body)})
     reply = _plan(api, body, chunks, cached_tokens)
     stream = is_stream(api, body)
     if api is Api.CHAT:

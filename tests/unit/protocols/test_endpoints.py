@@ -18,6 +18,8 @@ from lime.protocols.errors import MethodNotAllowed, NotFound
         ("GET", "/v1/models/chat-a", "models"),
         ("GET", "/v1/models/org/model", "models"),
         ("post", "/v1/messages", "messages"),
+        ("POST", "/v1/messages/count_tokens", "count_tokens"),
+        ("POST", "/v1/messages/count_tokens?beta=true", "count_tokens"),
     ],
 )
 def test_known_endpoints(method: str, path: str, name: str) -> None:
@@ -25,7 +27,7 @@ def test_known_endpoints(method: str, path: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/", "/v1", "/v1/chat", "/v2/chat/completions", "/v1/modelsx", "/admin/tenants",
-                                  "/v1/chat/completions/", "/v1/messages/count_tokens"])
+                                  "/v1/chat/completions/", "/v1/messages/count_tokens/", "/v1/messages/batches"])
 def test_unknown_paths_are_404(path: str) -> None:
     with pytest.raises(NotFound):
         match_endpoint("POST", path)

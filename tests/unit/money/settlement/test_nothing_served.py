@@ -63,3 +63,10 @@ def test_a_json_body_the_client_never_got_pays_its_input_estimate() -> None:
     event = settlement_for(GRANT, tap_of("chat_completions", raw, content_type=JSON, finish=False))
     assert (event.outcome, event.estimated) == ("partial", True)
     assert tokens(event) == (GRANT.input_estimate, 0, 0, 0, 0)
+
+
+def test_an_endpoint_the_provider_does_not_charge_settles_free() -> None:
+    tap = tap_of("count_tokens", b'{"input_tokens": 2095}', content_type=JSON)
+    event = settlement_for(grant("count_tokens"), tap)
+    assert (event.outcome, event.cost, event.estimated, event.endpoint) == ("complete", 0, False, "count_tokens")
+    assert tokens(event) == (0, 0, 0, 0, 0)
