@@ -85,7 +85,7 @@ class RecordedError:
     content_type: str = "application/json"
 
 
-# Copied from ../shared/fixtures/providers (openai-error-*, anthropic-error-*; their README names the sources),
+# Copied from tests/fixtures/providers (openai-error-*, anthropic-error-*; their README names the sources),
 # plus the shapes the fixtures lack, from the providers' documented errors.
 RECORDED_ERRORS: dict[str, RecordedError] = {
     "openai-401-invalid-api-key": RecordedError(401, (
