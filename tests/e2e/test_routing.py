@@ -105,18 +105,8 @@ def test_a_primary_answering_500_fails_over_to_the_backup_with_its_own_model_and
     pid = envoy_pid(gateway)
     errors_before = attempt_failures(gateway, "mock_primary", "500")
 
-    def primary_answers_500(resources: Resources) -> None:
-        # The mock obeys x-mock-status: the group's filters send it to whichever candidate the metadata says.
-        for name, status in (("candidate_mock_primary", "500"), ("candidate_mock_backup", "200")):
-            endpoint = cluster(resources, name)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
-            endpoint["metadata"]["filter_metadata"]["lime"]["status"] = status
-        filters = cluster(resources, "upstream_mock_failover")["typed_extension_protocol_options"][
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
-        filters[0]["typed_config"]["mutations"]["request_mutations"].append(
-            {"append": {"header": {"key": "x-mock-status", "value": "%UPSTREAM_METADATA(lime:status)%"},
-                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}})
-
-    with edited(clusters, primary_answers_500):
+    # The mock obeys x-mock-status: the group's filters send it to whichever candidate the metadata says.
+    with edited(clusters, candidates_answer({"candidate_mock_primary": "500", "candidate_mock_backup": "200"})):
         request_id, text = until(lambda: chat(gateway, tenant), lambda r: len(seen_by_mock(gateway, r[0])) == 2,
                                  "a request tried on both candidates")
         first, second = seen_by_mock(gateway, request_id)
