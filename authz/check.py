@@ -15,6 +15,7 @@ from lime.directory import Directory
 from lime.keys import hash_key, looks_like_key, presented_key
 from lime.money.grant import TENANT_HEADER, Grant
 from lime.money.output_cap import reserved_output_tokens, upstream_cap
+from lime.money.overdraft import exposure_of
 from lime.money.pricing import Estimate, reservation_estimate
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import AuthError, PermissionDenied
@@ -86,8 +87,8 @@ async def authorize(
     default_cap = catalog.limits(tenant).default_max_output_tokens
     output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
     # An endpoint the provider does not charge holds nothing (and counts no tokens), but still takes a request.
-    estimate = (reservation_estimate(model, estimate_input(facts.body).tokens, output_tokens) if endpoint.billed
-                else Estimate(0, 0, 0))
+    seen = estimate_input(facts.body)
+    estimate = (reservation_estimate(model, seen.tokens, output_tokens) if endpoint.billed else Estimate(0, 0, 0))
     return Grant(
         request_id=headers.get("x-request-id", ""),
         tenant_id=tenant_id,
@@ -100,6 +101,7 @@ async def authorize(
         reserved=estimate.points,
         reserved_tokens=estimate.tokens,
         input_estimate=estimate.input_tokens,
+        exposure=exposure_of(seen, model) if endpoint.billed else 0,
         output_cap=upstream_cap(endpoint.name, facts.output_caps, default_cap),
         input_price=model.input_price,
         output_price=model.output_price,

@@ -27,7 +27,8 @@ def _request(grant: Grant, limits: Limits, ttl_seconds: int) -> ReservationReque
         reservation_id=grant.request_id, tenant_id=grant.tenant_id, key_id=grant.key_id,
         endpoint=grant.endpoint, model=grant.model, upstream=grant.upstream, points=grant.reserved,
         tokens=grant.reserved_tokens, rpm_limit=limits.rpm, tpm_limit=limits.tpm,
-        concurrency_limit=limits.concurrency, ttl_seconds=ttl_seconds,
+        concurrency_limit=limits.concurrency, ttl_seconds=ttl_seconds, exposure=grant.exposure,
+        overdraft_limit=limits.overdraft_limit,
     )
 
 
@@ -67,6 +68,17 @@ def _raise_refusal(outcome: ReserveOutcome, grant: Grant) -> None:
         raise TooLargeForLimit(
             f"Request too large: it may use {grant.reserved_tokens} tokens, over your package's tokens "
             "per minute, so it can never be served as it is. Lower `max_tokens` or the input.")
+    if refusal is Refusal.OVERDRAFT:
+        if outcome.retry_after:
+            raise RateLimited(
+                "Too many requests whose cost cannot be seen in advance (files the upstream fetches) are in "
+                "flight for your balance; retry when one finishes.", retry_after=outcome.retry_after,
+                limit="requests")
+        raise QuotaExceeded(
+            f"You exceeded your current quota: this request needs {grant.reserved} micro-points available, plus "
+            f"{grant.exposure} for what it may cost beyond them (a file the upstream fetches, whose size the "
+            "gateway cannot see), more than your package lets your balance go below zero. Please add points, or "
+            "send the file's content instead of a reference.")
     if refusal is Refusal.CONCURRENCY:
         raise RateLimited("Too many requests in flight for your package; retry when one finishes.",
                           retry_after=outcome.retry_after or 1, limit="requests")

@@ -133,9 +133,11 @@ async def create_package(request: web.Request) -> web.Response:
     models = _strings(body, "models") or []
     # Only a missing cap means the default: 0 is refused (by the table's CHECK), not silently made 4096.
     default_cap = _field(body, "default_max_output_tokens", int, required=False)
+    overdraft_limit = _field(body, "overdraft_limit", int, required=False)
     limits = Limits(rpm=_field(body, "rpm", int, required=False), tpm=_field(body, "tpm", int, required=False),
                     concurrency=_field(body, "concurrency", int, required=False),
-                    default_max_output_tokens=Limits.default_max_output_tokens if default_cap is None else default_cap)
+                    default_max_output_tokens=Limits.default_max_output_tokens if default_cap is None else default_cap,
+                    overdraft_limit=overdraft_limit or 0)
     async with request.app[POOL].connection() as conn:
         await admin.create_package(conn, _field(body, "id"), _field(body, "name"), models, limits)
     return _json({"id": body["id"]}, 201)

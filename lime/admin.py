@@ -77,9 +77,10 @@ async def create_package(conn: Conn, package_id: str, name: str, model_ids: Iter
     try:
         async with conn.transaction():
             await conn.execute(
-                "INSERT INTO packages (id, name, rpm_limit, tpm_limit, concurrency_limit, default_max_output_tokens)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (package_id, name, limits.rpm, limits.tpm, limits.concurrency, limits.default_max_output_tokens))
+                "INSERT INTO packages (id, name, rpm_limit, tpm_limit, concurrency_limit, default_max_output_tokens,"
+                " overdraft_limit) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (package_id, name, limits.rpm, limits.tpm, limits.concurrency, limits.default_max_output_tokens,
+                 limits.overdraft_limit))
             for model_id in models:
                 await conn.execute("INSERT INTO package_models (package_id, model_id) VALUES (%s, %s)",
                                    (package_id, model_id))

@@ -48,6 +48,8 @@ class Limits:
     concurrency: int | None = None
     #: The output cap reserved for, and set on the upstream request, when a client sends none.
     default_max_output_tokens: int = 4096
+    #: Micro-points a tenant may go below zero for costs its reservations cannot see (lime/money/overdraft.py).
+    overdraft_limit: int = 0
 
 
 @dataclass(frozen=True)

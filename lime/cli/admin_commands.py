@@ -68,7 +68,7 @@ async def _model_add(args: argparse.Namespace, conn: Conn) -> None:
 
 async def _package_create(args: argparse.Namespace, conn: Conn) -> None:
     limits = Limits(rpm=args.rpm, tpm=args.tpm, concurrency=args.concurrency,
-                    default_max_output_tokens=args.default_max_output_tokens)
+                    default_max_output_tokens=args.default_max_output_tokens, overdraft_limit=args.overdraft_limit)
     await admin.create_package(conn, args.id, args.name or args.id, _csv(args.models), limits)
     print_result(args, {"id": args.id, "models": _csv(args.models)}, f"package {args.id} created")
 
@@ -160,6 +160,9 @@ def register(commands: Any) -> None:
     package.add_argument("--concurrency", type=int, help="requests in flight per tenant (default: no limit)")
     package.add_argument("--default-max-output-tokens", type=int, default=4096,
                          help="output cap reserved and set upstream when a request has none (default 4096)")
+    package.add_argument("--overdraft-limit", type=int, default=0,
+                         help="micro-points a tenant may go below zero for costs a reservation cannot see, such as "
+                              "a file the upstream fetches (default 0: none)")
 
     brand = leaf(group("brand", "brands"), "create", "create a brand", _run(_brand_create))
     brand.add_argument("id")

@@ -38,6 +38,7 @@ class Grant:
     reserved: int = 0  # micro-points held
     reserved_tokens: int = 0  # tokens counted against the TPM window
     input_estimate: int = 0  # input tokens the reservation assumed
+    exposure: int = 0  # micro-points it may cost beyond the hold (lime/money/overdraft.py)
     output_cap: int = 0  # set on the upstream request when the client sent no cap; 0: the client's stands
     input_price: int = 0
     output_price: int = 0

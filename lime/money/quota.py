@@ -3,7 +3,8 @@
 Each step is one Lua script, so it is all or nothing and no two requests interleave inside it (DESIGN.md,
 "Money path"). Keys, per tenant ``T`` and reservation (= Envoy request id) ``R``::
 
-    lime:points:{T}        hash  balance (micro-points, settled debits applied), held (sum of live reservations)
+    lime:points:{T}        hash  balance (micro-points, settled debits applied), held (sum of live reservations),
+                                 exposure (sum of their exposures: what each may cost beyond its hold)
     lime:inflight:{T}      int   requests reserved and not settled (the concurrency limit)
     lime:rpm:{T}:<minute>  int   requests reserved in that minute (expires after two)
     lime:tpm:{T}:<minute>  int   tokens reserved in that minute, corrected to the actual count at settlement
@@ -12,8 +13,10 @@ Each step is one Lua script, so it is all or nothing and no two requests interle
     lime:settled:{R}       flag  set once R is settled or reaped: a second settlement is a no-op
     lime:usage             stream usage events, moved to PostgreSQL by the settlement writer
 
-``available = balance - held``. A tenant's ``points`` hash is loaded from PostgreSQL on first use (and rebuilt
-by ``lime reconcile``); until then reserve answers ``unloaded`` and the caller loads it.
+``available = balance - held``; a request is admitted when ``available >= hold`` and ``available - exposure -
+hold - its exposure >= -overdraft_limit`` (lime/money/overdraft.py: the overdraft bound). A tenant's ``points``
+hash is loaded from PostgreSQL on first use (and rebuilt by ``lime reconcile``); until then reserve answers
+``unloaded`` and the caller loads it.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ class Refusal(StrEnum):
     TOO_LARGE = "too_large"  # one request needs more tokens than the TPM limit allows in a minute
     CONCURRENCY = "concurrency"
     DUPLICATE = "duplicate"
+    #: Its cost beyond the hold (a fetched file) would not fit the package's overdraft bound: retryable when
+    #: other such requests are in flight (``retry_after`` > 0), not when the balance could never cover it.
+    OVERDRAFT = "overdraft"
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,10 @@ class ReservationRequest:
     tpm_limit: int | None
     concurrency_limit: int | None
     ttl_seconds: int
+    #: What the request may cost beyond ``points`` (lime/money/overdraft.py), and how far below zero the
+    #: package lets the tenant go for such costs.
+    exposure: int = 0
+    overdraft_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,7 @@ local points, res, zset, inflight, rpm, tpm = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rid, estimate, tokens = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local rpm_limit, tpm_limit, conc_limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local now, deadline, retry = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local exposure, overdraft_limit = tonumber(ARGV[11]), tonumber(ARGV[12])
 if redis.call('EXISTS', points) == 0 then return {'unloaded', 0} end
 if redis.call('EXISTS', res) == 1 or redis.call('EXISTS', KEYS[7]) == 1 then return {'duplicate', 0} end
 if rpm_limit > 0 and tonumber(redis.call('GET', rpm) or '0') >= rpm_limit then return {'rpm', retry} end
@@ -134,13 +145,20 @@ end
 if conc_limit > 0 and tonumber(redis.call('GET', inflight) or '0') >= conc_limit then
   return {'concurrency', 1}
 end
-local balance = tonumber(redis.call('HGET', points, 'balance') or '0')
-local held = tonumber(redis.call('HGET', points, 'held') or '0')
+local money = redis.call('HMGET', points, 'balance', 'held', 'exposure')
+local balance, held, exposed = tonumber(money[1] or '0'), tonumber(money[2] or '0'), tonumber(money[3] or '0')
 if balance - held < estimate then return {'insufficient', 0} end
+-- The worst case of everything in flight, this request included, must leave the tenant at or above
+-- -overdraft_limit. Retryable only while other exposed requests are in flight: they settle and free it.
+if balance - held - exposed - estimate - exposure < -overdraft_limit then
+  if exposed > 0 then return {'overdraft', 1} end
+  return {'overdraft', 0}
+end
+if exposure > 0 then redis.call('HINCRBY', points, 'exposure', ARGV[11]) end
 -- Amounts are written from their ARGV strings: Lua prints large numbers as 1e+15, which Redis refuses.
 redis.call('HINCRBY', points, 'held', ARGV[2])
 redis.call('HSET', res, 'points', ARGV[2], 'tokens', ARGV[3], 'tpm_key', tpm, 'deadline', deadline,
-           'fields', ARGV[10])
+           'fields', ARGV[10], 'exposure', ARGV[11])
 redis.call('EXPIRE', res, math.max(1, math.ceil(deadline - now)) + 86400)
 redis.call('ZADD', zset, deadline, rid)
 redis.call('INCR', inflight)
@@ -157,12 +175,13 @@ local points, res, zset, inflight, settled, stream = KEYS[1], KEYS[2], KEYS[3], 
 local rid, cost, tokens, event, only_expired_at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4],
   tonumber(ARGV[5])
 if redis.call('EXISTS', settled) == 1 then return 0 end
-local held = redis.call('HMGET', res, 'points', 'tokens', 'tpm_key', 'deadline')
+local held = redis.call('HMGET', res, 'points', 'tokens', 'tpm_key', 'deadline', 'exposure')
 if only_expired_at > 0 and (held[4] == false or tonumber(held[4]) > only_expired_at) then return -1 end
 local loaded = redis.call('EXISTS', points) == 1
 if held[1] then
   -- '-0' is no integer to Redis: a hold of nothing (a free model, count_tokens) has nothing to release.
   if loaded and held[1] ~= '0' then redis.call('HINCRBY', points, 'held', '-' .. held[1]) end
+  if loaded and held[5] and held[5] ~= '0' then redis.call('HINCRBY', points, 'exposure', '-' .. held[5]) end
   if tonumber(redis.call('GET', inflight) or '0') > 0 then redis.call('DECR', inflight) end
   if redis.call('EXISTS', held[3]) == 1 then redis.call('INCRBY', held[3], tokens - tonumber(held[2])) end
   redis.call('DEL', res)
@@ -204,17 +223,19 @@ for _, entry in ipairs(redis.call('XRANGE', stream, start, '+')) do
     end
   end
 end
-local held, count = 0, 0
+local held, exposure, count = 0, 0, 0
 for _, rid in ipairs(redis.call('ZRANGE', zset, 0, -1)) do
   local res = 'lime:res:{' .. rid .. '}'
   local raw = redis.call('HGET', res, 'fields')
   if raw and cjson.decode(raw).tenant_id == tenant then
     held = held + tonumber(redis.call('HGET', res, 'points'))
+    exposure = exposure + tonumber(redis.call('HGET', res, 'exposure') or '0')
     count = count + 1
   end
 end
 local balance = string.format('%d', pg_balance - owed)
-redis.call('HSET', points, 'balance', balance, 'held', string.format('%d', held))
+redis.call('HSET', points, 'balance', balance, 'held', string.format('%d', held),
+           'exposure', string.format('%d', exposure))
 redis.call('SET', inflight, count)
 return {balance, string.format('%d', held), count}
 """
@@ -244,7 +265,8 @@ async def reserve(redis: aioredis.Redis, request: ReservationRequest, *, now: fl
             rpm_key(tenant, minute), tpm_key(tenant, minute), settled_key(request.reservation_id)]
     args: list[str | int | float] = [
         request.reservation_id, request.points, request.tokens, request.rpm_limit or 0, request.tpm_limit or 0,
-        request.concurrency_limit or 0, now, now + request.ttl_seconds, max(1, 60 - int(now % 60)), fields]
+        request.concurrency_limit or 0, now, now + request.ttl_seconds, max(1, 60 - int(now % 60)), fields,
+        request.exposure, request.overdraft_limit]
     verdict, retry_after = await _run(redis, _RESERVE, keys, args)
     verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
     if verdict == "unloaded":

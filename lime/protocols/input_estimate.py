@@ -70,6 +70,9 @@ class InputEstimate:
     #: Images, documents and audio, by their per-part bounds.
     media_tokens: int = 0
     media_parts: int = 0
+    #: Files the upstream fetches by URL or id: counted at :data:`FILE_REFERENCE_TOKENS` each, though Lime cannot
+    #: see their size (lime/money/overdraft.py bounds what that may leave unreserved).
+    file_references: int = 0
 
     @property
     def tokens(self) -> int:
@@ -80,7 +83,8 @@ def estimate_input(body: dict[str, Any]) -> InputEstimate:
     """The input tokens of a request body (a parsed JSON object), whatever its protocol."""
     walk = _Walk()
     walk.visit(body)
-    return InputEstimate(_text_tokens("\n".join(walk.texts)) + walk.token_ids, walk.media_tokens, walk.media_parts)
+    return InputEstimate(_text_tokens("\n".join(walk.texts)) + walk.token_ids, walk.media_tokens, walk.media_parts,
+                         walk.file_references)
 
 
 def _text_tokens(text: str) -> int:
@@ -101,6 +105,7 @@ class _Walk:
         self.token_ids = 0
         self.media_tokens = 0
         self.media_parts = 0
+        self.file_references = 0
 
     def visit(self, value: Any) -> None:
         # An explicit stack: a deeply nested body must not hit the recursion limit here. On authz's hot path:
@@ -155,7 +160,11 @@ class _Walk:
         references = _references(part)
         if not references or any(reference.startswith("data:") for reference in references):
             return False
-        self._media(IMAGE_TOKENS if kind in _IMAGE_PARTS else FILE_REFERENCE_TOKENS)
+        if kind in _IMAGE_PARTS:
+            self._media(IMAGE_TOKENS)
+        else:
+            self._media(FILE_REFERENCE_TOKENS)
+            self.file_references += 1
         return True
 
 

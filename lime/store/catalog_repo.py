@@ -49,7 +49,8 @@ async def load_catalog(conn: AnyConnection) -> Catalog:
         packages = {
             row[0]: Package(row[0], row[1], frozenset(grants.get(row[0], ())), Limits(*row[2:]))
             for row in await (await conn.execute(
-                "SELECT id, name, rpm_limit, tpm_limit, concurrency_limit, default_max_output_tokens FROM packages"
+                "SELECT id, name, rpm_limit, tpm_limit, concurrency_limit, default_max_output_tokens, overdraft_limit"
+                " FROM packages"
             )).fetchall()
         }
         brands = {

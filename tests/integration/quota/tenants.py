@@ -39,11 +39,12 @@ def tenant() -> str:
 
 def request(tenant_id: str, points: int = 100, *, tokens: int = 10, rpm: int | None = None,
             tpm: int | None = None, concurrency: int | None = None, ttl: int = 300,
-            reservation_id: str | None = None) -> ReservationRequest:
+            reservation_id: str | None = None, exposure: int = 0, overdraft_limit: int = 0) -> ReservationRequest:
     return ReservationRequest(
         reservation_id=reservation_id or f"req-{uuid.uuid4().hex}", tenant_id=tenant_id, key_id="key-1",
         endpoint="chat_completions", model="team-default", upstream="oai", points=points, tokens=tokens,
-        rpm_limit=rpm, tpm_limit=tpm, concurrency_limit=concurrency, ttl_seconds=ttl)
+        rpm_limit=rpm, tpm_limit=tpm, concurrency_limit=concurrency, ttl_seconds=ttl, exposure=exposure,
+        overdraft_limit=overdraft_limit)
 
 
 def usage_event(req: ReservationRequest, cost: int, *, output_tokens: int = 5) -> UsageEvent:
