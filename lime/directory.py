@@ -7,7 +7,11 @@ Strategy:
   connection is down, and a tenant the snapshot does not know triggers one rate-limited refresh.
 - Keys can be many: each is looked up by hash in Redis (``lime:key:<sha256>``), falling back to PostgreSQL and
   caching the answer, unknown keys included, for ``key_cache_seconds``. Revoking a key replaces its cache
-  entry by a revoked one (see :func:`cache_revocation`).
+  entry by a revoked one (see :func:`cache_revocation`). A known key is also remembered in the process for
+  :data:`KEY_MEMORY_SECONDS`, so a warm key costs authz no Redis round trip of its own (the reservation is then the
+  request's only one) and a revocation still takes effect everywhere within that second. Expiry needs no
+  invalidation (the record carries ``expires_at``, checked on every request), nor does a suspended tenant (the
+  catalog snapshot, swapped on NOTIFY).
 - When PostgreSQL is down the last snapshot and the cached keys keep serving. When Redis is down nothing is
   served (:class:`~lime.protocols.errors.ServiceUnavailable`): the money path cannot run without it.
 """
@@ -32,7 +36,7 @@ from lime.keys import KeyRecord
 from lime.protocols.errors import ServiceUnavailable
 from lime.store.catalog_repo import catalog_version, find_key, load_catalog
 
-__all__ = ["Directory", "cache_revocation", "key_cache_name"]
+__all__ = ["KEY_MEMORY_SECONDS", "Directory", "cache_revocation", "key_cache_name"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,11 @@ _UNKNOWN = "-"  # cached marker for "no such key", so a flood of bad keys does n
 _MISS_REFRESH_SECONDS = 1.0
 # A revoked key stays revoked: its cache entry may live long, and must outlive any lookup in flight.
 _REVOKED_CACHE_SECONDS = 86_400
+#: How long a process trusts a known key without asking Redis: the longest a revocation takes to bite.
+KEY_MEMORY_SECONDS = 1.0
+#: Past this many remembered keys, the stale ones are dropped (unknown keys are never remembered: a flood of
+#: random keys cannot grow it).
+_KEY_MEMORY_SIZE = 10_000
 
 
 def key_cache_name(key_hash: str) -> str:
@@ -79,6 +88,7 @@ class Directory:
         self._reload_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._key_lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._key_memory: dict[str, tuple[float, KeyRecord]] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -122,6 +132,18 @@ class Directory:
             await self.reload(only_if_changed=True)
 
     async def key(self, key_hash: str) -> KeyRecord | None:
+        remembered = self._key_memory.get(key_hash)
+        now = self._clock()
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        record = await self._shared_key(key_hash)
+        if record is not None and record.active:
+            if len(self._key_memory) >= _KEY_MEMORY_SIZE:
+                self._key_memory = {h: entry for h, entry in self._key_memory.items() if entry[0] > now}
+            self._key_memory[key_hash] = (now + KEY_MEMORY_SECONDS, record)
+        return record
+
+    async def _shared_key(self, key_hash: str) -> KeyRecord | None:
         name = key_cache_name(key_hash)
         try:
             cached = await self._redis.get(name)

@@ -160,6 +160,15 @@ class Gateway:
 
         run_sync(go())
 
+    def suspend(self, tenant_id: str) -> None:
+        """Suspend a tenant as an operator would (there is no command for it yet: one UPDATE, which the catalog
+        trigger announces to every service)."""
+        async def go() -> None:
+            async with await self._connect() as conn:
+                await conn.execute("UPDATE tenants SET status = 'suspended' WHERE id = %s", (tenant_id,))
+
+        run_sync(go())
+
     def http(self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
              origin: str | None = None) -> tuple[int, Any]:
         """A raw request; returns the status and the parsed JSON body (or the text)."""

@@ -4,6 +4,7 @@ NOTIFY, Redis down fails closed, PostgreSQL down keeps the last snapshot serving
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from lime import admin
 from lime.connections import open_redis
 from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from lime.directory import Directory, key_cache_name
+from lime.directory import KEY_MEMORY_SECONDS, Directory, key_cache_name
 from lime.keys import KeyRecord, generate_key, hash_key
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import ServiceUnavailable
@@ -29,11 +30,30 @@ Conn = psycopg.AsyncConnection[Any]
 CACHE_SECONDS = 60
 
 
+class Clock:
+    """The Directory's clock, moved by the test: how long a process remembers a key is the test's to decide."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pass_key_memory(self) -> None:
+        self.now += KEY_MEMORY_SECONDS
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 async def directory(migrated_database: str, pool: AsyncConnectionPool[Any],
-                    redis_client: aioredis.Redis) -> AsyncIterator[Directory]:
+                    redis_client: aioredis.Redis, clock: Clock) -> AsyncIterator[Directory]:
     """A started Directory whose version poll is far away: a change seen within seconds came by NOTIFY."""
-    directory = Directory(migrated_database, pool, redis_client, key_cache_seconds=CACHE_SECONDS, poll_seconds=3600)
+    directory = Directory(migrated_database, pool, redis_client, key_cache_seconds=CACHE_SECONDS, poll_seconds=3600,
+                          clock=clock)
     await directory.start()
     yield directory
     await directory.stop()
@@ -55,8 +75,8 @@ async def _listening(conn: Conn) -> bool:
 # --- keys ----------------------------------------------------------------------------------------------------
 
 
-async def test_a_key_is_read_from_postgres_once_then_served_from_redis(
-        directory: Directory, conn: Conn, redis_client: aioredis.Redis, seeded: Seeded) -> None:
+async def test_a_key_is_read_from_postgres_once_then_served_from_memory_and_redis(
+        directory: Directory, conn: Conn, redis_client: aioredis.Redis, seeded: Seeded, clock: Clock) -> None:
     key = await admin.create_key(conn, seeded.tenant_id)
 
     assert await directory.key(key.hash) == KeyRecord(key.id, seeded.tenant_id, True, None)
@@ -66,8 +86,11 @@ async def test_a_key_is_read_from_postgres_once_then_served_from_redis(
     await conn.execute("DELETE FROM api_keys WHERE id = %s", (key.id,))
     assert await directory.key(key.hash) == KeyRecord(key.id, seeded.tenant_id, True, None)
 
-    # Without the cache entry PostgreSQL is asked again, and now says "no such key".
+    # Without the cache entry the process still remembers it for a second; then PostgreSQL is asked again, and
+    # now says "no such key".
     await redis_client.delete(key_cache_name(key.hash))
+    assert await directory.key(key.hash) == KeyRecord(key.id, seeded.tenant_id, True, None)
+    clock.pass_key_memory()
     assert await directory.key(key.hash) is None
 
 
@@ -125,14 +148,15 @@ async def test_expiry_is_part_of_the_cached_answer(directory: Directory, conn: C
         assert not record.usable(expires.timestamp())
 
 
-async def test_revocation_is_seen_on_the_next_lookup(
-        directory: Directory, conn: Conn, redis_client: aioredis.Redis, seeded: Seeded) -> None:
+async def test_revocation_is_seen_within_a_second(
+        directory: Directory, conn: Conn, redis_client: aioredis.Redis, seeded: Seeded, clock: Clock) -> None:
     key = await admin.create_key(conn, seeded.tenant_id)
     before = await directory.key(key.hash)
     assert before is not None and before.active
 
     await admin.revoke_key(conn, redis_client, key.id)
 
+    clock.pass_key_memory()
     after = await directory.key(key.hash)
     assert after is not None
     assert not after.active
@@ -157,10 +181,11 @@ class _PausedCacheWrites:
 
 async def test_a_revocation_racing_a_lookup_still_wins(
         migrated_database: str, pool: AsyncConnectionPool[Any], conn: Conn, redis_client: aioredis.Redis,
-        seeded: Seeded) -> None:
+        seeded: Seeded, clock: Clock) -> None:
     key = await admin.create_key(conn, seeded.tenant_id)
     cache = _PausedCacheWrites(redis_client)
-    directory = Directory(migrated_database, pool, cache, key_cache_seconds=CACHE_SECONDS)  # type: ignore[arg-type]
+    directory = Directory(migrated_database, pool, cache, key_cache_seconds=CACHE_SECONDS,  # type: ignore[arg-type]
+                          clock=clock)
 
     # A request reads the key from PostgreSQL (still active) and is about to cache that answer...
     lookup = asyncio.create_task(directory.key(key.hash))
@@ -171,6 +196,7 @@ async def test_a_revocation_racing_a_lookup_still_wins(
     cache.proceed.set()
     await lookup
 
+    clock.pass_key_memory()  # the process remembers what the request read for a second from when it asked
     record = await directory.key(key.hash)
     assert record is not None and not record.active, "the revoked key is served as active for the cache TTL"
 
@@ -260,12 +286,15 @@ async def test_redis_down_fails_closed_then_recovers(
     with EmbeddedRedis(tmp_path / "redis", free_port(), appendonly=False) as server:
         client = aioredis.Redis.from_url(server.url, socket_timeout=2.0, socket_connect_timeout=2.0)
         try:
-            directory = Directory(migrated_database, pool, client)
+            clock = Clock()
+            directory = Directory(migrated_database, pool, client, clock=clock)
             await directory.reload()
             assert await directory.key(key.hash) is not None  # cached now
 
             server.stop()
-            # Neither the cached key nor an uncached one is answered: PostgreSQL alone is not enough.
+            # Neither the cached key (once the process's second of memory is over: within it, the reservation
+            # fails closed on Redis instead) nor an uncached one is answered: PostgreSQL alone is not enough.
+            clock.pass_key_memory()
             with pytest.raises(ServiceUnavailable):
                 await directory.key(key.hash)
             with pytest.raises(ServiceUnavailable):
