@@ -87,7 +87,9 @@ async def serve(settings: Settings) -> None:
         redis = await stack.enter_async_context(open_redis(settings))
         directory = await stack.enter_async_context(open_directory(settings, pool, redis))
         service = AuthorizationService(directory, redis, pool, reservation_ttl_seconds=settings.reservation_ttl_seconds)
-        stack.callback(serve_metrics(settings.authz_metrics).close)
+        metrics = serve_metrics(settings.authz_metrics)
+        if metrics is not None:
+            stack.callback(metrics.close)
         await serve_grpc(
             str(settings.authz),
             lambda server: auth_grpc.add_AuthorizationServicer_to_server(service, server),

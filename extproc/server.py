@@ -192,4 +192,5 @@ async def serve(settings: Settings) -> None:
         finally:
             with contextlib.suppress(Exception):
                 await service.drain()
-            metrics.close()
+            if metrics is not None:
+                metrics.close()

@@ -7,13 +7,14 @@ key has no tenant) is ``""``. ``docs/metrics.md`` lists every metric; keep it in
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from lime.protocols.errors import (
@@ -29,7 +30,11 @@ from lime.protocols.errors import (
 )
 from lime.settings import Address
 
-__all__ = ["READINESS", "REQUESTS", "MetricsServer", "Outcome", "Readiness", "rejection_outcome", "serve_metrics"]
+#: Set in each process of a pool: where prometheus_client keeps its values for the parent to add up.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+__all__ = ["MULTIPROCESS_DIR", "READINESS", "REQUESTS", "MetricsServer", "Outcome", "Readiness", "rejection_outcome",
+           "serve_metrics"]
 
 
 class Outcome:
@@ -74,10 +79,14 @@ class Readiness:
     it out of rotation before its listener closes."""
 
     def __init__(self) -> None:
-        self.draining = False
+        self._draining = False
 
     def drain(self) -> None:
-        self.draining = True
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
 
 READINESS = Readiness()
@@ -86,8 +95,8 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
-def _app(readiness: Readiness) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    metrics = make_wsgi_app()
+def _app(readiness: Readiness, registry: CollectorRegistry) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    metrics = make_wsgi_app(registry)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/ready":
@@ -116,10 +125,15 @@ class MetricsServer:
         self.thread.join(timeout=2)
 
 
-def serve_metrics(address: Address, readiness: Readiness = READINESS) -> MetricsServer:
+def serve_metrics(address: Address, readiness: Readiness = READINESS,
+                  registry: CollectorRegistry = REGISTRY) -> MetricsServer | None:
     """Serve ``/metrics`` and ``/ready`` (200, or 503 once draining) on ``address`` from a thread, off the event
-    loop."""
-    server = make_server(address.host, address.port, _app(readiness), ThreadingWSGIServer, handler_class=_QuietHandler)
+    loop; ``None`` in a process of a pool (``PROMETHEUS_MULTIPROC_DIR`` set), whose parent serves both for all its
+    processes (lime/cli/process_pool.py)."""
+    if registry is REGISTRY and os.environ.get(MULTIPROCESS_DIR):
+        return None
+    server = make_server(address.host, address.port, _app(readiness, registry), ThreadingWSGIServer,
+                         handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return MetricsServer(server, thread)

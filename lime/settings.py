@@ -55,8 +55,24 @@ class Address:
     def is_unix(self) -> bool:
         return self.path is not None
 
+    def nth(self, index: int) -> Address:
+        """Where process ``index`` of a pool listens: this address for the first; then ``<name>-<index><suffix>``
+        beside a Unix socket, or the port plus :data:`PROCESS_PORT_STRIDE` times ``index`` for TCP (a stride of
+        100 stays clear of Lime's other default ports, 9001-9012 and 9901-9902)."""
+        if index == 0:
+            return self
+        if self.path is not None:
+            folder, _, name = self.path.rpartition("/")
+            stem, dot, suffix = name.partition(".")
+            return Address("", 0, f"{folder}/{stem}-{index}{dot}{suffix}")
+        return Address(self.host, self.port + PROCESS_PORT_STRIDE * index)
+
     def __str__(self) -> str:
         return f"unix:{self.path}" if self.path is not None else f"{self.host}:{self.port}"
+
+
+#: Between the TCP ports of two processes of one pool (see :meth:`Address.nth`).
+PROCESS_PORT_STRIDE = 100
 
 
 def is_loopback(address: Address) -> bool:
@@ -129,6 +145,9 @@ class Settings:
     reservation_ttl_seconds: int = 60
     #: On SIGTERM, how long requests in flight (LLM streams) may take to finish before a process stops anyway.
     drain_seconds: float = 30.0
+    #: Processes of authz and of extproc each (one per core is the production shape; docs/deploy.md): process i
+    #: listens on ``authz.nth(i)`` / ``extproc.nth(i)`` and Envoy balances requests over them.
+    processes: int = 1
     log_level: str = "INFO"
 
     @classmethod
@@ -159,8 +178,13 @@ class Settings:
             catalog_poll_seconds=reader.number("LIME_CATALOG_POLL_SECONDS", cls.catalog_poll_seconds),
             reservation_ttl_seconds=reader.integer("LIME_RESERVATION_TTL_SECONDS", cls.reservation_ttl_seconds),
             drain_seconds=reader.number("LIME_DRAIN_SECONDS", cls.drain_seconds),
+            processes=reader.count("LIME_PROCESSES", cls.processes),
             log_level=env.get("LIME_LOG_LEVEL", cls.log_level).upper(),
         )
+
+    def pool(self, address: Address) -> tuple[Address, ...]:
+        """The addresses of the processes that serve at ``address`` (authz's or extproc's)."""
+        return tuple(address.nth(i) for i in range(self.processes))
 
     def upstream_credential(self, upstream_id: str) -> str | None:
         return self.upstream_keys.get(_credential_slot(upstream_id))
@@ -216,6 +240,12 @@ class _Reader:
             return int(text)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {text!r}") from None
+
+    def count(self, name: str, default: int) -> int:
+        value = self.integer(name, default)
+        if value < 1:
+            raise SettingsError(f"{name} must be 1 or more, got {value}")
+        return value
 
     def number(self, name: str, default: float) -> float:
         text = self.env.get(name)

@@ -34,6 +34,7 @@ async def serve(settings: Settings) -> None:
         try:
             await writer.run(stop)
         finally:
-            with contextlib.suppress(Exception):
-                metrics.close()
+            if metrics is not None:
+                with contextlib.suppress(Exception):
+                    metrics.close()
             backlog_client.close()

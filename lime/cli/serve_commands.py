@@ -9,6 +9,7 @@ from typing import Any
 
 import uvloop
 
+from lime.cli.process_pool import run_pool
 from lime.settings import Settings
 
 __all__ = ["register"]
@@ -24,6 +25,9 @@ def _serve(service: Coroutine[Any, Any, None]) -> None:
 
 
 def _authz(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.processes > 1:
+        return run_pool("authz", "LIME_AUTHZ_ADDR", settings.pool(settings.authz), settings.authz_metrics,
+                        drain_seconds=settings.drain_seconds)
     from authz.server import serve
 
     _serve(serve(settings))
@@ -31,6 +35,9 @@ def _authz(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _extproc(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.processes > 1:
+        return run_pool("extproc", "LIME_EXTPROC_ADDR", settings.pool(settings.extproc), settings.extproc_metrics,
+                        drain_seconds=settings.drain_seconds)
     from extproc.server import serve
 
     _serve(serve(settings))
@@ -61,8 +68,8 @@ def _mock_upstream(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(commands: Any) -> None:
     for name, run, text in (
-        ("authz", _authz, "run the ext_authz gRPC service (LIME_AUTHZ_ADDR)"),
-        ("extproc", _extproc, "run the ext_proc gRPC service (LIME_EXTPROC_ADDR)"),
+        ("authz", _authz, "run the ext_authz gRPC service (LIME_AUTHZ_ADDR; LIME_PROCESSES of it)"),
+        ("extproc", _extproc, "run the ext_proc gRPC service (LIME_EXTPROC_ADDR; LIME_PROCESSES of it)"),
         ("settler", _settler, "run the settlement writer and reaper (metrics on LIME_SETTLER_ADDR)"),
         ("catalog-api", _catalog_api, "run the model directory (LIME_CATALOG_ADDR) and admin API (LIME_ADMIN_ADDR)"),
     ):

@@ -102,6 +102,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
             # The mock accepts any credential; a real upstream's comes from the environment or LIME_SECRETS_DIR.
             if settings.upstream_credential(upstream) is None:
                 overrides[upstream_env_name(upstream)] = "mock-secret-" + _secret(settings, "mock_upstream_key")
+        if args.processes is not None:
+            overrides["LIME_PROCESSES"] = str(args.processes)
         env = child_environment(overrides)
         stack = Stack(Settings.from_env(env), env, settings.state_dir / "logs")
         stack.start()
@@ -154,4 +156,6 @@ Ctrl-C stops everything.""", flush=True)
 
 def register(commands: Any) -> None:
     up = commands.add_parser("up", help="run the whole gateway in the foreground (Ctrl-C stops it)")
+    up.add_argument("--processes", type=int, metavar="N",
+                    help="processes of authz and of extproc each, one per core (default: LIME_PROCESSES, else 1)")
     up.set_defaults(run=_up)

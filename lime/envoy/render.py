@@ -1,11 +1,11 @@
 """The Envoy config a running stack uses: the SRE's set of files with Lime's own addresses filled in.
 
 Only these are replaced, by name: the ``public`` and ``stats`` listeners' addresses, the admin address, and the
-endpoints of the clusters that point at Lime's processes and at Envoy's admin (and at the demo's mock upstream:
-``upstream_mock*`` and ``candidate_mock*``). One thing is added: every route to the ``catalog_api`` cluster sets
-the header :data:`~lime.settings.CATALOG_SECRET_HEADER` to the deployment's catalog secret, which is how
-catalog_api knows a request came through Envoy. Everything else, routes and upstream clusters included, is used
-exactly as the SRE wrote it.
+endpoints of the clusters that point at Lime's processes (one endpoint per process of authz's and extproc's
+pools) and at Envoy's admin (and at the demo's mock upstream: ``upstream_mock*`` and ``candidate_mock*``). One thing
+is added: every route to the ``catalog_api`` cluster sets the header :data:`~lime.settings.CATALOG_SECRET_HEADER` to
+the deployment's catalog secret, which is how catalog_api knows a request came through Envoy. Everything else,
+routes and upstream clusters included, is used exactly as the SRE wrote it.
 """
 
 from __future__ import annotations
@@ -57,6 +57,14 @@ def _point(cluster: dict[str, Any], address: Address) -> None:
         cluster["dns_lookup_family"] = "V4_PREFERRED"
 
 
+def _point_pool(cluster: dict[str, Any], addresses: tuple[Address, ...]) -> None:
+    """Lime's own gRPC clusters: one endpoint per process of the service's pool (``LIME_PROCESSES``), so Envoy
+    balances calls over them."""
+    _point(cluster, addresses[0])
+    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
+        {"endpoint": {"address": _socket(address)}} for address in addresses]}]
+
+
 def _route_configs(config: ConfigSet) -> list[dict[str, Any]]:
     """The RDS file's RouteConfiguration and every listener's inline one."""
     found = [config.routes] if config.routes is not None else []
@@ -94,11 +102,13 @@ def render_config_set(config: ConfigSet, settings: Settings) -> ConfigSet:
     for listener in bootstrap["static_resources"]["listeners"]:
         if listener["name"] in listeners:
             listener["address"] = _socket(listeners[listener["name"]])
-    own = {"lime_authz": settings.authz, "lime_extproc": settings.extproc, _CATALOG_CLUSTER: settings.catalog,
-           "envoy_admin": settings.envoy_admin}
+    own = {_CATALOG_CLUSTER: settings.catalog, "envoy_admin": settings.envoy_admin}
+    pools = {"lime_authz": settings.pool(settings.authz), "lime_extproc": settings.pool(settings.extproc)}
     for cluster in bootstrap["static_resources"].get("clusters") or []:
         if cluster["name"] in own:
             _point(cluster, own[cluster["name"]])
+        elif cluster["name"] in pools:
+            _point_pool(cluster, pools[cluster["name"]])
     for cluster in [*(bootstrap["static_resources"].get("clusters") or []), *config.clusters]:
         if cluster["name"].startswith(_MOCK_PREFIXES):
             # Every demo upstream and candidate is the one mock process.

@@ -68,7 +68,7 @@ def test_the_sidecar_probes_pass_when_serving_and_fail_when_not(tmp_path: Path) 
     for render_name in ("dev", "local-tcp"):
         for name, variable in SIDECARS.items():
             c = container(render_name, GATEWAY, name)
-            for kind in ("startupProbe", "readinessProbe"):
+            for kind in ("startupProbe",):
                 probe = sidecar_probe(c, kind)
                 address = environment(render_name, c)[variable]
                 if address.startswith("unix:"):
@@ -81,6 +81,19 @@ def test_the_sidecar_probes_pass_when_serving_and_fail_when_not(tmp_path: Path) 
                     with tcp_listener() as port:
                         assert run_probe(probe, {variable: f"127.0.0.1:{port}"}) == 0, f"{name} {kind}"
                     assert run_probe(probe, {variable: f"127.0.0.1:{port}"}) != 0, f"{name} {kind} with nothing there"
+
+
+@pytest.mark.parametrize("render_name", ["base", *OVERLAYS])
+def test_the_sidecars_are_ready_by_their_own_word(render_name: str) -> None:
+    """Readiness is the service's /ready on its metrics port: 503 while it drains, and, with LIME_PROCESSES above
+    1, while a process of its pool is down (a socket that accepts says neither)."""
+    for name in SIDECARS:
+        c = container(render_name, GATEWAY, name)
+        probe = c["readinessProbe"]["httpGet"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        metrics = environment(render_name, c)[f"LIME_{name.upper()}_METRICS_ADDR"]
+        assert probe["path"] == "/ready"
+        assert ports[probe["port"]] == int(metrics.rpartition(":")[2]), f"{render_name}: {name} probes elsewhere"
 
 
 def envoy_idle_timeout_seconds() -> int:
