@@ -30,10 +30,10 @@ from typing import Any
 __all__ = [
     "Usage",
     "anthropic_usage",
-    "with_body_facts",
     "chat_usage",
     "embeddings_usage",
     "responses_usage",
+    "with_body_facts",
 ]
 
 
@@ -199,15 +199,18 @@ def with_body_facts(usage: Usage | None, body: Mapping[str, Any]) -> Usage | Non
     in chat, on the response object in Responses, fact 30) and the provider's tool calls (one ``web_search_call`` /
     ``file_search_call`` output item per call, or ``tool_usage.web_search.num_requests`` where newer bodies count them,
     whichever is larger). Anthropic's answers carry both inside ``usage``: nothing here applies to them."""
-    if usage is None:
-        return None
+    if usage is None or ("service_tier" not in body and "output" not in body):
+        return usage
     tier = body.get("service_tier")
+    if not isinstance(body.get("output"), list):  # chat: only the tier is outside usage
+        return usage if tier == usage.service_tier or not isinstance(tier, str) else replace(usage, service_tier=tier)
     calls = dict(usage.server_tool_calls)
     output = body.get("output")
     if isinstance(output, list):
         counted: dict[str, int] = {}
         for item in output:
-            tool = _TOOL_CALL_ITEMS.get(item.get("type")) if isinstance(item, Mapping) else None
+            kind = item.get("type") if isinstance(item, Mapping) else None
+            tool = _TOOL_CALL_ITEMS.get(kind) if isinstance(kind, str) else None
             if tool is not None:
                 counted[tool] = counted.get(tool, 0) + 1
         tool_usage = _details(body, "tool_usage")

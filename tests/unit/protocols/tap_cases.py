@@ -132,7 +132,8 @@ BODIES = [
          Usage(input_tokens=4, cached_input_tokens=2836, cache_write_tokens=11107, output_tokens=155,
                server_tool_calls=(("web_search", 1),))),
     body("openai-responses-web-search.json", "responses", "gpt-4.1-2025-04-14",
-         Usage(input_tokens=17391, output_tokens=45, server_tool_calls=(("web_search", 1),))),  # a ~40-token question: the rest is search results (fact 28)
+         # a ~40-token question: the rest is search results (fact 28)
+         Usage(input_tokens=17391, output_tokens=45, server_tool_calls=(("web_search", 1),))),
     # Priority tier: the same usage fields, the tier beside them (fact 30).
     body("openai-chat-service-tier-priority.json", "chat_completions", "gpt-5-2025-08-07",
          Usage(input_tokens=8, output_tokens=82, reasoning_tokens=64)),
