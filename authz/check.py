@@ -16,7 +16,7 @@ from lime.keys import hash_key, looks_like_key, presented_key
 from lime.money.grant import TENANT_HEADER, Grant
 from lime.money.modifiers import Modifiers, priced_modifiers
 from lime.money.output_cap import reserved_output_tokens, upstream_cap
-from lime.money.price_sheet import GrantPrices, encode_prices
+from lime.money.price_sheet import GrantPrices, encode_prices, model_sheet
 from lime.money.pricing import Estimate, reservation_estimate
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import AuthError, PermissionDenied
@@ -87,7 +87,7 @@ async def authorize(
     # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens
     output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
-    sheet = model.prices
+    sheet = model_sheet(model.input_price, model.output_price, model.cached_input_price, model.price_parts)
     # A premium tier or a provider tool the sheet has no price for is refused here, before anything is held.
     modifiers = priced_modifiers(endpoint.protocol, facts.body, sheet, model.id) if endpoint.billed else Modifiers()
     # An endpoint the provider does not charge holds nothing (and counts no tokens), but still takes a request.

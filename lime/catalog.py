@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lime.money.price_sheet import PriceSheet, Rates
 from lime.protocols.endpoints import Endpoint, ModelKind, Protocol
 from lime.protocols.errors import NotFound, PermissionDenied, UnsupportedModel
 
@@ -38,19 +37,9 @@ class Model:
     input_price: int = 0
     output_price: int = 0
     cached_input_price: int = 0
-    #: The whole sheet, when the model has parts beyond the three prices above (cache writes by lifetime, audio,
-    #: tiers, long context, tool calls); its base input, output and cached input are the three above.
-    price_sheet: PriceSheet | None = None
-
-    def __post_init__(self) -> None:
-        if self.price_sheet is None:  # built once per catalog load, not per request
-            object.__setattr__(self, "price_sheet",
-                               PriceSheet(Rates(self.input_price, self.output_price, self.cached_input_price)))
-
-    @property
-    def prices(self) -> PriceSheet:
-        assert self.price_sheet is not None
-        return self.price_sheet
+    #: The price sheet's other parts (cache writes by lifetime, audio, tiers, long context, tool calls) as canonical
+    #: JSON, validated when written (lime.money.price_sheet.model_sheet reads it); "": none.
+    price_parts: str = ""
 
 
 @dataclass(frozen=True)

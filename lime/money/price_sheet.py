@@ -27,7 +27,7 @@ from typing import Any
 from lime.protocols.errors import BadRequest
 
 __all__ = ["PREMIUM_TIERS", "SERVICE_TIERS", "GrantPrices", "LongContext", "PriceSheet", "Rates", "decode_prices",
-           "encode_prices", "sheet_from_dict", "sheet_to_dict"]
+           "encode_prices", "model_sheet", "sheet_from_dict", "sheet_to_dict"]
 
 #: The tiers a sheet may price. A premium tier served without its price is unpriced (charged at the model's
 #: highest rate); flex served without its price is charged at the base rates, which are higher.
@@ -87,6 +87,14 @@ class PriceSheet:
         if self.long_context is not None:
             rates.append(self.long_context.rates)
         return max(value for r in rates for value in r.configured())
+
+
+@functools.lru_cache(maxsize=4096)
+def model_sheet(input_price: int, output_price: int, cached_input_price: int, price_parts: str = "") -> PriceSheet:
+    """A catalog model's sheet (:class:`~lime.catalog.Model`'s prices and its ``price_parts``), built once per
+    distinct sheet, not per request."""
+    base = Rates(input_price, output_price, cached_input_price)
+    return sheet_from_dict(base, json.loads(price_parts)) if price_parts else PriceSheet(base)
 
 
 # -- the dictionary form --------------------------------------------------------------------------------------

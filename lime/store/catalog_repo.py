@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
 
 from lime.catalog import Brand, Catalog, Limits, Model, Package, Tenant, Upstream
 from lime.keys import KeyRecord
-from lime.money.price_sheet import Rates, sheet_from_dict
 from lime.protocols.endpoints import ModelKind, Protocol
 
 __all__ = ["catalog_version", "find_key", "load_catalog"]
@@ -36,8 +36,8 @@ async def load_catalog(conn: AnyConnection) -> Catalog:
                 id=row[0], upstream_id=row[1], upstream_model=row[2], kind=ModelKind(row[3]),
                 display_name=row[4], owned_by=row[5], created_at=row[6],
                 input_price=row[7], output_price=row[8], cached_input_price=row[9],
-                # Written only through lime.admin, which validates it: a row here is a valid sheet.
-                price_sheet=sheet_from_dict(Rates(row[7], row[8], row[9]), row[10]) if row[10] else None,
+                # Written only through lime.admin, which validates it.
+                price_parts=json.dumps(row[10], sort_keys=True) if row[10] else "",
             )
             for row in await (await conn.execute(
                 "SELECT id, upstream_id, upstream_model, kind, display_name, owned_by, created_at,"

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lime.catalog import Model
+from lime.money.price_sheet import PriceSheet, model_sheet
 from lime.money.pricing import PER_MILLION, cost_of, reservation_estimate
 from lime.protocols.endpoints import ModelKind
 from lime.protocols.usage import Usage
@@ -39,8 +40,12 @@ models = st.builds(model, PRICES, PRICES, PRICES)
 usages = st.builds(Usage, TOKENS, TOKENS, TOKENS, TOKENS, TOKENS)
 
 
+def sheet(m: Model) -> PriceSheet:
+    return model_sheet(m.input_price, m.output_price, m.cached_input_price, m.price_parts)
+
+
 def cost_at(usage: Usage, m: Model) -> int:
-    return cost_of(usage, m.prices)
+    return cost_of(usage, sheet(m))
 
 
 def exact(usage: Usage, m: Model) -> Fraction:
@@ -150,12 +155,12 @@ def test_splitting_a_usage_never_makes_it_cheaper(a: Usage, b: Usage, m: Model) 
 
 
 def test_estimate_is_input_plus_cap_at_list_prices() -> None:
-    estimate = reservation_estimate(PRICED.prices, input_tokens=1000, max_output_tokens=1000)
+    estimate = reservation_estimate(sheet(PRICED), input_tokens=1000, max_output_tokens=1000)
     assert (estimate.input_tokens, estimate.output_tokens, estimate.tokens) == (1000, 1000, 2000)
     assert estimate.points == 1000 * 3 + 1000 * 15
-    embeddings = reservation_estimate(PRICED.prices, input_tokens=3, max_output_tokens=0)
+    embeddings = reservation_estimate(sheet(PRICED), input_tokens=3, max_output_tokens=0)
     assert (embeddings.input_tokens, embeddings.output_tokens, embeddings.points) == (3, 0, 9)
-    assert reservation_estimate(PRICED.prices, input_tokens=0, max_output_tokens=0).input_tokens == 1  # never nothing
+    assert reservation_estimate(sheet(PRICED), input_tokens=0, max_output_tokens=0).input_tokens == 1  # never nothing
 
 
 @st.composite
@@ -177,7 +182,7 @@ def within_estimate(draw: st.DrawFn) -> tuple[Model, int, int, Usage]:
 @given(within_estimate())
 def test_reservation_covers_any_usage_within_it(case: tuple[Model, int, int, Usage]) -> None:
     m, input_tokens, cap, usage = case
-    estimate = reservation_estimate(m.prices, input_tokens, cap)
+    estimate = reservation_estimate(sheet(m), input_tokens, cap)
     assert usage.total_input_tokens <= estimate.input_tokens
     assert usage.output_tokens <= estimate.output_tokens
     assert cost_at(usage, m) <= estimate.points
