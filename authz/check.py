@@ -14,8 +14,10 @@ from lime.catalog import Tenant
 from lime.directory import Directory
 from lime.keys import hash_key, looks_like_key, presented_key
 from lime.money.grant import TENANT_HEADER, Grant
+from lime.money.modifiers import Modifiers, priced_modifiers
 from lime.money.output_cap import reserved_output_tokens, upstream_cap
 from lime.money.overdraft import exposure_of
+from lime.money.price_sheet import GrantPrices, encode_prices, model_sheet
 from lime.money.pricing import Estimate, reservation_estimate
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import AuthError, PermissionDenied
@@ -86,9 +88,13 @@ async def authorize(
     # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens
     output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
+    sheet = model_sheet(model.input_price, model.output_price, model.cached_input_price, model.price_parts)
+    # A premium tier or a provider tool the sheet has no price for is refused here, before anything is held.
+    modifiers = priced_modifiers(endpoint.protocol, facts.body, sheet, model.id) if endpoint.billed else Modifiers()
     # An endpoint the provider does not charge holds nothing (and counts no tokens), but still takes a request.
     seen = estimate_input(facts.body)
-    estimate = (reservation_estimate(model, seen.tokens, output_tokens) if endpoint.billed else Estimate(0, 0, 0))
+    estimate = (reservation_estimate(sheet, seen.tokens, output_tokens, tier=modifiers.tier,
+                                     tool_calls=modifiers.tool_calls) if endpoint.billed else Estimate(0, 0, 0))
     return Grant(
         request_id=headers.get("x-request-id", ""),
         tenant_id=tenant_id,
@@ -101,11 +107,9 @@ async def authorize(
         reserved=estimate.points,
         reserved_tokens=estimate.tokens,
         input_estimate=estimate.input_tokens,
-        exposure=exposure_of(seen, model) if endpoint.billed else 0,
+        exposure=exposure_of(seen, sheet, modifiers.tier) if endpoint.billed else 0,
         output_cap=upstream_cap(endpoint.name, facts.output_caps, default_cap),
-        input_price=model.input_price,
-        output_price=model.output_price,
-        cached_input_price=model.cached_input_price,
+        prices=encode_prices(GrantPrices(sheet, modifiers.tier, server_tools=bool(modifiers.tool_calls))),
         started_at=time.time() if now is None else now,
     )
 

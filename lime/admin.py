@@ -7,17 +7,19 @@ revoking one also replaces its cache entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from lime.catalog import Limits
 from lime.directory import cache_revocation
 from lime.keys import NewKey, generate_key
+from lime.money.price_sheet import PriceSheet, Rates, sheet_from_dict, sheet_to_dict
 from lime.protocols.endpoints import ModelKind, Protocol
 from lime.protocols.errors import BadRequest, Conflict, NotFound
 
@@ -30,7 +32,9 @@ __all__ = [
     "create_tenant",
     "list_keys",
     "list_table",
+    "model_prices",
     "revoke_key",
+    "set_prices",
 ]
 
 Conn = psycopg.AsyncConnection[Any]
@@ -58,16 +62,47 @@ async def add_model(
     conn: Conn, model_id: str, *, upstream_id: str, upstream_model: str, kind: str,
     display_name: str = "", owned_by: str = "lime",
     input_price: int = 0, output_price: int = 0, cached_input_price: int = 0,
+    price_sheet: Mapping[str, Any] | None = None,
 ) -> None:
+    """``price_sheet``: the parts beyond the three prices (lime.money.price_sheet's dictionary form)."""
     _one_of(kind, [k.value for k in ModelKind], "kind")
+    sheet = sheet_from_dict(Rates(input_price, output_price, cached_input_price), price_sheet)
     await _insert(
         conn,
         "INSERT INTO models (id, upstream_id, upstream_model, kind, display_name, owned_by,"
-        " input_price, output_price, cached_input_price) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " input_price, output_price, cached_input_price, price_sheet)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (model_id, upstream_id, upstream_model, kind, display_name or model_id, owned_by,
-         input_price, output_price, cached_input_price),
+         input_price, output_price, cached_input_price, Jsonb(sheet_to_dict(sheet))),
         f"Model `{model_id}`",
     )
+
+
+async def model_prices(conn: Conn, model_id: str) -> tuple[PriceSheet, dict[str, Any] | None]:
+    """A model's price sheet and where it came from (``None``: typed by hand)."""
+    row = await (await conn.execute(
+        "SELECT input_price, output_price, cached_input_price, price_sheet, price_source FROM models WHERE id = %s",
+        (model_id,))).fetchone()
+    if row is None:
+        raise NotFound(f"Model `{model_id}` does not exist.")
+    return sheet_from_dict(Rates(row[0], row[1], row[2]), row[3]), row[4]
+
+
+async def set_prices(conn: Conn, model_id: str, sheet: PriceSheet, source: Mapping[str, Any] | None = None) -> None:
+    """Replace a model's whole sheet (validated again here) and record where it came from. Requests in flight keep
+    the prices they were reserved at (their grant carries them)."""
+    sheet = sheet_from_dict(sheet.base, sheet_to_dict(sheet))
+    try:
+        async with conn.transaction():
+            cursor = await conn.execute(
+                "UPDATE models SET input_price = %s, output_price = %s, cached_input_price = %s, price_sheet = %s,"
+                " price_source = %s WHERE id = %s",
+                (sheet.base.input, sheet.base.output, sheet.base.cached_input, Jsonb(sheet_to_dict(sheet)),
+                 None if source is None else Jsonb(dict(source)), model_id))
+    except psycopg.errors.CheckViolation as exc:
+        raise BadRequest(f"Prices of `{model_id}` are not valid: {exc.diag.constraint_name}") from None
+    if cursor.rowcount == 0:
+        raise NotFound(f"Model `{model_id}` does not exist.")
 
 
 async def create_package(conn: Conn, package_id: str, name: str, model_ids: Iterable[str],
@@ -146,7 +181,7 @@ async def list_keys(conn: Conn, tenant_id: str | None = None) -> list[dict[str, 
 _LISTABLE = {
     "upstreams": "SELECT id, protocol, description, created_at FROM upstreams ORDER BY id",
     "models": "SELECT id, upstream_id, upstream_model, kind, display_name, owned_by, input_price,"
-              " output_price, cached_input_price, created_at FROM models ORDER BY id",
+              " output_price, cached_input_price, price_sheet, price_source, created_at FROM models ORDER BY id",
     "packages": "SELECT p.id, p.name, coalesce(array_agg(g.model_id ORDER BY g.model_id)"
                 " FILTER (WHERE g.model_id IS NOT NULL), '{}') AS models, p.created_at"
                 " FROM packages p LEFT JOIN package_models g ON g.package_id = p.id GROUP BY p.id ORDER BY p.id",

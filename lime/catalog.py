@@ -37,6 +37,9 @@ class Model:
     input_price: int = 0
     output_price: int = 0
     cached_input_price: int = 0
+    #: The price sheet's other parts (cache writes by lifetime, audio, tiers, long context, tool calls) as canonical
+    #: JSON, validated when written (lime.money.price_sheet.model_sheet reads it); "": none.
+    price_parts: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from redis.exceptions import RedisError
 
 from lime import admin
 from lime.catalog import Limits
+from lime.cli import price_commands
 from lime.cli.stores import with_stores
+from lime.money.price_sheet import PriceSheet, sheet_to_dict
 from lime.protocols.errors import ServiceUnavailable
 from lime.settings import Settings, upstream_env_name
 from lime.store.migrate import apply_migrations
@@ -58,10 +60,11 @@ async def _upstream_add(args: argparse.Namespace, conn: Conn) -> None:
 
 
 async def _model_add(args: argparse.Namespace, conn: Conn) -> None:
+    sheet = price_commands.sheet_with_flags(PriceSheet(), args)
     await admin.add_model(
         conn, args.id, upstream_id=args.upstream, upstream_model=args.upstream_model or args.id, kind=args.kind,
-        display_name=args.display_name, owned_by=args.owned_by, input_price=args.input_price,
-        output_price=args.output_price, cached_input_price=args.cached_input_price,
+        display_name=args.display_name, owned_by=args.owned_by, input_price=sheet.base.input,
+        output_price=sheet.base.output, cached_input_price=sheet.base.cached_input, price_sheet=sheet_to_dict(sheet),
     )
     print_result(args, {"id": args.id}, f"model {args.id} added")
 
@@ -141,15 +144,28 @@ def register(commands: Any) -> None:
     upstream.add_argument("--protocol", required=True, choices=["openai", "anthropic"])
     upstream.add_argument("--description", default="")
 
-    model = leaf(group("model", "models"), "add", "add a model", _run(_model_add))
+    models = group("model", "models")
+    model = leaf(models, "add", "add a model", _run(_model_add))
     model.add_argument("id", help="the public model id clients use")
     model.add_argument("--upstream", required=True)
     model.add_argument("--upstream-model", help="the upstream's id for it (default: the public id)")
     model.add_argument("--kind", default="chat", choices=["chat", "embedding"])
     model.add_argument("--display-name", default="")
     model.add_argument("--owned-by", default="lime")
-    for price in ("input-price", "output-price", "cached-input-price"):
-        model.add_argument(f"--{price}", type=int, default=0, help="micro-points per million tokens")
+    price_commands.add_price_flags(model, defaults=True)
+    update = leaf(models, "update", "change a model's prices (only the flags given)",
+                  _run(price_commands.update_prices))
+    update.add_argument("id")
+    price_commands.add_price_flags(update, defaults=False)
+    imported = leaf(models, "import-prices", "fill a model's prices from LiteLLM's cost map (shows the diff)",
+                    _run(price_commands.import_prices))
+    imported.add_argument("id", help="the Lime model to price")
+    imported.add_argument("--from", dest="source_key", required=True,
+                          help="the cost map's key, e.g. anthropic/claude-sonnet-4-5 or gpt-5")
+    imported.add_argument("--file", help="the cost map (default: the installed litellm package's)")
+    imported.add_argument("--points-per-usd", default="1", help="points one US dollar buys (default 1)")
+    imported.add_argument("--markup", default="0", help="percent added to every price (default 0)")
+    imported.add_argument("--apply", action="store_true", help="write the prices (default: only show the diff)")
 
     package = leaf(group("package", "packages"), "create", "create a package", _run(_package_create))
     package.add_argument("id")

@@ -67,9 +67,13 @@ async def _balance(args: argparse.Namespace, conn: Conn, redis: aioredis.Redis) 
 
 async def _usage(args: argparse.Namespace, conn: Conn, redis: aioredis.Redis) -> None:
     rows = await usage_rows(conn, args.tenant, parse_since(args.since))
-    lines = [f"{'tenant':<20} {'model':<20} {'requests':>8} {'input':>10} {'cached':>8} {'output':>10} {'cost':>14}"]
+    lines = [f"{'tenant':<20} {'model':<20} {'requests':>8} {'input':>10} {'cached':>8} {'write5m':>8} "
+             f"{'write1h':>8} {'audio in':>8} {'output':>10} {'audio out':>9} {'tools':>6} {'tiered':>6} "
+             f"{'unpriced':>8} {'cost':>14}"]
     lines += [f"{r['tenant_id']:<20} {r['model']:<20} {r['requests']:>8} {r['input_tokens']:>10} "
-              f"{r['cached_input_tokens']:>8} {r['output_tokens']:>10} {r['cost']:>14}" for r in rows]
+              f"{r['cached_input_tokens']:>8} {r['cache_write_tokens']:>8} {r['cache_write_1h_tokens']:>8} "
+              f"{r['audio_input_tokens']:>8} {r['output_tokens']:>10} {r['audio_output_tokens']:>9} "
+              f"{r['server_tool_calls']:>6} {r['tiered']:>6} {r['unpriced']:>8} {r['cost']:>14}" for r in rows]
     print_result(args, rows, "\n".join(lines))
 
 

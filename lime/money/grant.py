@@ -40,9 +40,9 @@ class Grant:
     input_estimate: int = 0  # input tokens the reservation assumed
     exposure: int = 0  # micro-points it may cost beyond the hold (lime/money/overdraft.py)
     output_cap: int = 0  # set on the upstream request when the client sent no cap; 0: the client's stands
-    input_price: int = 0
-    output_price: int = 0
-    cached_input_price: int = 0
+    # The model's whole price sheet and the tier the request asked for, as one compact string
+    # (lime.money.price_sheet.encode_prices): one metadata value however many parts the sheet has.
+    prices: str = ""
     started_at: float = 0.0
 
     def to_metadata(self) -> dict[str, str | bool]:

@@ -23,7 +23,8 @@ A cost beyond hold plus exposure is still charged (the provider billed it) and c
 
 from __future__ import annotations
 
-from lime.money.pricing import PER_MILLION, PriceSheet
+from lime.money.price_sheet import PriceSheet
+from lime.money.pricing import PER_MILLION, effective_rates
 from lime.protocols.input_estimate import InputEstimate
 
 __all__ = ["UNSEEN_FILE_TOKENS", "exposure_of"]
@@ -32,7 +33,13 @@ __all__ = ["UNSEEN_FILE_TOKENS", "exposure_of"]
 UNSEEN_FILE_TOKENS = 150_000
 
 
-def exposure_of(estimate: InputEstimate, prices: PriceSheet) -> int:
-    """Micro-points the request may cost beyond its hold, by what its body does not show."""
-    unseen_tokens = estimate.file_references * UNSEEN_FILE_TOKENS
-    return -(-unseen_tokens * prices.input_price // PER_MILLION)
+def exposure_of(estimate: InputEstimate, sheet: PriceSheet, tier: str | None = None) -> int:
+    """Micro-points the request may cost beyond its hold, by what its body does not show: the unseen tokens at the
+    input price, and, when they may carry the request into the sheet's long-context rates, its seen input repriced
+    there too."""
+    unseen = estimate.file_references * UNSEEN_FILE_TOKENS
+    if not unseen:
+        return 0
+    held_at = effective_rates(sheet, tier, estimate.tokens)[0].input
+    worst_at = max(held_at, effective_rates(sheet, tier, estimate.tokens + unseen)[0].input)
+    return -(-((estimate.tokens + unseen) * worst_at - estimate.tokens * held_at) // PER_MILLION)

@@ -28,8 +28,11 @@ reservation was made with.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lime.money.grant import Grant
-from lime.money.pricing import cost_of
+from lime.money.price_sheet import GrantPrices, PriceSheet, decode_prices
+from lime.money.pricing import price_usage
 from lime.money.usage_event import UsageEvent
 from lime.protocols.endpoints import endpoint_named
 from lime.protocols.response_tap import ResponseTap
@@ -41,13 +44,19 @@ __all__ = ["settlement_for"]
 def settlement_for(grant: Grant, tap: ResponseTap | None, *, forwarded: bool = True) -> UsageEvent:
     """``forwarded``: the request left for the upstream (extproc did not refuse it)."""
     usage, outcome, estimated = _usage_and_outcome(grant, tap, forwarded)
+    prices = decode_prices(grant.prices) if grant.prices else GrantPrices(PriceSheet())
+    priced = price_usage(usage, prices.sheet, requested_tier=prices.tier,
+                         context_tokens=grant.input_estimate if prices.server_tools else None)
     return UsageEvent(
         request_id=grant.request_id, tenant_id=grant.tenant_id, key_id=grant.key_id, endpoint=grant.endpoint,
         model=grant.model, upstream=grant.upstream, outcome=outcome, estimated=estimated,
         upstream_status=tap.status if tap else 0, input_tokens=usage.input_tokens,
         cached_input_tokens=usage.cached_input_tokens, cache_write_tokens=usage.cache_write_tokens,
         output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens, reserved=grant.reserved,
-        cost=cost_of(usage, grant), started_at=grant.started_at,
+        cost=priced.cost, started_at=grant.started_at, cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        audio_input_tokens=usage.audio_input_tokens, audio_output_tokens=usage.audio_output_tokens,
+        server_tool_calls=dict(usage.server_tool_calls), service_tier=usage.service_tier,
+        unpriced=sorted(priced.unpriced),
     )
 
 
@@ -110,6 +119,4 @@ def _filled(reported: Usage, grant: Grant, counted_output: int, *, at_least_repo
         output_tokens = max(reported.output_tokens, counted_output)
     else:
         output_tokens = reported.output_tokens
-    return Usage(input_tokens=input_tokens, cached_input_tokens=reported.cached_input_tokens,
-                 cache_write_tokens=reported.cache_write_tokens, output_tokens=output_tokens,
-                 reasoning_tokens=reported.reasoning_tokens)
+    return replace(reported, input_tokens=input_tokens, output_tokens=output_tokens, unreported=frozenset())

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from lime.money import quota
@@ -48,15 +49,17 @@ async def persist(conn: psycopg.AsyncConnection[Any], event: UsageEvent) -> bool
 
 _RECORD_COLUMNS = ("request_id, tenant_id, key_id, endpoint, model, upstream, outcome, estimated, upstream_status,"
                    " input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,"
-                   " reserved, cost, started_at")
-_RECORD_VALUES = "(" + ", ".join(["%s"] * 17) + ")"
+                   " reserved, cost, started_at, cache_write_1h_tokens, audio_input_tokens, audio_output_tokens,"
+                   " server_tool_calls, service_tier, unpriced")
+_RECORD_VALUES = "(" + ", ".join(["%s"] * 23) + ")"
 
 
 def _record_row(event: UsageEvent) -> tuple[Any, ...]:
     return (event.request_id, event.tenant_id, event.key_id, event.endpoint, event.model, event.upstream,
             event.outcome, event.estimated, event.upstream_status, event.input_tokens, event.cached_input_tokens,
             event.cache_write_tokens, event.output_tokens, event.reasoning_tokens, event.reserved, event.cost,
-            datetime.fromtimestamp(event.started_at, UTC))
+            datetime.fromtimestamp(event.started_at, UTC), event.cache_write_1h_tokens, event.audio_input_tokens,
+            event.audio_output_tokens, Jsonb(event.server_tool_calls), event.service_tier, list(event.unpriced))
 
 
 async def persist_batch(conn: psycopg.AsyncConnection[Any], events: list[UsageEvent]) -> list[bool]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["UsageEvent"]
 
@@ -34,10 +34,19 @@ class UsageEvent:
     reserved: int
     cost: int
     started_at: float
+    # The parts priced apart (defaults: events written before they existed still decode).
+    cache_write_1h_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    server_tool_calls: dict[str, int] = field(default_factory=dict)
+    service_tier: str | None = None
+    #: Parts charged at the model's highest rate for want of a price (``lime_unpriced_usage_total``).
+    unpriced: list[str] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
-        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens + self.output_tokens
+        return (self.input_tokens + self.cached_input_tokens + self.cache_write_tokens + self.cache_write_1h_tokens
+                + self.output_tokens)
 
     def encode(self) -> str:
         # Plain fields: a dict of them is enough (dataclasses.asdict deep-copies, ~3x the cost).

@@ -39,6 +39,10 @@ OVERDRAFT = Counter("lime_overdraft_micropoints",
                     "(the balance may go below zero by this)", ["tenant", "model"])
 #: Charged / held per request: near 0 for a short answer to a large cap, 1 when the cap was used, above 1 when the
 #: input estimate was short.
+#: A part of a usage the model's price sheet had no price for, charged at its highest rate (lime.money.pricing).
+UNPRICED = Counter("lime_unpriced_usage", "Settled requests with a usage part the price sheet had no price for, "
+                   "charged at the model's highest rate: part is cache_write_1h, audio_input, audio_output, "
+                   "service_tier or tool:<name>", ["model", "part"])
 SETTLED_TO_RESERVED = Histogram("lime_settled_to_reserved_ratio", "Per request, the points charged / the points held",
                                 ["model"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.1, 1.5, 2.0, 5.0))
 
@@ -48,11 +52,14 @@ def count_persisted(event: UsageEvent) -> None:
     labels = (event.tenant_id, event.model, event.endpoint)
     SETTLED_REQUESTS.labels(*labels, event.outcome).inc()
     for kind, tokens in (("input", event.input_tokens), ("cached_input", event.cached_input_tokens),
-                         ("cache_write", event.cache_write_tokens), ("output", event.output_tokens)):
+                         ("cache_write", event.cache_write_tokens), ("cache_write_1h", event.cache_write_1h_tokens),
+                         ("output", event.output_tokens)):
         if tokens:
             TOKENS.labels(*labels, kind).inc(tokens)
     if event.cost:
         MICROPOINTS.labels(event.tenant_id, event.model).inc(event.cost)
+    for part in event.unpriced:
+        UNPRICED.labels(event.model, part).inc()
     if event.outcome == "reaped":
         return  # released by rule, nothing charged or estimated: no drift to speak of
     if event.reserved:

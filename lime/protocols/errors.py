@@ -2,7 +2,8 @@
 
     LimeError
     ├── BadRequest            400  body not JSON, model missing, wrong types
-    │   └── UnsupportedModel  400  the model exists but not on this endpoint or protocol
+    │   ├── UnsupportedModel  400  the model exists but not on this endpoint or protocol
+    │   └── UnpricedModifier  400  a service tier or server tool the model has no price for; not retryable
     ├── AuthError             401  missing, unknown, revoked or expired key
     ├── PermissionDenied      403  key of another tenant, tenant suspended
     ├── NotFound              404  unknown path, model not granted or unknown
@@ -37,6 +38,7 @@ __all__ = [
     "RateLimited",
     "ServiceUnavailable",
     "TooLargeForLimit",
+    "UnpricedModifier",
     "UnsupportedModel",
     "UpstreamAuthFailed",
     "UpstreamBadAnswer",
@@ -207,3 +209,11 @@ class UpstreamBadAnswer(UpstreamError):
 
     def __init__(self, message: str, *, upstream_status: int) -> None:
         super().__init__(message, upstream_status=upstream_status, status=502)
+
+
+class UnpricedModifier(BadRequest):
+    """The request asks for something the provider bills apart (a service tier, a server tool) on a model whose price
+    sheet has no price for it: refused before anything is held, as no retry can change it."""
+
+    openai_code = "unsupported_parameter"
+    retryable = False

@@ -29,7 +29,7 @@ from lime.protocols.endpoints import endpoint_named
 from lime.protocols.output_count import OutputCount
 from lime.protocols.sse import EventFramer, SSEEvent, parse_event
 from lime.protocols.stream_readers import loads_object
-from lime.protocols.usage import Usage
+from lime.protocols.usage import Usage, with_body_facts
 
 __all__ = ["Framing", "ResponseTap"]
 
@@ -231,7 +231,7 @@ class ResponseTap:
         self.events = 1
         self.output.add(body)
         if self._json_usage is not None:
-            self.usage = self._json_usage(document.get("usage"))
+            self.usage = with_body_facts(self._json_usage(document.get("usage")), document)
             self.usage_final = self.usage is not None
         return self._rewrite_model(body)
 

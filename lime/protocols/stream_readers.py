@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from lime.protocols.sse import SSEEvent
-from lime.protocols.usage import Usage, anthropic_usage, chat_usage, responses_usage
+from lime.protocols.usage import Usage, anthropic_usage, chat_usage, responses_usage, with_body_facts
 
 __all__ = ["StreamReader", "TapState", "loads_object", "read_chat_event", "read_messages_event",
            "read_responses_event"]
@@ -66,7 +66,8 @@ def read_chat_event(state: TapState, event: SSEEvent, raw: bytes) -> bytes | Non
     chunk = loads_object(event.data)
     if chunk is None:
         return raw
-    state.usage = chat_usage(chunk.get("usage")) or state.usage
+    # The tier served is on every chunk; the usage chunk's is as final as any (fact 30).
+    state.usage = with_body_facts(chat_usage(chunk.get("usage")), chunk) or state.usage
     state.usage_final = state.usage is not None
     # The usage-only chunk has no choices; a client that did not ask for it must not see it.
     return None if state.hide_usage_chunk and chunk.get("choices") == [] else raw
@@ -86,7 +87,8 @@ def read_responses_event(state: TapState, event: SSEEvent, raw: bytes) -> bytes 
     state.failed = event.name == "response.failed"
     response = body.get("response")
     if isinstance(response, dict):
-        state.usage = responses_usage(response.get("usage")) or state.usage
+        # Only the final response has the tier served and every tool call item (facts 29, 30).
+        state.usage = with_body_facts(responses_usage(response.get("usage")), response) or state.usage
         state.usage_final = state.usage is not None
     return raw
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -35,10 +36,12 @@ async def load_catalog(conn: AnyConnection) -> Catalog:
                 id=row[0], upstream_id=row[1], upstream_model=row[2], kind=ModelKind(row[3]),
                 display_name=row[4], owned_by=row[5], created_at=row[6],
                 input_price=row[7], output_price=row[8], cached_input_price=row[9],
+                # Written only through lime.admin, which validates it.
+                price_parts=json.dumps(row[10], sort_keys=True) if row[10] else "",
             )
             for row in await (await conn.execute(
                 "SELECT id, upstream_id, upstream_model, kind, display_name, owned_by, created_at,"
-                " input_price, output_price, cached_input_price FROM models"
+                " input_price, output_price, cached_input_price, price_sheet FROM models"
             )).fetchall()
         }
         grants: dict[str, set[str]] = {}

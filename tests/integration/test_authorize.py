@@ -18,6 +18,7 @@ from lime import admin
 from lime.directory import Directory
 from lime.keys import generate_key
 from lime.money.grant import Grant
+from lime.money.price_sheet import GrantPrices, PriceSheet, encode_prices
 from lime.protocols.errors import AuthError, LimeError, MethodNotAllowed, NotFound, PermissionDenied, UnsupportedModel
 from lime.protocols.input_estimate import estimate_input
 from tests.integration.conftest import Seeded, seed_catalog, uid
@@ -214,7 +215,8 @@ async def test_an_allowed_request_gets_a_grant(directory: Directory, conn: Conn,
     assert grant == Grant(request_id="req-1", tenant_id=seeded.tenant_id, key_id=new.id, endpoint="chat_completions",
                           model=seeded.chat, upstream=seeded.openai_upstream, upstream_model="gpt-4o-2024-08-06",
                           stream=True, reserved=0, reserved_tokens=input_estimate + 4096,
-                          input_estimate=input_estimate, output_cap=4096, started_at=1000.0)
+                          input_estimate=input_estimate, output_cap=4096,
+                          prices=encode_prices(GrantPrices(PriceSheet())), started_at=1000.0)
 
 
 async def test_anthropic_clients_get_a_grant_with_x_api_key(directory: Directory, key: str, seeded: Seeded) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lime.catalog import Model
 from lime.money.overdraft import UNSEEN_FILE_TOKENS, exposure_of
-from lime.protocols.endpoints import ModelKind
+from lime.money.price_sheet import LongContext, PriceSheet, Rates
 from lime.protocols.input_estimate import IMAGE_TOKENS, estimate_input
 
-MODEL = Model("m", "up", "m", ModelKind.CHAT, input_price=3_000_000, output_price=15_000_000)
+MODEL = PriceSheet(Rates(input=3_000_000, output=15_000_000))
 
 
 def test_text_inline_media_and_referenced_images_are_seen() -> None:
@@ -35,9 +34,18 @@ def test_each_fetched_file_may_fill_a_context_window() -> None:
 
 @given(st.integers(0, 50), st.integers(0, 10**9))
 def test_exposure_is_the_unseen_tokens_at_the_input_price_rounded_up(files: int, price: int) -> None:
-    model = Model("m", "up", "m", ModelKind.CHAT, input_price=price)
+    model = PriceSheet(Rates(input=price))
     estimate = estimate_input({"messages": [{"role": "user", "content": [
         {"type": "file", "file": {"file_id": f"file-{i}"}} for i in range(files)]}]})
     exposure = exposure_of(estimate, model)
     unseen_cost = files * UNSEEN_FILE_TOKENS * price
     assert exposure * 1_000_000 >= unseen_cost > (exposure - 1) * 1_000_000 or exposure == unseen_cost == 0
+
+
+def test_a_fetched_file_may_carry_the_request_into_long_context_rates() -> None:
+    sheet = PriceSheet(Rates(input=3_000_000, output=15_000_000),
+                       long_context=LongContext(200_000, Rates(input=6_000_000, output=22_500_000)))
+    estimate = estimate_input({"input": [{"role": "user", "content": [
+        {"type": "input_file", "file_id": "file-1"}, {"type": "input_text", "text": "Summarise it."}]}]})
+    # Seen: ~50,000 tokens held at 3 a token; worst case: ~200,000 at 6 a token.
+    assert exposure_of(estimate, sheet) == (estimate.tokens + UNSEEN_FILE_TOKENS) * 6 - estimate.tokens * 3

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lime.catalog import Model
+from lime.money.price_sheet import PriceSheet, model_sheet
 from lime.money.pricing import PER_MILLION, cost_of, reservation_estimate
 from lime.protocols.endpoints import ModelKind
 from lime.protocols.usage import Usage
@@ -37,6 +38,14 @@ def model(input_price: int = 0, output_price: int = 0, cached_input_price: int =
 
 models = st.builds(model, PRICES, PRICES, PRICES)
 usages = st.builds(Usage, TOKENS, TOKENS, TOKENS, TOKENS, TOKENS)
+
+
+def sheet(m: Model) -> PriceSheet:
+    return model_sheet(m.input_price, m.output_price, m.cached_input_price, m.price_parts)
+
+
+def cost_at(usage: Usage, m: Model) -> int:
+    return cost_of(usage, sheet(m))
 
 
 def exact(usage: Usage, m: Model) -> Fraction:
@@ -68,19 +77,19 @@ PRICED = model(input_price=3 * PER_MILLION, output_price=15 * PER_MILLION, cache
     (Usage(), 0),
 ])
 def test_each_part_at_its_own_rate(usage: Usage, expected: int) -> None:
-    assert cost_of(usage, PRICED) == expected
+    assert cost_at(usage, PRICED) == expected
 
 
 def test_rounding_is_up_and_once_per_request() -> None:
     cheap = model(input_price=1, output_price=1, cached_input_price=1)
     # One priced token costs a millionth of a micro-point: rounded up to 1, never to 0.
-    assert cost_of(Usage(input_tokens=1), cheap) == 1
+    assert cost_at(Usage(input_tokens=1), cheap) == 1
     # Four parts of one token each are rounded once (4 millionths -> 1), not once per part (-> 4).
-    assert cost_of(Usage(input_tokens=1, cached_input_tokens=1, cache_write_tokens=1, output_tokens=1), cheap) == 1
-    assert cost_of(Usage(input_tokens=PER_MILLION), cheap) == 1
-    assert cost_of(Usage(input_tokens=PER_MILLION + 1), cheap) == 2
+    assert cost_at(Usage(input_tokens=1, cached_input_tokens=1, cache_write_tokens=1, output_tokens=1), cheap) == 1
+    assert cost_at(Usage(input_tokens=PER_MILLION), cheap) == 1
+    assert cost_at(Usage(input_tokens=PER_MILLION + 1), cheap) == 2
     # A free model is free, whatever the usage.
-    assert cost_of(Usage(input_tokens=10**9, output_tokens=10**9), model()) == 0
+    assert cost_at(Usage(input_tokens=10**9, output_tokens=10**9), model()) == 0
 
 
 def test_large_amounts_stay_exact_integers() -> None:
@@ -88,8 +97,8 @@ def test_large_amounts_stay_exact_integers() -> None:
     m = model(input_price=999_999_999_999, output_price=1)
     usage = Usage(input_tokens=123_456_789_012, output_tokens=1)
     expected = -(-(123_456_789_012 * 999_999_999_999 + 1) // PER_MILLION)
-    assert cost_of(usage, m) == expected
-    assert isinstance(cost_of(usage, m), int)
+    assert cost_at(usage, m) == expected
+    assert isinstance(cost_at(usage, m), int)
 
 
 # -- properties -------------------------------------------------------------------------------------------------
@@ -97,7 +106,7 @@ def test_large_amounts_stay_exact_integers() -> None:
 
 @given(usages, models)
 def test_cost_is_the_exact_price_rounded_up_once(usage: Usage, m: Model) -> None:
-    cost = cost_of(usage, m)
+    cost = cost_at(usage, m)
     assert type(cost) is int
     assert cost >= 0
     assert cost - 1 < exact(usage, m) <= cost  # the ceiling of the exact value
@@ -108,17 +117,17 @@ def test_cost_is_exact_when_divisible(usage: Usage, m: Model) -> None:
     # Prices that are whole points per token: nothing to round.
     whole = model(m.input_price // PER_MILLION * PER_MILLION, m.output_price // PER_MILLION * PER_MILLION,
                   m.cached_input_price // PER_MILLION * PER_MILLION)
-    assert cost_of(usage, whole) == exact(usage, whole)
+    assert cost_at(usage, whole) == exact(usage, whole)
     # Token counts in whole millions: nothing to round either.
     millions = Usage(*(getattr(usage, name) // PER_MILLION * PER_MILLION for name in PARTS))
-    assert cost_of(millions, m) == exact(millions, m)
+    assert cost_at(millions, m) == exact(millions, m)
 
 
 @given(usages, models, st.sampled_from(PARTS), st.integers(min_value=1, max_value=10_000_000))
 def test_cost_is_monotone_in_every_token_count(usage: Usage, m: Model, part: str, more: int) -> None:
     bigger = Usage(**{name: getattr(usage, name) + (more if name == part else 0)
                       for name in (*PARTS, "reasoning_tokens")})
-    assert cost_of(bigger, m) >= cost_of(usage, m)
+    assert cost_at(bigger, m) >= cost_at(usage, m)
 
 
 @given(usages, models, st.sampled_from(("input_price", "output_price", "cached_input_price")),
@@ -126,19 +135,19 @@ def test_cost_is_monotone_in_every_token_count(usage: Usage, m: Model, part: str
 def test_cost_is_monotone_in_every_price(usage: Usage, m: Model, price: str, more: int) -> None:
     prices = {name: getattr(m, name) for name in ("input_price", "output_price", "cached_input_price")}
     prices[price] += more
-    assert cost_of(usage, model(**prices)) >= cost_of(usage, m)
+    assert cost_at(usage, model(**prices)) >= cost_at(usage, m)
 
 
 @given(usages, models)
 def test_priced_usage_never_costs_zero(usage: Usage, m: Model) -> None:
     if exact(usage, m) > 0:
-        assert cost_of(usage, m) >= 1
+        assert cost_at(usage, m) >= 1
 
 
 @given(usages, usages, models)
 def test_splitting_a_usage_never_makes_it_cheaper(a: Usage, b: Usage, m: Model) -> None:
-    whole = cost_of(plus(a, b), m)
-    split = cost_of(a, m) + cost_of(b, m)
+    whole = cost_at(plus(a, b), m)
+    split = cost_at(a, m) + cost_at(b, m)
     assert whole <= split <= whole + 1
 
 
@@ -146,12 +155,12 @@ def test_splitting_a_usage_never_makes_it_cheaper(a: Usage, b: Usage, m: Model) 
 
 
 def test_estimate_is_input_plus_cap_at_list_prices() -> None:
-    estimate = reservation_estimate(PRICED, input_tokens=1000, max_output_tokens=1000)
+    estimate = reservation_estimate(sheet(PRICED), input_tokens=1000, max_output_tokens=1000)
     assert (estimate.input_tokens, estimate.output_tokens, estimate.tokens) == (1000, 1000, 2000)
     assert estimate.points == 1000 * 3 + 1000 * 15
-    embeddings = reservation_estimate(PRICED, input_tokens=3, max_output_tokens=0)
+    embeddings = reservation_estimate(sheet(PRICED), input_tokens=3, max_output_tokens=0)
     assert (embeddings.input_tokens, embeddings.output_tokens, embeddings.points) == (3, 0, 9)
-    assert reservation_estimate(PRICED, input_tokens=0, max_output_tokens=0).input_tokens == 1  # never nothing
+    assert reservation_estimate(sheet(PRICED), input_tokens=0, max_output_tokens=0).input_tokens == 1  # never nothing
 
 
 @st.composite
@@ -173,8 +182,8 @@ def within_estimate(draw: st.DrawFn) -> tuple[Model, int, int, Usage]:
 @given(within_estimate())
 def test_reservation_covers_any_usage_within_it(case: tuple[Model, int, int, Usage]) -> None:
     m, input_tokens, cap, usage = case
-    estimate = reservation_estimate(m, input_tokens, cap)
+    estimate = reservation_estimate(sheet(m), input_tokens, cap)
     assert usage.total_input_tokens <= estimate.input_tokens
     assert usage.output_tokens <= estimate.output_tokens
-    assert cost_of(usage, m) <= estimate.points
-    assert estimate.points == cost_of(Usage(input_tokens=estimate.input_tokens, output_tokens=cap), m)
+    assert cost_at(usage, m) <= estimate.points
+    assert estimate.points == cost_at(Usage(input_tokens=estimate.input_tokens, output_tokens=cap), m)

@@ -94,14 +94,17 @@ STREAMS = [
     # (each search's results are read as input; README facts 21-31), and a cache write the start did not show.
     messages("anthropic-messages-stream-web-search.sse", "claude-haiku-4-5-20251001",
              Usage(input_tokens=2247, output_tokens=26),
-             Usage(input_tokens=2254, cache_write_tokens=17269, output_tokens=110)),
+             Usage(input_tokens=2254, cache_write_tokens=17269, output_tokens=110,
+                   server_tool_calls=(("web_search", 1),))),
     # A turn paused by the server (stop_reason pause_turn) is still a whole answer, then resumed by the client.
     messages("anthropic-messages-stream-web-search-pause-turn.sse", "claude-sonnet-4-5-20250929",
-             Usage(input_tokens=2479, output_tokens=6), Usage(input_tokens=404500, output_tokens=943)),
+             Usage(input_tokens=2479, output_tokens=6),
+             Usage(input_tokens=404500, output_tokens=943, server_tool_calls=(("web_search", 10),))),
     messages("anthropic-messages-stream-web-search-resumed.sse", "claude-sonnet-4-5-20250929",
-             Usage(input_tokens=80251, output_tokens=1), Usage(input_tokens=482529, output_tokens=1310)),
+             Usage(input_tokens=80251, output_tokens=1),
+             Usage(input_tokens=482529, output_tokens=1310, server_tool_calls=(("web_search", 5),))),
     responses("openai-responses-stream-web-search.sse", "gpt-4.1-2025-04-14",
-              Usage(input_tokens=17508, output_tokens=201)),
+              Usage(input_tokens=17508, output_tokens=201, server_tool_calls=(("web_search", 1),))),
     # No message_delta ever comes: what message_start said is all there is.
     messages("anthropic-messages-stream-error.sse", "claude-3-opus-latest",
              Usage(input_tokens=11, output_tokens=1), None, failed=True),
@@ -117,18 +120,20 @@ BODIES = [
     body("openai-embeddings-base64.json", "embeddings", "text-embedding-3-small", Usage(input_tokens=7)),
     body("anthropic-messages-cache.json", "messages", "claude-sonnet-4-5-20250929",
          Usage(input_tokens=3, cached_input_tokens=1111, cache_write_tokens=403, output_tokens=33)),
-    # Cache writes with a 1h TTL: one total, both TTLs in it (14 at 5m + 2056 at 1h; README fact 21). Usage keeps
-    # no TTL split yet, so what the tap must get right is the total.
+    # Cache writes with a 1h TTL: one total, both TTLs in it (14 at 5m + 2056 at 1h; README fact 21), each priced
+    # at its own rate.
     body("anthropic-messages-cache-1h.json", "messages", "claude-sonnet-4-20250514",
-         Usage(input_tokens=3, cache_write_tokens=2070, output_tokens=459)),
+         Usage(input_tokens=3, cache_write_tokens=14, cache_write_1h_tokens=2056, output_tokens=459)),
     body("anthropic-messages-cache-1h-only.json", "messages", "claude-sonnet-4-20250514",
-         Usage(input_tokens=17, cache_write_tokens=2056, output_tokens=100)),
+         Usage(input_tokens=17, cache_write_1h_tokens=2056, output_tokens=100)),
     # Web search: the results are read as input (and here written to the cache); thinking_tokens (26) are part
-    # of output_tokens (fact 24), not added to them. The search count itself is not in Usage.
+    # of output_tokens (fact 24), not added to them. Each search is a call, priced per call.
     body("anthropic-messages-web-search.json", "messages", "claude-sonnet-5",
-         Usage(input_tokens=4, cached_input_tokens=2836, cache_write_tokens=11107, output_tokens=155)),
+         Usage(input_tokens=4, cached_input_tokens=2836, cache_write_tokens=11107, output_tokens=155,
+               server_tool_calls=(("web_search", 1),))),
     body("openai-responses-web-search.json", "responses", "gpt-4.1-2025-04-14",
-         Usage(input_tokens=17391, output_tokens=45)),  # a ~40-token question: the rest is search results (fact 28)
+         # a ~40-token question: the rest is search results (fact 28)
+         Usage(input_tokens=17391, output_tokens=45, server_tool_calls=(("web_search", 1),))),
     # Priority tier: the same usage fields, the tier beside them (fact 30).
     body("openai-chat-service-tier-priority.json", "chat_completions", "gpt-5-2025-08-07",
          Usage(input_tokens=8, output_tokens=82, reasoning_tokens=64)),
@@ -136,9 +141,9 @@ BODIES = [
          Usage(input_tokens=8, output_tokens=15)),
     # Audio tokens are part of prompt_tokens and completion_tokens (fact 31): 19 + 2 audio = 21, 6 + 12 audio = 18.
     body("openai-chat-audio-input-usage.json", "chat_completions", "gpt-4o-audio-preview-2025-06-03",
-         Usage(input_tokens=21, output_tokens=1)),
+         Usage(input_tokens=21, output_tokens=1, audio_input_tokens=2)),
     body("openai-chat-audio-output-usage.json", "chat_completions", "gpt-4o-mini-audio-preview-2024-12-17",
-         Usage(input_tokens=22, output_tokens=18)),
+         Usage(input_tokens=22, output_tokens=18, audio_output_tokens=12)),
 ]
 CASES = STREAMS + BODIES
 case_ids = [case.name for case in CASES]

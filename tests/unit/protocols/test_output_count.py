@@ -23,6 +23,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lime.money.grant import Grant
+from lime.money.price_sheet import GrantPrices, PriceSheet, Rates, encode_prices
 from lime.money.quota import UsageEvent
 from lime.money.settlement import settlement_for
 from lime.protocols.output_count import FOLD_BUDGET, OutputCount, count_output, texts_of
@@ -32,8 +33,9 @@ from tests.unit.protocols.tap_cases import CASES, SSE, Case, case_ids, event_end
 
 GRANT = Grant(request_id="req-1", tenant_id="tenant-1", key_id="key-1", endpoint="chat_completions",
               model="team-default", upstream="oai", upstream_model="gpt-4o", stream=True, reserved=123_456,
-              reserved_tokens=5000, input_estimate=777, output_cap=4096, input_price=3_000_000,
-              output_price=15_000_000, cached_input_price=1_500_000, started_at=1_700_000_000.5)
+              reserved_tokens=5000, input_estimate=777, output_cap=4096,
+              prices=encode_prices(GrantPrices(PriceSheet(Rates(3_000_000, 15_000_000, 1_500_000)))),
+              started_at=1_700_000_000.5)
 
 
 def reference_parts(endpoint: str, delivered: Iterable[bytes]) -> tuple[int, str]:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lime.catalog import Model
 from lime.money.grant import Grant
+from lime.money.price_sheet import GrantPrices, PriceSheet, Rates, decode_prices, encode_prices
 from lime.money.pricing import cost_of
 from lime.money.quota import UsageEvent
-from lime.protocols.endpoints import ModelKind
 from lime.protocols.response_tap import ResponseTap
 from lime.protocols.sse import parse_event
 from lime.protocols.token_count import count_tokens
@@ -43,8 +42,9 @@ JSON = "application/json"
 
 GRANT = Grant(request_id="req-1", tenant_id="tenant-1", key_id="key-1", endpoint="chat_completions",
               model="team-default", upstream="oai", upstream_model="gpt-4o", stream=True, reserved=123_456,
-              reserved_tokens=5000, input_estimate=777, output_cap=4096, input_price=3_000_000,
-              output_price=15_000_000, cached_input_price=1_500_000, started_at=1_700_000_000.5)
+              reserved_tokens=5000, input_estimate=777, output_cap=4096,
+              prices=encode_prices(GrantPrices(PriceSheet(Rates(3_000_000, 15_000_000, 1_500_000)))),
+              started_at=1_700_000_000.5)
 
 
 def grant(endpoint: str) -> Grant:
@@ -78,9 +78,7 @@ def assert_priced(event: UsageEvent, g: Grant) -> None:
     """The cost is the recorded tokens at the grant's prices; identity and reservation come from the grant."""
     usage = Usage(event.input_tokens, event.cached_input_tokens, event.cache_write_tokens, event.output_tokens,
                   event.reasoning_tokens)
-    prices = Model(id=g.model, upstream_id=g.upstream, upstream_model=g.upstream_model, kind=ModelKind.CHAT,
-                   input_price=g.input_price, output_price=g.output_price, cached_input_price=g.cached_input_price)
-    assert event.cost == cost_of(usage, prices)
+    assert event.cost == cost_of(usage, decode_prices(g.prices).sheet)
     assert (event.request_id, event.tenant_id, event.key_id, event.endpoint, event.model, event.upstream) == (
         g.request_id, g.tenant_id, g.key_id, g.endpoint, g.model, g.upstream)
     assert (event.reserved, event.started_at) == (g.reserved, g.started_at)
