@@ -84,7 +84,8 @@ async def authorize(
     # The reservation covers the output cap the upstream will be held to: the client's, or the package's
     # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens
-    output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
+    answers = endpoint.answers(facts.body) if endpoint.answers is not None else facts.choices
+    output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, answers, default_cap)
     # An endpoint the provider does not charge holds nothing (and counts no tokens), but still takes a request.
     estimate = (reservation_estimate(model, estimate_input(facts.body).tokens, output_tokens) if endpoint.billed
                 else Estimate(0, 0, 0))

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lime.protocols.answer_text import chat_texts, messages_texts, responses_texts
+from lime.protocols.answer_text import chat_texts, completions_texts, messages_texts, responses_texts
 from lime.protocols.errors import MethodNotAllowed, NotFound
+from lime.protocols.prompt_count import completions_answers
 from lime.protocols.stream_readers import (
     StreamReader,
     read_chat_event,
@@ -79,6 +80,10 @@ class Endpoint:
     #: The output cap fields it honours; the first is where Lime writes the package default when the client set
     #: none. Empty: no output to cap or reserve (embeddings).
     cap_fields: tuple[str, ...] = ()
+    #: The provider's own output cap for a request that sets none, when it is smaller than a package's default
+    #: would be (legacy completions: 16). Lime writes the smaller of the two, so a client gets the answer length
+    #: the provider documents and is reserved for no more. ``None``: the package default.
+    default_cap: int | None = None
     #: Streamed usage comes only when asked for: the option object and its switch Lime sets (chat's
     #: ``stream_options.include_usage``), and whose traces it hides again from a client that did not ask.
     stream_usage_option: tuple[str, str] | None = None
@@ -93,6 +98,8 @@ class Endpoint:
     texts: Callable[[dict[str, Any]], list[str]] | None = None
     #: The upstream response headers its clients may see.
     response_headers: frozenset[str] = PASSED_RESPONSE_HEADERS
+    #: How many answers a body asks for, each up to the cap; ``None``: chat's ``n`` (1 when absent).
+    answers: Callable[[dict[str, Any]], int] | None = None
     #: Whether the provider charges it. An endpoint that is not billed (count_tokens) holds no points and is
     #: settled at 0, but is still counted against the package's request rate and requests in flight.
     billed: bool = True
@@ -125,8 +132,20 @@ MESSAGES = Endpoint(
 COUNT_TOKENS = Endpoint(
     "count_tokens", "/v1/messages/count_tokens", "POST", Protocol.ANTHROPIC, ModelKind.CHAT, billed=False,
 )
+#: Legacy text completions (code-completion tools' fill-in-the-middle: ``prompt`` and ``suffix``). Its answers and
+#: its streamed usage are chat's in shape (``choices[].text`` instead of ``delta.content``; usage only when asked,
+#: in a last chunk with ``"choices": []``), so chat's usage and stream readers serve.
+COMPLETIONS = Endpoint(
+    "completions", "/v1/completions", "POST", Protocol.OPENAI, ModelKind.CHAT,
+    cap_fields=("max_tokens",),
+    # OpenAI: "max_tokens ... Defaults to 16" (https://platform.openai.com/docs/api-reference/completions/create).
+    default_cap=16,
+    stream_usage_option=("stream_options", "include_usage"),
+    json_usage=chat_usage, stream_reader=read_chat_event, texts=completions_texts, answers=completions_answers,
+)
 MODELS = Endpoint("models", "/v1/models", "GET", Protocol.OPENAI, None, has_body=False)
-ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS, MODELS)
+ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS, COMPLETIONS,
+                                   MODELS)
 _BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS}
 _BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}
 _ANTHROPIC = tuple(endpoint for endpoint in ENDPOINTS if endpoint.protocol is Protocol.ANTHROPIC)

@@ -1,7 +1,8 @@
 """The mock upstream's HTTP server: OpenAI and Anthropic endpoints, plus a request log for tests.
 
 Routes:
-    POST   /v1/chat/completions, /v1/responses, /v1/embeddings (OpenAI), /v1/messages (Anthropic)
+    POST   /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings (OpenAI),
+           /v1/messages, /v1/messages/count_tokens (Anthropic)
     GET    /_mock/requests   the log, oldest first; ``?request_id=...``: only that request's entries
     GET    /_mock/requests/count   how many entries the log has: ``{"count": n}``
     DELETE /_mock/requests   empty the log

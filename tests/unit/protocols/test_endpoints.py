@@ -20,6 +20,7 @@ from lime.protocols.errors import MethodNotAllowed, NotFound
         ("post", "/v1/messages", "messages"),
         ("POST", "/v1/messages/count_tokens", "count_tokens"),
         ("POST", "/v1/messages/count_tokens?beta=true", "count_tokens"),
+        ("POST", "/v1/completions", "completions"),
     ],
 )
 def test_known_endpoints(method: str, path: str, name: str) -> None:
