@@ -7,9 +7,13 @@ usage is read from a JSON body and from the stream, how a cut-off answer's text 
 response headers pass. authz, extproc, the response tap, settlement and the catalog ask the spec; no other module
 compares endpoint names. Adding an endpoint is one new spec here plus its tests (docs/architecture.md).
 
-A request is matched here before anything else: an unknown path is a 404 and a wrong method a 405, both in the
-OpenAI shape unless the path is Anthropic's. ``/v1/models`` answers in Anthropic's shape when the client sends
-``anthropic-version`` (that is how the Anthropic SDK identifies itself).
+A request is matched here before anything else, and this is the one place that answers a path Lime does not
+serve: a 404 ``unknown_url`` naming the request line and the coverage matrix (docs/protocols.md), and a 405 for a
+wrong method. Both come before the credentials are read: what Lime serves is public (the matrix), so a stranger
+learns nothing from it, and a client gets "not served" rather than a key error it cannot fix. The error is in the
+shape of the client's protocol: Anthropic's on Anthropic's paths, and on any path Lime serves no OpenAI endpoint
+at when the client sends ``anthropic-version`` (every Anthropic SDK does; no OpenAI SDK does), so
+``/v1/models``, ``/v1/files`` or ``/v1/skills`` from the Anthropic SDK get Anthropic's shape.
 """
 
 from __future__ import annotations
@@ -30,8 +34,13 @@ from lime.protocols.stream_readers import (
 )
 from lime.protocols.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 
-__all__ = ["ENDPOINTS", "PASSED_RESPONSE_HEADERS", "Endpoint", "ModelKind", "Protocol", "endpoint_named",
-           "endpoint_protocol", "error_protocol", "match_endpoint"]
+__all__ = ["COVERAGE_DOC", "ENDPOINTS", "PASSED_RESPONSE_HEADERS", "Endpoint", "ModelKind", "Protocol",
+           "endpoint_named", "endpoint_protocol", "error_protocol", "match_endpoint"]
+
+#: Where a client is sent for what Lime serves: the coverage matrix of every OpenAI and Anthropic endpoint.
+COVERAGE_DOC = "docs/protocols.md"
+#: A path longer than this is cut in the error that names it: the answer stays small whatever was sent.
+_NAMED_PATH_CHARS = 200
 
 #: The upstream response headers a client may see, unless a spec says otherwise. An allowlist, not a denylist:
 #: upstreams add headers over time (organisation and project ids, their own request ids, their rate-limit
@@ -174,7 +183,8 @@ def match_endpoint(method: str, path: str) -> Endpoint:
     if endpoint is None and bare.startswith(MODELS.path + "/") and bare != MODELS.path + "/":
         endpoint = MODELS
     if endpoint is None:
-        raise NotFound(f"Unknown request URL: {method} {bare}. Please check the URL and method.",
+        named = bare if len(bare) <= _NAMED_PATH_CHARS else bare[:_NAMED_PATH_CHARS] + "..."
+        raise NotFound(f"Lime does not serve {method.upper()} {named}; see {COVERAGE_DOC} for what it serves.",
                        code="unknown_url")
     if method.upper() != endpoint.method:
         raise MethodNotAllowed(f"Method {method.upper()} is not allowed on {bare}; use {endpoint.method}.")
@@ -187,6 +197,7 @@ def error_protocol(path: str, headers: Mapping[str, str]) -> Protocol:
     for endpoint in _ANTHROPIC:
         if bare == endpoint.path or bare.startswith(endpoint.path + "/"):
             return Protocol.ANTHROPIC
-    if bare.startswith(MODELS.path) and "anthropic-version" in headers:
-        return Protocol.ANTHROPIC
-    return Protocol.OPENAI
+    served = _BY_PATH.get(bare)
+    if served is not None and served.protocol is Protocol.OPENAI and served is not MODELS:
+        return Protocol.OPENAI  # an OpenAI endpoint: an OpenAI client, whatever else it sends
+    return Protocol.ANTHROPIC if "anthropic-version" in headers else Protocol.OPENAI
