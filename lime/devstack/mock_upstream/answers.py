@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from lime.devstack.mock_upstream import anthropic_bodies, bodies, completion_bodies
 from lime.devstack.mock_upstream.reply import Reply, count_input_tokens, new_id, plan_reply
+from lime.devstack.mock_upstream.turns import PLAIN, plan_turn
 
 __all__ = ["API_PATHS", "Answer", "Api", "InvalidRequest", "answer", "is_stream"]
 
@@ -124,6 +125,11 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 
         # Anthropic's answer is the count alone (https://docs.anthropic.com/en/api/messages-count-tokens).
         return Answer(usage=None, body={"input_tokens": count_input_tokens(body)})
     reply = _plan(api, body, chunks, cached_tokens)
+    turn = plan_turn(api is Api.MESSAGES, body) if api in (Api.MESSAGES, Api.RESPONSES) else PLAIN
+    if turn.text is not None:
+        words = turn.text.split(" ")
+        reply = replace(reply, pieces=tuple(word if i == 0 else " " + word for i, word in enumerate(words)),
+                        truncated=False)
     stream = is_stream(api, body)
     if api is Api.CHAT:
         usage = bodies.chat_usage(reply)
@@ -147,10 +153,10 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 
     if api is Api.RESPONSES:
         usage = bodies.responses_usage(reply)
         if not stream:
-            return Answer(usage=usage, body=bodies.responses_body(reply, body), pieces=reply.output_tokens)
-        events = bodies.responses_events(reply, body, include_obfuscation=_include_obfuscation(body))
+            return Answer(usage=usage, body=bodies.responses_body(reply, body, turn), pieces=reply.output_tokens)
+        events = bodies.responses_events(reply, body, include_obfuscation=_include_obfuscation(body), turn=turn)
         return Answer(usage=usage, events=tuple(events))
     usage = anthropic_bodies.anthropic_usage(reply)
     if not stream:
-        return Answer(usage=usage, body=anthropic_bodies.anthropic_message(reply), pieces=reply.output_tokens)
-    return Answer(usage=usage, events=tuple(anthropic_bodies.anthropic_events(reply)))
+        return Answer(usage=usage, body=anthropic_bodies.anthropic_message(reply, turn), pieces=reply.output_tokens)
+    return Answer(usage=usage, events=tuple(anthropic_bodies.anthropic_events(reply, turn)))
