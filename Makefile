@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: up test test-random pytest lint typecheck imports unit e2e envoy-check system-deps clean bench
+.PHONY: up test test-random pytest lint typecheck imports unit e2e envoy-check system-deps agent-clis clean bench
 
 # A current pip first: the one Python 3.11 bundles (23.x) spends ~10 s more matching wheel tags while it resolves.
 $(STAMP): pyproject.toml
@@ -18,6 +18,22 @@ $(STAMP): pyproject.toml
 system-deps:
 	@scripts/ensure-system-deps
 
+# The coding agents the e2e suite runs against Lime (tests/e2e/test_agents.py): Claude Code and Codex CLI at the
+# versions pinned in tests/e2e/agent_clis (package.json and its lock), from the npm registry, into .lime/agents.
+# Without npm this fails, and so does `make test`: the agent tests are part of the suite, never skipped.
+AGENTS_DIR := .lime/agents
+AGENTS_STAMP := $(AGENTS_DIR)/.installed-$(shell cksum tests/e2e/agent_clis/package-lock.json | cut -d' ' -f1)
+
+$(AGENTS_STAMP): tests/e2e/agent_clis/package.json tests/e2e/agent_clis/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: the agent tests need Node.js 20+ and npm (apt-get install nodejs npm)" >&2; exit 1; }
+	mkdir -p $(AGENTS_DIR)
+	cp tests/e2e/agent_clis/package.json tests/e2e/agent_clis/package-lock.json $(AGENTS_DIR)/
+	npm ci --prefix $(AGENTS_DIR) --no-audit --no-fund --loglevel=error
+	rm -f $(AGENTS_DIR)/.installed-*
+	touch $(AGENTS_STAMP)
+
+agent-clis: $(AGENTS_STAMP)
+
 up: $(STAMP) system-deps
 	$(VENV)/bin/lime up
 
@@ -25,7 +41,7 @@ up: $(STAMP) system-deps
 # mostly wait on their servers, leave one idle: `make -j2 test` (as .ci/run does) runs them side by side.
 test: lint typecheck imports pytest
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps agent-clis
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
@@ -39,13 +55,13 @@ imports: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
 # Every test makes the traffic it asserts on: the suite passes in any order. SEED=n repeats an order.
-test-random: $(STAMP) system-deps
+test-random: $(STAMP) system-deps agent-clis
 	$(VENV)/bin/pytest -p randomly $(if $(SEED),-p randomly --randomly-seed=$(SEED))
 
 unit: $(STAMP) system-deps
 	$(VENV)/bin/pytest tests/unit
 
-e2e: $(STAMP) system-deps
+e2e: $(STAMP) system-deps agent-clis
 	$(VENV)/bin/pytest tests/e2e
 
 envoy-check: $(STAMP)

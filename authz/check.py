@@ -87,7 +87,8 @@ async def authorize(
     # The reservation covers the output cap the upstream will be held to: the client's, or the package's
     # default, which extproc then sets on the upstream request (so an answer cannot run past its hold).
     default_cap = catalog.limits(tenant).default_max_output_tokens
-    output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, facts.choices, default_cap)
+    answers = endpoint.answers(facts.body) if endpoint.answers is not None else facts.choices
+    output_tokens = reserved_output_tokens(endpoint.name, facts.output_caps, answers, default_cap)
     sheet = model_sheet(model.input_price, model.output_price, model.cached_input_price, model.price_parts)
     # A premium tier or a provider tool the sheet has no price for is refused here, before anything is held.
     modifiers = priced_modifiers(endpoint.protocol, facts.body, sheet, model.id) if endpoint.billed else Modifiers()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["chat_texts", "messages_texts", "responses_texts"]
+__all__ = ["chat_texts", "completions_texts", "messages_texts", "responses_texts"]
 
 
 def _items(value: Any) -> list[dict[str, Any]]:
@@ -31,6 +31,14 @@ def chat_texts(event: dict[str, Any]) -> list[str]:
         for call in _items(delta.get("tool_calls") if isinstance(delta, dict) else None):
             texts += _strings(call.get("function"), ("arguments",))
         texts += _strings(choice.get("message"), ("content",))  # a whole JSON answer
+    return texts
+
+
+def completions_texts(event: dict[str, Any]) -> list[str]:
+    """Legacy Completions: each choice's ``text``, in a stream's chunks and in a whole answer alike."""
+    texts: list[str] = []
+    for choice in _items(event.get("choices")):
+        texts += _strings(choice, ("text",))
     return texts
 
 

@@ -7,9 +7,13 @@ usage is read from a JSON body and from the stream, how a cut-off answer's text 
 response headers pass. authz, extproc, the response tap, settlement and the catalog ask the spec; no other module
 compares endpoint names. Adding an endpoint is one new spec here plus its tests (docs/architecture.md).
 
-A request is matched here before anything else: an unknown path is a 404 and a wrong method a 405, both in the
-OpenAI shape unless the path is Anthropic's. ``/v1/models`` answers in Anthropic's shape when the client sends
-``anthropic-version`` (that is how the Anthropic SDK identifies itself).
+A request is matched here before anything else, and this is the one place that answers a path Lime does not
+serve: a 404 ``unknown_url`` naming the request line and the coverage matrix (docs/protocols.md), and a 405 for a
+wrong method. Both come before the credentials are read: what Lime serves is public (the matrix), so a stranger
+learns nothing from it, and a client gets "not served" rather than a key error it cannot fix. The error is in the
+shape of the client's protocol: Anthropic's on Anthropic's paths, and on any path Lime serves no OpenAI endpoint
+at when the client sends ``anthropic-version`` (every Anthropic SDK does; no OpenAI SDK does), so
+``/v1/models``, ``/v1/files`` or ``/v1/skills`` from the Anthropic SDK get Anthropic's shape.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lime.protocols.answer_text import chat_texts, messages_texts, responses_texts
+from lime.protocols.answer_text import chat_texts, completions_texts, messages_texts, responses_texts
 from lime.protocols.errors import MethodNotAllowed, NotFound
+from lime.protocols.prompt_count import completions_answers
 from lime.protocols.stream_readers import (
     StreamReader,
     read_chat_event,
@@ -29,8 +34,13 @@ from lime.protocols.stream_readers import (
 )
 from lime.protocols.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 
-__all__ = ["ENDPOINTS", "PASSED_RESPONSE_HEADERS", "Endpoint", "ModelKind", "Protocol", "endpoint_named",
-           "endpoint_protocol", "error_protocol", "match_endpoint"]
+__all__ = ["COVERAGE_DOC", "ENDPOINTS", "PASSED_RESPONSE_HEADERS", "Endpoint", "ModelKind", "Protocol",
+           "endpoint_named", "endpoint_protocol", "error_protocol", "match_endpoint"]
+
+#: Where a client is sent for what Lime serves: the coverage matrix of every OpenAI and Anthropic endpoint.
+COVERAGE_DOC = "docs/protocols.md"
+#: A path longer than this is cut in the error that names it: the answer stays small whatever was sent.
+_NAMED_PATH_CHARS = 200
 
 #: The upstream response headers a client may see, unless a spec says otherwise. An allowlist, not a denylist:
 #: upstreams add headers over time (organisation and project ids, their own request ids, their rate-limit
@@ -79,6 +89,10 @@ class Endpoint:
     #: The output cap fields it honours; the first is where Lime writes the package default when the client set
     #: none. Empty: no output to cap or reserve (embeddings).
     cap_fields: tuple[str, ...] = ()
+    #: The provider's own output cap for a request that sets none, when it is smaller than a package's default
+    #: would be (legacy completions: 16). Lime writes the smaller of the two, so a client gets the answer length
+    #: the provider documents and is reserved for no more. ``None``: the package default.
+    default_cap: int | None = None
     #: Streamed usage comes only when asked for: the option object and its switch Lime sets (chat's
     #: ``stream_options.include_usage``), and whose traces it hides again from a client that did not ask.
     stream_usage_option: tuple[str, str] | None = None
@@ -93,6 +107,8 @@ class Endpoint:
     texts: Callable[[dict[str, Any]], list[str]] | None = None
     #: The upstream response headers its clients may see.
     response_headers: frozenset[str] = PASSED_RESPONSE_HEADERS
+    #: How many answers a body asks for, each up to the cap; ``None``: chat's ``n`` (1 when absent).
+    answers: Callable[[dict[str, Any]], int] | None = None
     #: Whether the provider charges it. An endpoint that is not billed (count_tokens) holds no points and is
     #: settled at 0, but is still counted against the package's request rate and requests in flight.
     billed: bool = True
@@ -125,8 +141,20 @@ MESSAGES = Endpoint(
 COUNT_TOKENS = Endpoint(
     "count_tokens", "/v1/messages/count_tokens", "POST", Protocol.ANTHROPIC, ModelKind.CHAT, billed=False,
 )
+#: Legacy text completions (code-completion tools' fill-in-the-middle: ``prompt`` and ``suffix``). Its answers and
+#: its streamed usage are chat's in shape (``choices[].text`` instead of ``delta.content``; usage only when asked,
+#: in a last chunk with ``"choices": []``), so chat's usage and stream readers serve.
+COMPLETIONS = Endpoint(
+    "completions", "/v1/completions", "POST", Protocol.OPENAI, ModelKind.CHAT,
+    cap_fields=("max_tokens",),
+    # OpenAI: "max_tokens ... Defaults to 16" (https://platform.openai.com/docs/api-reference/completions/create).
+    default_cap=16,
+    stream_usage_option=("stream_options", "include_usage"),
+    json_usage=chat_usage, stream_reader=read_chat_event, texts=completions_texts, answers=completions_answers,
+)
 MODELS = Endpoint("models", "/v1/models", "GET", Protocol.OPENAI, None, has_body=False)
-ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS, MODELS)
+ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS, COMPLETIONS,
+                                   MODELS)
 _BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS}
 _BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}
 _ANTHROPIC = tuple(endpoint for endpoint in ENDPOINTS if endpoint.protocol is Protocol.ANTHROPIC)
@@ -155,7 +183,8 @@ def match_endpoint(method: str, path: str) -> Endpoint:
     if endpoint is None and bare.startswith(MODELS.path + "/") and bare != MODELS.path + "/":
         endpoint = MODELS
     if endpoint is None:
-        raise NotFound(f"Unknown request URL: {method} {bare}. Please check the URL and method.",
+        named = bare if len(bare) <= _NAMED_PATH_CHARS else bare[:_NAMED_PATH_CHARS] + "..."
+        raise NotFound(f"Lime does not serve {method.upper()} {named}; see {COVERAGE_DOC} for what it serves.",
                        code="unknown_url")
     if method.upper() != endpoint.method:
         raise MethodNotAllowed(f"Method {method.upper()} is not allowed on {bare}; use {endpoint.method}.")
@@ -168,6 +197,7 @@ def error_protocol(path: str, headers: Mapping[str, str]) -> Protocol:
     for endpoint in _ANTHROPIC:
         if bare == endpoint.path or bare.startswith(endpoint.path + "/"):
             return Protocol.ANTHROPIC
-    if bare.startswith(MODELS.path) and "anthropic-version" in headers:
-        return Protocol.ANTHROPIC
-    return Protocol.OPENAI
+    served = _BY_PATH.get(bare)
+    if served is not None and served.protocol is Protocol.OPENAI and served is not MODELS:
+        return Protocol.OPENAI  # an OpenAI endpoint: an OpenAI client, whatever else it sends
+    return Protocol.ANTHROPIC if "anthropic-version" in headers else Protocol.OPENAI

@@ -155,7 +155,8 @@ class _Walk:
                 self._media(_media_tokens(f"audio/{audio_format}", data))
                 return True
         kind = part.get("type")
-        if kind not in _IMAGE_PARTS and kind not in _FILE_PARTS:
+        # A JSON schema's "type" may be a list (["string", "null"]) or an object: no media part, and no hashable key.
+        if not isinstance(kind, str) or (kind not in _IMAGE_PARTS and kind not in _FILE_PARTS):
             return False
         references = _references(part)
         if not references or any(reference.startswith("data:") for reference in references):

@@ -185,10 +185,13 @@ class Gateway:
         except ValueError:
             return status, raw.decode(errors="replace")
 
-    def mock_requests(self, request_id: str | None = None) -> list[dict[str, Any]]:
-        """What reached the mock upstream, oldest first: everything, or the requests with ``request_id``. (The log
-        holds the whole session's requests, megabyte bodies among them: ask for what a test needs.)"""
-        query = "" if request_id is None else "?" + urllib.parse.urlencode({"request_id": request_id})
+    def mock_requests(self, request_id: str | None = None, *, after: int | None = None) -> list[dict[str, Any]]:
+        """What reached the mock upstream, oldest first: everything, the requests with ``request_id``, or those
+        after the first ``after`` (a :meth:`mock_request_count` taken before). (The log holds the whole session's
+        requests, megabyte bodies among them: ask for what a test needs.)"""
+        wanted = {"request_id": request_id} if request_id is not None else {}
+        wanted |= {"after": str(after)} if after is not None else {}
+        query = "?" + urllib.parse.urlencode(wanted) if wanted else ""
         return list(self.http("GET", f"/_mock/requests{query}", origin=self.mock_url)[1])
 
     def mock_request_count(self) -> int:

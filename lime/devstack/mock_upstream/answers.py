@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from lime.devstack.mock_upstream import anthropic_bodies, bodies
+from lime.devstack.mock_upstream import anthropic_bodies, bodies, completion_bodies
 from lime.devstack.mock_upstream.reply import Reply, count_input_tokens, new_id, plan_reply
+from lime.devstack.mock_upstream.turns import PLAIN, plan_turn
 
 __all__ = ["API_PATHS", "Answer", "Api", "InvalidRequest", "answer", "is_stream"]
 
@@ -24,6 +25,7 @@ class Api(StrEnum):
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"
     COUNT_TOKENS = "count_tokens"
+    COMPLETIONS = "completions"
 
     @property
     def is_anthropic(self) -> bool:
@@ -36,6 +38,7 @@ API_PATHS: dict[str, Api] = {
     "/v1/embeddings": Api.EMBEDDINGS,
     "/v1/messages": Api.MESSAGES,
     "/v1/messages/count_tokens": Api.COUNT_TOKENS,
+    "/v1/completions": Api.COMPLETIONS,
 }
 
 
@@ -78,6 +81,10 @@ def _include_usage(body: Mapping[str, Any]) -> bool:
 
 def _plan(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int) -> Reply:
     now = int(time.time())
+    if api is Api.COMPLETIONS:
+        # Without max_tokens the API stops at 16 ("Defaults to 16", the reference's create parameters).
+        return plan_reply({"max_tokens": 16, **body}, chunks=chunks, limit_fields=("max_tokens",),
+                          response_id=new_id("cmpl-", 29), created=now, cached_tokens=cached_tokens)
     if api is Api.CHAT:
         return plan_reply(
             body,
@@ -118,6 +125,11 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 
         # Anthropic's answer is the count alone (https://docs.anthropic.com/en/api/messages-count-tokens).
         return Answer(usage=None, body={"input_tokens": count_input_tokens(body)})
     reply = _plan(api, body, chunks, cached_tokens)
+    turn = plan_turn(api is Api.MESSAGES, body) if api in (Api.MESSAGES, Api.RESPONSES) else PLAIN
+    if turn.text is not None:
+        words = turn.text.split(" ")
+        reply = replace(reply, pieces=tuple(word if i == 0 else " " + word for i, word in enumerate(words)),
+                        truncated=False)
     stream = is_stream(api, body)
     if api is Api.CHAT:
         usage = bodies.chat_usage(reply)
@@ -129,13 +141,22 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 
         )
         # Without include_usage the stream carries no usage at all, so the mock reported none.
         return Answer(usage=usage if include_usage else None, events=tuple(events))
+    if api is Api.COMPLETIONS:
+        answers = completion_bodies.completion_answers(dict(body))
+        usage = completion_bodies.completions_usage(reply, answers)
+        if not stream:
+            return Answer(usage=usage, body=completion_bodies.text_completion(reply, answers),
+                          pieces=reply.output_tokens)
+        include_usage = _include_usage(body)
+        events = completion_bodies.text_completion_events(reply, answers, include_usage=include_usage)
+        return Answer(usage=usage if include_usage else None, events=tuple(events))
     if api is Api.RESPONSES:
         usage = bodies.responses_usage(reply)
         if not stream:
-            return Answer(usage=usage, body=bodies.responses_body(reply, body), pieces=reply.output_tokens)
-        events = bodies.responses_events(reply, body, include_obfuscation=_include_obfuscation(body))
+            return Answer(usage=usage, body=bodies.responses_body(reply, body, turn), pieces=reply.output_tokens)
+        events = bodies.responses_events(reply, body, include_obfuscation=_include_obfuscation(body), turn=turn)
         return Answer(usage=usage, events=tuple(events))
     usage = anthropic_bodies.anthropic_usage(reply)
     if not stream:
-        return Answer(usage=usage, body=anthropic_bodies.anthropic_message(reply), pieces=reply.output_tokens)
-    return Answer(usage=usage, events=tuple(anthropic_bodies.anthropic_events(reply)))
+        return Answer(usage=usage, body=anthropic_bodies.anthropic_message(reply, turn), pieces=reply.output_tokens)
+    return Answer(usage=usage, events=tuple(anthropic_bodies.anthropic_events(reply, turn)))

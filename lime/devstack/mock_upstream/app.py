@@ -1,8 +1,10 @@
 """The mock upstream's HTTP server: OpenAI and Anthropic endpoints, plus a request log for tests.
 
 Routes:
-    POST   /v1/chat/completions, /v1/responses, /v1/embeddings (OpenAI), /v1/messages (Anthropic)
-    GET    /_mock/requests   the log, oldest first; ``?request_id=...``: only that request's entries
+    POST   /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings (OpenAI),
+           /v1/messages, /v1/messages/count_tokens (Anthropic)
+    GET    /_mock/requests   the log, oldest first; ``?request_id=...``: only that request's entries;
+                             ``?after=n``: only the entries after the first n
     GET    /_mock/requests/count   how many entries the log has: ``{"count": n}``
     DELETE /_mock/requests   empty the log
     GET    /_mock/health     200 once serving
@@ -162,6 +164,7 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
         "status": 0,
         "usage": None,
         "completed": False,
+        "answer": None,
     }
     raw = await request.read()
     try:
@@ -198,6 +201,7 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
 
     entry["status"] = 200
     entry["usage"] = planned.usage
+    entry["answer"] = b"".join(planned.events).decode() if planned.body is None else dumps(planned.body)
     state.log.add(entry)
     if planned.body is None:
         return await _stream(request, entry, api, planned.events, overrides)
@@ -231,6 +235,8 @@ async def _list_requests(request: web.Request) -> web.Response:
     if "request_id" in request.query:
         # A test after thousands of requests (some with megabyte bodies) wants one: not the whole log in JSON.
         entries = [entry for entry in entries if entry["request_id"] == request.query["request_id"]]
+    if request.query.get("after", "").isdigit():
+        entries = entries[int(request.query["after"]):]
     return _json_response(200, entries)
 
 

@@ -12,6 +12,10 @@ where it matters to a client or a usage parser:
   are numbered by ``sequence_number``; usage arrives only in the terminal ``response.completed``.
 - Anthropic's ``message_start`` carries the input side of usage and a provisional ``output_tokens``;
   ``message_delta`` carries the cumulative final usage.
+- A Responses tool call is a ``function_call`` item streamed as ``response.function_call_arguments.delta``
+  events; a ``reasoning`` item (asked for by ``include: ["reasoning.encrypted_content"]``) comes first, whole
+  with its ``encrypted_content`` in both its ``output_item.added`` and ``.done`` events, and ``"summary": []``
+  (openai-responses-stream-function-call.sse).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from lime.devstack.mock_upstream.reply import Reply, count_input_tokens
-from lime.devstack.mock_upstream.sse import DONE, sse_event
+from lime.devstack.mock_upstream.sse import DONE, dumps, sse_event
+from lime.devstack.mock_upstream.turns import PLAIN, Turn
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",
@@ -173,17 +178,43 @@ def _message_item(reply: Reply, status: str, content: list[JSON]) -> JSON:
     return {"id": reply.item_id, "type": "message", "status": status, "content": content, "role": "assistant"}
 
 
-def _response_object(reply: Reply, request: Mapping[str, Any], *, final: bool) -> JSON:
+def _digest(reply: Reply, salt: str) -> str:
+    return hashlib.sha256((reply.response_id + salt).encode()).hexdigest()
+
+
+def _reasoning_item(reply: Reply) -> JSON:
+    # Fernet-like, as the recorded ones ("gAAAAAB..."): opaque to the client, sent back as it came.
+    encrypted = "gAAAAAB" + base64.urlsafe_b64encode(bytes.fromhex(_digest(reply, "reasoning")) * 8).decode()
+    return {"id": "rs_" + _digest(reply, "rs")[:48], "type": "reasoning", "encrypted_content": encrypted,
+            "summary": []}
+
+
+def _function_call_item(reply: Reply, turn: Turn, status: str) -> JSON:
+    assert turn.tool_call is not None
+    name, arguments = turn.tool_call
+    return {"id": "fc_" + _digest(reply, "fc")[:48], "type": "function_call", "status": status,
+            "arguments": dumps(arguments) if status == "completed" else "",
+            "call_id": "call_" + _digest(reply, "call")[:24], "name": name}
+
+
+def _final_items(reply: Reply, turn: Turn) -> list[JSON]:
+    items = [_reasoning_item(reply)] if turn.reasoning else []
+    if turn.tool_call is not None:
+        return [*items, _function_call_item(reply, turn, "completed")]
+    status = "incomplete" if reply.truncated else "completed"
+    return [*items, _message_item(reply, status, [_output_part(reply.text)])]
+
+
+def _response_object(reply: Reply, request: Mapping[str, Any], *, final: bool, turn: Turn = PLAIN) -> JSON:
+    output: list[JSON] = []
     if not final:
-        status, output, usage, completed_at, incomplete = "in_progress", [], None, None, None
-    elif reply.truncated:
-        item = _message_item(reply, "incomplete", [_output_part(reply.text)])
-        status, output, usage, completed_at = "incomplete", [item], responses_usage(reply), None
+        status, usage, completed_at, incomplete = "in_progress", None, None, None
+    elif reply.truncated and turn.tool_call is None:
+        status, output, usage, completed_at = "incomplete", _final_items(reply, turn), responses_usage(reply), None
         incomplete = {"reason": "max_output_tokens"}
     else:
-        item = _message_item(reply, "completed", [_output_part(reply.text)])
-        status, output, usage, completed_at = "completed", [item], responses_usage(reply), reply.created
-        incomplete = None
+        status, output, usage = "completed", _final_items(reply, turn), responses_usage(reply)
+        completed_at, incomplete = reply.created, None
     return {
         "id": reply.response_id,
         "object": "response",
@@ -221,22 +252,19 @@ def _response_object(reply: Reply, request: Mapping[str, Any], *, final: bool) -
     }
 
 
-def responses_body(reply: Reply, request: Mapping[str, Any]) -> JSON:
+def responses_body(reply: Reply, request: Mapping[str, Any], turn: Turn = PLAIN) -> JSON:
     """The non-streaming ``response`` object; ``status:"incomplete"`` when the token limit cut it short."""
-    return _response_object(reply, request, final=True)
+    return _response_object(reply, request, final=True, turn=turn)
 
 
-def responses_events(reply: Reply, request: Mapping[str, Any], *, include_obfuscation: bool = True) -> list[bytes]:
-    """The Responses event stream for one message item, numbered 0, 1, 2… by ``sequence_number``."""
+def _message_events(reply: Reply, index: int, include_obfuscation: bool) -> list[JSON]:
     payloads: list[JSON] = [
-        {"type": "response.created", "response": _response_object(reply, request, final=False)},
-        {"type": "response.in_progress", "response": _response_object(reply, request, final=False)},
-        {"type": "response.output_item.added", "item": _message_item(reply, "in_progress", []), "output_index": 0},
+        {"type": "response.output_item.added", "item": _message_item(reply, "in_progress", []), "output_index": index},
         {
             "type": "response.content_part.added",
             "content_index": 0,
             "item_id": reply.item_id,
-            "output_index": 0,
+            "output_index": index,
             "part": _output_part(""),
         },
     ]
@@ -250,33 +278,70 @@ def responses_events(reply: Reply, request: Mapping[str, Any], *, include_obfusc
         }
         if include_obfuscation:
             delta["obfuscation"] = _obfuscation(piece)
-        delta["output_index"] = 0
+        delta["output_index"] = index
         payloads.append(delta)
-    final = _response_object(reply, request, final=True)
     item_status = "incomplete" if reply.truncated else "completed"
-    payloads += [
+    return [
+        *payloads,
         {
             "type": "response.output_text.done",
             "content_index": 0,
             "item_id": reply.item_id,
             "logprobs": [],
-            "output_index": 0,
+            "output_index": index,
             "text": reply.text,
         },
         {
             "type": "response.content_part.done",
             "content_index": 0,
             "item_id": reply.item_id,
-            "output_index": 0,
+            "output_index": index,
             "part": _output_part(reply.text),
         },
         {
             "type": "response.output_item.done",
             "item": _message_item(reply, item_status, [_output_part(reply.text)]),
-            "output_index": 0,
+            "output_index": index,
         },
-        {"type": "response.incomplete" if reply.truncated else "response.completed", "response": final},
     ]
+
+
+def _function_call_events(reply: Reply, turn: Turn, index: int) -> list[JSON]:
+    done = _function_call_item(reply, turn, "completed")
+    arguments = done["arguments"]
+    half = len(arguments) // 2
+    return [
+        {"type": "response.output_item.added", "output_index": index,
+         "item": _function_call_item(reply, turn, "in_progress")},
+        *({"type": "response.function_call_arguments.delta", "item_id": done["id"], "output_index": index,
+           "delta": part} for part in (arguments[:half], arguments[half:])),
+        {"type": "response.function_call_arguments.done", "item_id": done["id"], "output_index": index,
+         "arguments": arguments},
+        {"type": "response.output_item.done", "output_index": index, "item": done},
+    ]
+
+
+def responses_events(reply: Reply, request: Mapping[str, Any], *, include_obfuscation: bool = True,
+                     turn: Turn = PLAIN) -> list[bytes]:
+    """The Responses event stream (a reasoning item when asked for, then a message or a function call),
+    numbered 0, 1, 2… by ``sequence_number``."""
+    payloads: list[JSON] = [
+        {"type": "response.created", "response": _response_object(reply, request, final=False)},
+        {"type": "response.in_progress", "response": _response_object(reply, request, final=False)},
+    ]
+    index = 0
+    if turn.reasoning:
+        reasoning = _reasoning_item(reply)
+        payloads += [{"type": "response.output_item.added", "output_index": 0, "item": reasoning},
+                     {"type": "response.output_item.done", "output_index": 0, "item": reasoning}]
+        index = 1
+    if turn.tool_call is not None:
+        payloads += _function_call_events(reply, turn, index)
+    else:
+        payloads += _message_events(reply, index, include_obfuscation)
+    final = _response_object(reply, request, final=True, turn=turn)
+    ending = "response.incomplete" if reply.truncated and turn.tool_call is None else "response.completed"
+    payloads.append({"type": ending, "response": final})
     return [sse_event({**payload, "sequence_number": n}, payload["type"]) for n, payload in enumerate(payloads)]
 
 

@@ -27,6 +27,9 @@ class LoggedRequest(TypedDict):
     #: The usage object the mock reported (in the provider's own field names), or ``None`` for an error.
     usage: dict[str, Any] | None
     completed: bool
+    #: The answer's body as the mock wrote it (before any content-encoding; a stream's every event), so a test can
+    #: compare it byte for byte with what a client got; ``None`` for an error.
+    answer: str | None
 
 
 def headers_dict(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -23,8 +23,8 @@ __all__ = [
 ]
 
 _WORDS = ("Hello", "from", "the", "mock", "upstream.")
-# The request fields that carry prompt text across the three APIs; tools and settings are not counted.
-_PROMPT_FIELDS = ("messages", "input", "system", "instructions")
+# The request fields that carry prompt text across the APIs; tools and settings are not counted.
+_PROMPT_FIELDS = ("messages", "input", "system", "instructions", "prompt", "suffix")
 # Below a prompt field, only strings under these keys are text; "role", "type", ids and the like are not.
 _TEXT_KEYS = frozenset({"content", "text", "input", "system", "instructions", "output", "arguments"})
 _ID_ALPHABET = string.ascii_letters + string.digits

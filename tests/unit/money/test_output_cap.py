@@ -37,6 +37,16 @@ def test_every_choice_is_reserved_for() -> None:
     assert reserved_output_tokens("chat_completions", {}, 3, DEFAULT) == 3 * DEFAULT
 
 
+def test_legacy_completions_keep_the_providers_default_of_16() -> None:
+    # A client that sets no max_tokens gets the 16 tokens OpenAI documents, not a package's longer default.
+    assert upstream_cap("completions", {}, DEFAULT) == 16
+    assert reserved_output_tokens("completions", {}, 3, DEFAULT) == 48
+    # A package default below it still bounds the hold; a client's own cap stands.
+    assert upstream_cap("completions", {}, 10) == 10
+    assert reserved_output_tokens("completions", {"max_tokens": 500}, 1, DEFAULT) == 500
+    assert upstream_cap("completions", {"max_tokens": 500}, DEFAULT) == 0
+
+
 def test_embeddings_have_no_output() -> None:
     assert reserved_output_tokens("embeddings", {"max_tokens": 100}, 1, DEFAULT) == 0
     assert upstream_cap("embeddings", {}, DEFAULT) == 0

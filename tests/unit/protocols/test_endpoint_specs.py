@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lime.money.output_cap import CAP_FIELDS, reserved_output_tokens, upstream_cap
+from lime.money.output_cap import CAP_FIELDS, default_cap, reserved_output_tokens, upstream_cap
 from lime.protocols.endpoints import ENDPOINTS, PASSED_RESPONSE_HEADERS, Endpoint, endpoint_named
 from lime.protocols.output_count import count_output
 from lime.protocols.response_tap import ResponseTap
@@ -57,8 +57,8 @@ def test_output_is_capped_and_counted_exactly_where_text_comes_back(endpoint: En
     if endpoint.cap_fields:
         assert CAP_FIELDS[endpoint.name] == endpoint.cap_fields
         assert endpoint.stream_reader is not None
-        assert reserved_output_tokens(endpoint.name, {}, 2, 100) == 200
-        assert upstream_cap(endpoint.name, {}, 100) == 100
+        assert reserved_output_tokens(endpoint.name, {}, 2, 100) == 2 * default_cap(endpoint.name, 100)
+        assert upstream_cap(endpoint.name, {}, 100) == default_cap(endpoint.name, 100) > 0
         assert upstream_cap(endpoint.name, {endpoint.cap_fields[-1]: 7}, 100) == 0
     else:
         assert endpoint.name not in CAP_FIELDS

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from lime.protocols.endpoints import Protocol, error_protocol, match_endpoint
+from lime.protocols.endpoints import COVERAGE_DOC, ENDPOINTS, Protocol, error_protocol, match_endpoint
 from lime.protocols.errors import MethodNotAllowed, NotFound
 
 
@@ -20,6 +22,7 @@ from lime.protocols.errors import MethodNotAllowed, NotFound
         ("post", "/v1/messages", "messages"),
         ("POST", "/v1/messages/count_tokens", "count_tokens"),
         ("POST", "/v1/messages/count_tokens?beta=true", "count_tokens"),
+        ("POST", "/v1/completions", "completions"),
     ],
 )
 def test_known_endpoints(method: str, path: str, name: str) -> None:
@@ -46,3 +49,31 @@ def test_error_protocol_follows_the_path_and_anthropic_version() -> None:
     assert error_protocol("/v1/models", {}) is Protocol.OPENAI
     assert error_protocol("/v1/models/x", {"anthropic-version": "2023-06-01"}) is Protocol.ANTHROPIC
     assert error_protocol("/nope", {}) is Protocol.OPENAI
+    # Paths Lime does not serve: the Anthropic SDK (it always sends anthropic-version) gets Anthropic's errors.
+    assert error_protocol("/v1/messages/batches", {}) is Protocol.ANTHROPIC
+    assert error_protocol("/v1/files", {"anthropic-version": "2023-06-01"}) is Protocol.ANTHROPIC
+    assert error_protocol("/v1/skills?beta=true", {"anthropic-version": "2023-06-01"}) is Protocol.ANTHROPIC
+    assert error_protocol("/v1/files", {}) is Protocol.OPENAI
+    assert error_protocol("/v1/completions", {"anthropic-version": "2023-06-01"}) is Protocol.OPENAI
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/images/generations"), ("get", "/v1/files/file-abc"),
+                                              ("POST", "/v1/messages/batches"), ("DELETE", "/v1/skills/s?x=1")])
+def test_an_unserved_path_is_named_with_the_coverage_matrix(method: str, path: str) -> None:
+    with pytest.raises(NotFound) as caught:
+        match_endpoint(method, path)
+    assert caught.value.message == (f"Lime does not serve {method.upper()} {path.split('?')[0]}; "
+                                    "see docs/protocols.md for what it serves.")
+    assert caught.value.openai_code == "unknown_url"
+
+
+def test_a_long_path_is_cut_in_the_message() -> None:
+    with pytest.raises(NotFound) as caught:
+        match_endpoint("POST", "/v1/" + "x" * 10_000)
+    assert len(caught.value.message) < 300
+
+
+def test_the_coverage_matrix_names_every_served_endpoint() -> None:
+    matrix = (Path(__file__).resolve().parents[3] / COVERAGE_DOC).read_text()
+    for endpoint in ENDPOINTS:
+        assert f"`{endpoint.method} {endpoint.path}`" in matrix, endpoint.name

@@ -160,3 +160,10 @@ def table() -> str:
 
 if __name__ == "__main__":
     print(table())
+
+
+@pytest.mark.parametrize("kind", [["string", "null"], {"const": "x"}, None, 3])
+def test_a_type_that_is_not_a_string_is_text_not_a_crash(kind: object) -> None:
+    # Codex CLI's tool schemas carry `"type": [..]`: authz failed every one of its requests with a 500.
+    body = {"tools": [{"type": "function", "parameters": {"properties": {"cmd": {"type": kind, "data": "x"}}}}]}
+    assert estimate_input(body).media_parts == 0
