@@ -231,8 +231,9 @@ def _wait_http(url: str, headers: dict[str, str], body: bytes, timeout: float) -
 
 
 @contextlib.contextmanager
-def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, litellm_workers: int = 1,
-                      stream_chunks: int = 50, stream_delay_ms: int = 20,
+def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None,
+                      litellm_workers: tuple[int, ...] = (1,), lime_processes: int = 1, stream_chunks: int = 50,
+                      stream_delay_ms: int = 20,
                       work_dir: Path | None = None) -> Iterator[Environment]:
     with contextlib.ExitStack() as exits:
         if work_dir is None:
@@ -256,6 +257,7 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, lit
             "LIME_UPSTREAM_KEY_MOCK_ANTHROPIC": "mock-upstream-key",
             "LIME_STATE_DIR": str(work_dir / "state"),
             "LIME_LOG_LEVEL": "WARNING",
+            "LIME_PROCESSES": str(lime_processes),
         })
         for name in ADDRESS_NAMES:
             env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
@@ -296,15 +298,18 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, lit
         if litellm is not None:
             config = log_dir / "litellm.yaml"
             config.write_text(yaml.safe_dump(litellm_config(settings.mock_upstream, stream_chunks, stream_delay_ms)))
-            listen = Address("127.0.0.1", free_port())
             # Its bundled model price list, not a download at start-up (the bench runs on loopback only).
             litellm_env = {**env, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-            proxy = _started(exits, _Process("litellm", [
-                str(litellm), "--config", str(config), "--host", listen.host, "--port", str(listen.port),
-                "--num_workers", str(litellm_workers)], listen, litellm_env, log_dir / "litellm"), timeout=180)
-            targets.append(Target("litellm", "LiteLLM proxy", f"http://{listen}",
-                                  {"authorization": f"Bearer {LITELLM_KEY}"}, {"litellm": proxy.pid},
-                                  python=("litellm",), stream_model=f"{MODEL}-stream", passes_events=False))
+            for workers in litellm_workers:
+                listen = Address("127.0.0.1", free_port())
+                name = litellm_target_name(workers)
+                proxy = _started(exits, _Process(name, [
+                    str(litellm), "--config", str(config), "--host", listen.host, "--port", str(listen.port),
+                    "--num_workers", str(workers)], listen, litellm_env, log_dir / name), timeout=180)
+                targets.append(Target(name, f"LiteLLM proxy, {workers} worker{'s' if workers > 1 else ''}",
+                                      f"http://{listen}", {"authorization": f"Bearer {LITELLM_KEY}"},
+                                      {"litellm": proxy.pid}, python=("litellm",), stream_model=f"{MODEL}-stream",
+                                      passes_events=False))
         for target in targets:
             _wait_http(target.url, target.headers, body, timeout=60)
         assert port_open(settings.mock_upstream.host, settings.mock_upstream.port)
@@ -315,6 +320,11 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None, lit
             versions=_versions(litellm),
             log_dir=log_dir,
         )
+
+
+def litellm_target_name(workers: int) -> str:
+    """``litellm`` for one worker (the name earlier reports used), ``litellm-<n>w`` for more."""
+    return "litellm" if workers == 1 else f"litellm-{workers}w"
 
 
 def _server_pid(server: EmbeddedPostgres | EmbeddedRedis) -> int:

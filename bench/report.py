@@ -75,7 +75,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     rps = {t: (best[t] or {}).get("rps") for t in targets}
     summary["throughput_ratios"] = {
         "lime_over_envoy": _ratio(rps.get("lime"), rps.get("envoy")),
-        "lime_over_litellm": _ratio(rps.get("lime"), rps.get("litellm")),
+        # Against LiteLLM's best configuration in the run (one worker, or one per core).
+        "lime_over_litellm": _ratio(rps.get("lime"), max((v for t, v in rps.items() if t.startswith("litellm") and v),
+                                                         default=None)),
         "mock_over_lime": _ratio(rps.get("mock"), rps.get("lime")),
     }
     lime_max = best.get("lime")

@@ -52,7 +52,10 @@ class Options:
     warmup_seconds: float
     mock_workers: int
     litellm: Path | None
-    litellm_workers: int
+    #: One LiteLLM target per count: one worker (the default run) and one per core (its production advice).
+    litellm_workers: tuple[int, ...]
+    #: LIME_PROCESSES of the Lime target (authz and extproc each).
+    lime_processes: int
     profile_seconds: float
     out: Path
     quick: bool
@@ -72,7 +75,11 @@ class Options:
         parser.add_argument("--stream-delay-ms", type=int, default=20, help="ms between events (default 20)")
         parser.add_argument("--mock-workers", type=int, default=1, help="mock processes (SO_REUSEPORT, default 1)")
         parser.add_argument("--litellm", type=Path, help="the `litellm` executable: adds LiteLLM as a target")
-        parser.add_argument("--litellm-workers", type=int, default=1, help="LiteLLM worker processes (default 1)")
+        parser.add_argument("--litellm-workers",
+                            help="LiteLLM worker counts, one target each (default 1 and one per core: "
+                                 "its docs' production advice)")
+        parser.add_argument("--lime-processes", type=int, default=1,
+                            help="authz and extproc processes each (LIME_PROCESSES; default 1)")
         parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                             help="also sample authz and extproc with py-spy for this long under load")
         parser.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default {RESULTS})")
@@ -91,7 +98,9 @@ class Options:
             stream_seconds=args.stream_seconds or (4.0 if quick else 10.0),
             stream_chunks=args.stream_chunks, stream_delay_ms=args.stream_delay_ms,
             warmup_seconds=1.0 if quick else 3.0,
-            mock_workers=args.mock_workers, litellm=args.litellm, litellm_workers=args.litellm_workers,
+            mock_workers=args.mock_workers, litellm=args.litellm,
+            litellm_workers=tuple(sorted({int(x) for x in numbers(args.litellm_workers, f"1,{os.cpu_count() or 1}")})),
+            lime_processes=args.lime_processes,
             profile_seconds=args.profile, out=args.out, quick=quick,
         )
 
@@ -235,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Lime bench ({'quick' if options.quick else 'full'}): starting PostgreSQL, Redis, the mock, bare Envoy, "
           f"Lime{' and LiteLLM' if options.litellm else ''}…", flush=True)
     with bench_environment(mock_workers=options.mock_workers, litellm=options.litellm,
-                           litellm_workers=options.litellm_workers, stream_chunks=options.stream_chunks,
+                           litellm_workers=options.litellm_workers, lime_processes=options.lime_processes,
+                           stream_chunks=options.stream_chunks,
                            stream_delay_ms=options.stream_delay_ms) as env:
         meta["versions"] = env.versions
         meta["targets"] = {t.name: t.label for t in env.targets}

@@ -1,11 +1,16 @@
 """What a request asks for that the provider bills apart, read before anything is held. Pure.
 
-A request says up front when it will use a premium service tier (OpenAI's ``service_tier: "priority"`` or
-``"flex"``) or a provider's own tool (Anthropic's ``web_search_20250305``-type tools, Responses'
-``{"type": "web_search"}`` / ``web_search_preview`` / ``file_search``, chat's ``web_search_options``). On a model
-whose price sheet has no price for it, Lime would pay the provider what it cannot charge: such a request is refused
-(:class:`~lime.protocols.errors.UnpricedModifier`, 400, not retryable). Otherwise the reservation includes it: the
-tier's rates, and per tool its ``max_uses`` or :data:`~lime.money.pricing.DEFAULT_RESERVED_CALLS` calls.
+A request says up front when it **will** use a premium service tier (OpenAI's ``service_tier: "priority"`` or
+``"flex"``): on a model whose price sheet has no rates for that tier, Lime would pay the provider what it cannot
+charge, so such a request is refused (:class:`~lime.protocols.errors.UnpricedModifier`, 400, not retryable);
+otherwise the reservation is at the tier's rates.
+
+A provider's own tool (Anthropic's ``web_search_20250305``-type tools, Responses' ``{"type": "web_search"}`` /
+``web_search_preview`` / ``file_search``, chat's ``web_search_options``) is only **offered**: the model may never
+call it, and coding agents offer one on every request (Codex CLI sends ``web_search``), so refusing it would refuse
+the agent. A priced tool is reserved for, per its ``max_uses`` or :data:`~lime.money.pricing.DEFAULT_RESERVED_CALLS`
+calls; an unpriced one for one call at the unpriced rule, and the calls the answer reports are charged by that rule
+and counted in ``lime_unpriced_usage_total`` (docs/billing.md).
 
 Anthropic's request ``service_tier`` (``auto``, ``standard_only``) asks for no premium: priority capacity is a
 contract of the organisation, and an answer served at it without a price is charged by the unpriced rule.
@@ -44,14 +49,12 @@ class Modifiers:
 
 
 def priced_modifiers(protocol: Protocol, body: Mapping[str, Any], sheet: PriceSheet, model_id: str) -> Modifiers:
-    """The priced modifiers ``body`` asks for, or :class:`UnpricedModifier` naming the first one without a price."""
+    """The modifiers ``body`` asks for, or :class:`UnpricedModifier` for a service tier without rates."""
     tier = _openai_tier(body, sheet, model_id) if protocol is Protocol.OPENAI else None
     calls: dict[str, int] = {}
     for tool, uses in _server_tools(protocol, body):
         if sheet.tool_price(tool) is None:
-            raise UnpricedModifier(
-                f"The model `{model_id}` has no price for the `{tool}` tool, so it cannot be used with this model. "
-                "Remove it from `tools`, or ask your provider of Lime to price it.", param="tools")
+            uses = 1  # offered, maybe never called: one call held, any call charged by the unpriced rule
         calls[tool] = calls.get(tool, 0) + uses
     return Modifiers(tier, tuple(sorted(calls.items())))
 

@@ -204,18 +204,30 @@ def test_a_string_that_is_no_sheet_is_refused() -> None:
     (Protocol.OPENAI, {"service_tier": "priority"}, "service_tier"),
     (Protocol.OPENAI, {"service_tier": "flex"}, "service_tier"),
     (Protocol.OPENAI, {"service_tier": "scale"}, "service_tier"),
-    (Protocol.OPENAI, {"tools": [{"type": "web_search"}]}, "tools"),
-    (Protocol.OPENAI, {"tools": [{"type": "web_search_preview"}]}, "tools"),
-    (Protocol.OPENAI, {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools"),
-    (Protocol.OPENAI, {"web_search_options": {}}, "tools"),
-    (Protocol.ANTHROPIC, {"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]}, "tools"),
-    (Protocol.ANTHROPIC, {"tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]}, "tools"),
 ])
 def test_an_unpriced_modifier_is_refused(protocol: Protocol, body: dict[str, object], param: str) -> None:
     with pytest.raises(UnpricedModifier) as refused:
         priced_modifiers(protocol, body, PLAIN, "m")
     assert refused.value.param == param and refused.value.status == 400 and not refused.value.retryable
     assert "`m` has no price" in refused.value.message
+
+
+@pytest.mark.parametrize(("protocol", "body", "tool"), [
+    (Protocol.OPENAI, {"tools": [{"type": "web_search"}]}, "web_search"),
+    (Protocol.OPENAI, {"tools": [{"type": "web_search_preview"}]}, "web_search"),
+    (Protocol.OPENAI, {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search"),
+    (Protocol.OPENAI, {"web_search_options": {}}, "web_search"),
+    (Protocol.ANTHROPIC, {"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]},
+     "web_search"),
+    (Protocol.ANTHROPIC, {"tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]}, "web_fetch"),
+])
+def test_an_unpriced_tool_is_offered_not_refused_and_one_call_is_held(
+        protocol: Protocol, body: dict[str, object], tool: str) -> None:
+    # Codex CLI offers web_search on every request: refusing the offer would refuse the agent.
+    asked = priced_modifiers(protocol, body, PLAIN, "m")
+    assert asked.tool_calls == ((tool, 1),)
+    held = reservation_estimate(PLAIN, 1000, 100, tool_calls=asked.tool_calls).points
+    assert held > reservation_estimate(PLAIN, 1000, 100).points
 
 
 @pytest.mark.parametrize(("protocol", "body"), [
