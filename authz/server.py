@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+import psycopg
 import redis.asyncio as aioredis
 from prometheus_client import Histogram
 from psycopg_pool import AsyncConnectionPool
@@ -21,10 +22,12 @@ from lime.directory import Directory
 from lime.envoy.api import CheckRequestView, auth_grpc, check_allow, check_deny
 from lime.grpc_server import serve_grpc
 from lime.metrics import REQUESTS, rejection_outcome, serve_metrics
+from lime.money import response_records
 from lime.money.grant import VERIFIED_TENANT_HEADER
+from lime.money.response_record import ResponseRecord
 from lime.protocols.endpoints import error_protocol
 from lime.protocols.error_bodies import render_error
-from lime.protocols.errors import LimeError
+from lime.protocols.errors import LimeError, ServiceUnavailable
 from lime.settings import Settings
 
 __all__ = ["AuthorizationService", "serve"]
@@ -53,7 +56,7 @@ class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[mis
         verified = Verified()
         try:
             decision = await authorize(view.method, view.path, view.headers, view.body, self._directory,
-                                       verified=verified)
+                                       verified=verified, records=self._record)
             if not isinstance(decision, DirectoryAccess):
                 await hold(decision, self._limits(decision.tenant_id), self._redis, self._pool, ttl_seconds=self._ttl)
         except LimeError as error:
@@ -67,6 +70,13 @@ class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[mis
             return check_allow({"tenant_id": decision.tenant_id},
                                headers={VERIFIED_TENANT_HEADER: decision.tenant_id})
         return check_allow(decision.to_metadata())
+
+    async def _record(self, response_id: str) -> ResponseRecord | None:
+        try:
+            return await response_records.lookup(self._redis, self._pool, response_id)
+        except (aioredis.RedisError, OSError, psycopg.Error):
+            raise ServiceUnavailable("The gateway cannot look up stored responses right now; nothing was "
+                                     "charged. Please retry shortly.") from None
 
     @staticmethod
     def _deny(error: LimeError, path: str, headers: Mapping[str, str], request_id: str | None, verified: Verified,

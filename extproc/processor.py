@@ -16,9 +16,10 @@ from typing import Any
 
 from extproc.error_answers import ErrorAnswer
 from extproc.response_headers import hidden_response_headers
-from extproc.rewrite import CredentialLookup, rewrite_request
+from extproc.rewrite import CredentialLookup, rewrite_headers, rewrite_request
 from lime.envoy import api as envoy_api
 from lime.money.grant import Grant
+from lime.money.response_record import ResponseRecord, record_of
 from lime.money.settlement import settlement_for
 from lime.money.usage_event import UsageEvent
 from lime.protocols.endpoints import PASSED_RESPONSE_HEADERS, Protocol, endpoint_named, endpoint_protocol
@@ -56,6 +57,8 @@ class StreamProcessor:
         self.end_of_stream = False
         #: Envoy will send nothing more on this stream: the answer has ended, or the request was refused.
         self.finished = False
+        #: The stored-response record already handed out (lime.money.response_records), so it is written once.
+        self._recorded = False
 
     def handle(self, request: Any, phase: str) -> Any:
         """The answer to one message; ``phase`` is its ``request`` oneof (the caller has read it already)."""
@@ -78,8 +81,14 @@ class StreamProcessor:
             if self._grant is None:
                 return self._missing_grant()
             self._request_headers = envoy_api.header_names(request.request_headers)
+            spec = endpoint_named(self._grant.endpoint)
+            if spec is not None and not spec.has_body:
+                # No body will follow (or none that matters: the lifecycle's are empty): route it now.
+                return self._bodiless_request()
             return envoy_api.ACK_REQUEST_HEADERS
         if phase == "request_body":
+            if self.forwarded:
+                return envoy_api.ACK_REQUEST_BODY  # routed with its headers already
             return self._request_body(request.request_body.body)
         if phase == "response_headers":
             self.finished = request.response_headers.end_of_stream
@@ -104,6 +113,17 @@ class StreamProcessor:
         self.forwarded = True
         return envoy_api.request_body_rewrite(
             edit.body, set_headers=edit.set_headers, remove_headers=edit.remove_headers)
+
+    def _bodiless_request(self) -> Any:
+        grant = self._grant
+        assert grant is not None
+        try:
+            edit = rewrite_headers(grant, self._credential_for, self._request_headers)
+        except LimeError as error:
+            log.error("request %s refused: %s", grant.request_id, error.message)
+            return self._refuse(error)
+        self.forwarded = True
+        return envoy_api.request_headers_rewrite(set_headers=edit.set_headers, remove_headers=edit.remove_headers)
 
     def _response_headers(self, headers: Any, local_reply: bool = False) -> Any:
         if self._grant is None:
@@ -194,6 +214,29 @@ class StreamProcessor:
     def answer_failed(self) -> bool:
         """The upstream reported an error inside a successful answer (an ``error`` event)."""
         return self._tap.failed if self._tap is not None else False
+
+    def record_due(self, *, ended: bool = False) -> ResponseRecord | None:
+        """The stored-response record this answer makes, once, as soon as it is known: a Responses answer's once
+        its usage is final (the caller writes it before the answer's last bytes go on), else at the end
+        (``ended``) with what was settled; a lifecycle DELETE the upstream confirmed leaves a tombstone."""
+        grant, tap = self._grant, self._tap
+        if self._recorded or grant is None or tap is None or not 200 <= tap.status < 300 or tap.failed:
+            return None
+        spec = endpoint_named(grant.endpoint)
+        if spec is None:
+            return None
+        if spec.deletes_stored_answer and grant.response_id and (self.finished or ended):
+            self._recorded = True
+            return ResponseRecord(grant.response_id, grant.tenant_id, grant.key_id, grant.upstream,
+                                  grant.candidate, grant.model, grant.upstream_model, 0, grant.started_at,
+                                  deleted=True, request_id=grant.request_id)
+        if not spec.records_answers or tap.answer_id is None or not (tap.usage_final or ended):
+            return None
+        self._recorded = True
+        # The context a continuation carries is what this answer was billed for: its input and output.
+        context = settlement_for(grant, tap, forwarded=True).tokens
+        return record_of(grant, tap.answer_id, served_by=self.served_by, context_tokens=context,
+                         stored=tap.answer_stored)
 
     def settlement(self) -> UsageEvent | None:
         """How this request settles, once its stream is over (or cut); ``None`` for a local reply."""

@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lime.money.grant import TENANT_HEADER, UPSTREAM_HEADER, Grant
+from lime.money.grant import PINNED_CLUSTER_HEADER, TENANT_HEADER, UPSTREAM_HEADER, Grant
 from lime.money.output_cap import CAP_FIELDS
 from lime.protocols.endpoints import Protocol, endpoint_named, endpoint_protocol
 from lime.protocols.errors import BadRequest, ServiceUnavailable
 
-__all__ = ["CredentialLookup", "RequestEdit", "headers_to_drop", "rewrite_request"]
+__all__ = ["CredentialLookup", "RequestEdit", "headers_to_drop", "rewrite_headers", "rewrite_request"]
 
 CredentialLookup = Callable[[str], "str | None"]
 
@@ -55,11 +55,40 @@ def headers_to_drop(request_headers: Iterable[str]) -> set[str]:
     return {name for name in request_headers if name in CLIENT_ONLY_HEADERS or name.startswith(LIME_PREFIX)}
 
 
-def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
-                    request_headers: Iterable[str] = ()) -> RequestEdit:
+def _credential(grant: Grant, credential_for: CredentialLookup) -> str:
     credential = credential_for(grant.upstream)
     if not credential:
         raise ServiceUnavailable(f"The upstream for `{grant.model}` is not configured on this gateway.")
+    return credential
+
+
+def _upstream_headers(grant: Grant, credential: str) -> dict[str, str]:
+    headers = {
+        **credential_headers(endpoint_protocol(grant.endpoint), credential),
+        UPSTREAM_HEADER: grant.upstream,
+        # The response tap reads and rewrites the body: it must come uncompressed.
+        "accept-encoding": "identity",
+    }
+    if grant.candidate:
+        # The stored response lives on this candidate: no other may be tried (clusters.yaml names them so).
+        headers[PINNED_CLUSTER_HEADER] = f"candidate_{grant.candidate}"
+    return headers
+
+
+def _dropped(request_headers: Iterable[str], set_headers: dict[str, str]) -> tuple[str, ...]:
+    # What is set is not also removed: for Anthropic the client's and the upstream's key are both `x-api-key`.
+    return tuple(sorted(headers_to_drop([*request_headers, *CLIENT_ONLY_HEADERS]) - set(set_headers)))
+
+
+def rewrite_headers(grant: Grant, credential_for: CredentialLookup, request_headers: Iterable[str] = ()) -> RequestEdit:
+    """The edit of a request without a body (the Responses lifecycle): credential and route only."""
+    set_headers = _upstream_headers(grant, _credential(grant, credential_for))
+    return RequestEdit(body=b"", set_headers=set_headers, remove_headers=_dropped(request_headers, set_headers))
+
+
+def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
+                    request_headers: Iterable[str] = ()) -> RequestEdit:
+    credential = _credential(grant, credential_for)
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
@@ -72,17 +101,9 @@ def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
     if grant.output_cap and cap_fields:
         parsed[cap_fields[0]] = grant.output_cap
     hide_usage_chunk = ask_for_usage(grant, parsed)
-    protocol = endpoint_protocol(grant.endpoint)
-    set_headers = {
-        **credential_headers(protocol, credential),
-        UPSTREAM_HEADER: grant.upstream,
-        # The response tap reads and rewrites the body: it must come uncompressed.
-        "accept-encoding": "identity",
-    }
-    # What is set is not also removed: for Anthropic the client's and the upstream's key are both `x-api-key`.
-    dropped = headers_to_drop([*request_headers, *CLIENT_ONLY_HEADERS]) - set(set_headers)
-    return RequestEdit(body=_serialise(parsed), set_headers=set_headers, remove_headers=tuple(sorted(dropped)),
-                       hide_usage_chunk=hide_usage_chunk)
+    set_headers = _upstream_headers(grant, credential)
+    return RequestEdit(body=_serialise(parsed), set_headers=set_headers,
+                       remove_headers=_dropped(request_headers, set_headers), hide_usage_chunk=hide_usage_chunk)
 
 
 def _serialise(body: dict[str, Any]) -> bytes:

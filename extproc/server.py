@@ -27,8 +27,9 @@ from lime.connections import open_redis
 from lime.envoy.api import PROCESS_METHOD, proc_pb
 from lime.grpc_server import InFlight, MessageStream, serve_grpclib
 from lime.metrics import serve_metrics
-from lime.money import quota
+from lime.money import quota, response_records
 from lime.money.quota import UsageEvent
+from lime.money.response_record import ResponseRecord
 from lime.money.settlement import settlement_for
 from lime.protocols import token_count
 from lime.settings import Settings
@@ -45,6 +46,8 @@ SETTLE_PATIENCE_SECONDS = 600.0
 CUT_REPORT_WAIT_SECONDS = 2.0
 SETTLED_TOO_LATE = Counter("lime_settlements_after_reap",
                            "Settlements dropped because their reservation had already been reaped")
+RECORD_FAILURES = Counter("lime_response_record_failures",
+                          "Stored-response records that could not be written to Redis (their id will not be found)")
 
 
 _PHASES = ("request_headers", "request_body", "request_trailers", "response_headers", "response_body",
@@ -97,6 +100,10 @@ class ExternalProcessorService:
                 timer = _MESSAGE_SECONDS.get(phase)
                 if timer is not None:
                     timer.observe(time.perf_counter() - started)
+                record = _record_due(processor)
+                if record is not None:
+                    # Before the answer's last bytes go on: a client that continues at once finds its record.
+                    await self._save_record(record)
                 await stream.send_message(response)
                 if keep_alive is None and processor.grant is not None:
                     keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(processor.grant.request_id))
@@ -105,6 +112,7 @@ class ExternalProcessorService:
                     break
         finally:
             self._count(processor)
+            self._record_at_end(processor)
             event = self._settlement_of(processor)
             if event is not None:
                 # The keep-alive goes on until the settlement is in: a Redis outage must not hand the request to
@@ -112,6 +120,20 @@ class ExternalProcessorService:
                 self._background(self._settle(event, keep_alive))
             elif keep_alive is not None:
                 keep_alive.cancel()
+
+    async def _save_record(self, record: ResponseRecord) -> None:
+        try:
+            await response_records.save(self._redis, record)
+        except (aioredis.RedisError, OSError) as error:
+            RECORD_FAILURES.inc()
+            log.error("stored response %s of request %s not recorded (%s): it cannot be retrieved or continued "
+                      "through the gateway", record.id, record.request_id, error)
+
+    def _record_at_end(self, processor: StreamProcessor) -> None:
+        """An answer that ended without its final usage (cut off) is recorded with what was settled."""
+        record = _record_due(processor, ended=True)
+        if record is not None:
+            self._background(self._save_record(record))
 
     def _count(self, processor: StreamProcessor) -> None:
         """Count the finished request; one cut short waits (off the stream) for Envoy to say who cut it."""
@@ -176,6 +198,16 @@ class ExternalProcessorService:
         """Wait for settlements in flight (on shutdown)."""
         if self._settling:
             await asyncio.wait(self._settling, timeout=5)
+
+
+def _record_due(processor: StreamProcessor, *, ended: bool = False) -> ResponseRecord | None:
+    """A bug in making a record must not break the answer the client is receiving."""
+    try:
+        return processor.record_due(ended=ended)
+    except Exception:
+        log.exception("could not make the stored-response record of request %s",
+                      processor.grant.request_id if processor.grant else "?")
+        return None
 
 
 async def serve(settings: Settings) -> None:

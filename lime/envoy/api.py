@@ -50,6 +50,7 @@ __all__ = [
     "metadata_of",
     "proc_pb",
     "request_body_rewrite",
+    "request_headers_rewrite",
     "response_body_replace",
     "response_headers_edit",
 ]
@@ -170,6 +171,15 @@ def request_body_rewrite(body: bytes, *, set_headers: Mapping[str, str], remove_
     # ENVOY-NOTES pitfall 3: a rewritten body without a matching content-length is a 500.
     _header_mutation(common.header_mutation, {**set_headers, "content-length": str(len(body))}, remove_headers)
     common.clear_route_cache = clear_route_cache
+    return response
+
+
+def request_headers_rewrite(*, set_headers: Mapping[str, str], remove_headers: Iterable[str]) -> Any:
+    """The answer to the request headers of a request without a body: header edits, and re-route."""
+    response = proc_pb.ProcessingResponse()
+    common = response.request_headers.response
+    _header_mutation(common.header_mutation, set_headers, remove_headers)
+    common.clear_route_cache = True
     return response
 
 

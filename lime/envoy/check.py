@@ -304,7 +304,9 @@ def _route_targets(routes: list[_Route], clusters: Mapping[str, Any]) -> Iterato
             if name not in clusters:
                 yield Problem(route.where, f"routes to cluster {name!r}, which is not defined: add it to "
                               "static_resources.clusters or fix the name.")
-        if not any(name.startswith(_UPSTREAM_PREFIX) for name in targets):
+        # A cluster chosen by a header (the `pinned` route: a failover candidate) is an upstream all the same.
+        by_header = route.route.route is not None and bool(route.route.route.cluster_header)
+        if not by_header and not any(name.startswith(_UPSTREAM_PREFIX) for name in targets):
             if targets:
                 yield from _filters_disabled(route, (HEADER_MUTATION, EXT_AUTHZ))
             continue

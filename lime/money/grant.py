@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["INTERNAL_HEADERS", "TENANT_HEADER", "UPSTREAM_HEADER", "VERIFIED_TENANT_HEADER", "Grant"]
+__all__ = ["INTERNAL_HEADERS", "PINNED_CLUSTER_HEADER", "TENANT_HEADER", "UPSTREAM_HEADER", "VERIFIED_TENANT_HEADER",
+           "Grant"]
 
 #: The client's tenant header; removed before the request leaves for an upstream.
 TENANT_HEADER = "x-lime-tenant-id"
@@ -19,8 +20,11 @@ TENANT_HEADER = "x-lime-tenant-id"
 VERIFIED_TENANT_HEADER = "x-lime-verified-tenant"
 #: Set by extproc; Envoy routes on it to the upstream's cluster.
 UPSTREAM_HEADER = "x-lime-upstream"
+#: Set by extproc on a request pinned to one failover candidate (a stored response lives there): Envoy routes it to
+#: that candidate's cluster (``candidate_<name>``) alone, without failing over (routes.yaml, ``pinned``).
+PINNED_CLUSTER_HEADER = "x-lime-pinned-cluster"
 #: Headers only Lime may set. Envoy strips them from client requests (``lime envoy check`` verifies it).
-INTERNAL_HEADERS: tuple[str, ...] = (VERIFIED_TENANT_HEADER, UPSTREAM_HEADER)
+INTERNAL_HEADERS: tuple[str, ...] = (VERIFIED_TENANT_HEADER, UPSTREAM_HEADER, PINNED_CLUSTER_HEADER)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ class Grant:
     # (lime.money.price_sheet.encode_prices): one metadata value however many parts the sheet has.
     prices: str = ""
     started_at: float = 0.0
+    #: The stored response a lifecycle call names (``/v1/responses/{response_id}``); "" otherwise.
+    response_id: str = ""
+    #: The failover candidate a request is pinned to (the one that holds the stored response it names or
+    #: continues); "" lets the group choose.
+    candidate: str = ""
 
     def to_metadata(self) -> dict[str, str | bool]:
         # Once per request: a flat copy, not dataclasses.asdict's recursive deep copy.

@@ -35,7 +35,7 @@ from lime.protocols.stream_readers import (
 from lime.protocols.usage import Usage, anthropic_usage, chat_usage, embeddings_usage, responses_usage
 
 __all__ = ["COVERAGE_DOC", "ENDPOINTS", "PASSED_RESPONSE_HEADERS", "Endpoint", "ModelKind", "Protocol",
-           "endpoint_named", "endpoint_protocol", "error_protocol", "match_endpoint"]
+           "endpoint_named", "endpoint_protocol", "error_protocol", "match_endpoint", "path_argument"]
 
 #: Where a client is sent for what Lime serves: the coverage matrix of every OpenAI and Anthropic endpoint.
 COVERAGE_DOC = "docs/protocols.md"
@@ -112,6 +112,14 @@ class Endpoint:
     #: Whether the provider charges it. An endpoint that is not billed (count_tokens) holds no points and is
     #: settled at 0, but is still counted against the package's request rate and requests in flight.
     billed: bool = True
+    #: Its answers may be stored by the upstream under their own id (Responses): Lime records each one's owner
+    #: and upstream, and a continuation (``previous_response_id``) is checked against that record.
+    records_answers: bool = False
+    #: Its path names a stored answer (``{response_id}``): the model and upstream come from that answer's record,
+    #: and only the tenant that created it is served (the Responses lifecycle).
+    on_stored_answer: bool = False
+    #: It deletes the stored answer it names: once the upstream confirms, Lime's record goes too.
+    deletes_stored_answer: bool = False
 
 
 CHAT_COMPLETIONS = Endpoint(
@@ -125,7 +133,25 @@ RESPONSES = Endpoint(
     "responses", "/v1/responses", "POST", Protocol.OPENAI, ModelKind.CHAT,
     cap_fields=("max_output_tokens",),
     json_usage=responses_usage, stream_reader=read_responses_event, events_named_by_type=True,
-    texts=responses_texts,
+    texts=responses_texts, records_answers=True,
+)
+#: The Responses lifecycle: free at the provider, served from the upstream that holds the response. Their answers
+#: (a response object, a deletion, a list of items) are passed with the model id rewritten, nothing else read.
+RESPONSES_RETRIEVE = Endpoint(
+    "responses_retrieve", "/v1/responses/{response_id}", "GET", Protocol.OPENAI, ModelKind.CHAT,
+    has_body=False, billed=False, on_stored_answer=True,
+)
+RESPONSES_DELETE = Endpoint(
+    "responses_delete", "/v1/responses/{response_id}", "DELETE", Protocol.OPENAI, ModelKind.CHAT,
+    has_body=False, billed=False, on_stored_answer=True, deletes_stored_answer=True,
+)
+RESPONSES_CANCEL = Endpoint(
+    "responses_cancel", "/v1/responses/{response_id}/cancel", "POST", Protocol.OPENAI, ModelKind.CHAT,
+    has_body=False, billed=False, on_stored_answer=True,
+)
+RESPONSES_INPUT_ITEMS = Endpoint(
+    "responses_input_items", "/v1/responses/{response_id}/input_items", "GET", Protocol.OPENAI, ModelKind.CHAT,
+    has_body=False, billed=False, on_stored_answer=True,
 )
 EMBEDDINGS = Endpoint(
     "embeddings", "/v1/embeddings", "POST", Protocol.OPENAI, ModelKind.EMBEDDING, json_usage=embeddings_usage,
@@ -154,8 +180,11 @@ COMPLETIONS = Endpoint(
 )
 MODELS = Endpoint("models", "/v1/models", "GET", Protocol.OPENAI, None, has_body=False)
 ENDPOINTS: tuple[Endpoint, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS, COMPLETIONS,
-                                   MODELS)
-_BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS}
+                                   MODELS, RESPONSES_RETRIEVE, RESPONSES_DELETE, RESPONSES_CANCEL,
+                                   RESPONSES_INPUT_ITEMS)
+_BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS if "{" not in endpoint.path}
+#: Paths with a parameter (``{response_id}``), matched segment by segment; one path may serve several methods.
+_TEMPLATED = tuple(endpoint for endpoint in ENDPOINTS if "{" in endpoint.path)
 _BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}
 _ANTHROPIC = tuple(endpoint for endpoint in ENDPOINTS if endpoint.protocol is Protocol.ANTHROPIC)
 
@@ -176,19 +205,57 @@ def endpoint_protocol(name: str) -> Protocol:
     return endpoint.protocol if endpoint is not None else Protocol.OPENAI
 
 
+#: What the ids in templated paths start with: a path whose parameter does not is another endpoint.
+_STORED_ID_PREFIXES = ("resp_",)
+
+
+def _path_arguments(template: str, path: str) -> list[str] | None:
+    """The values of a template's ``{...}`` segments in ``path``, or ``None`` when the path is not of it."""
+    expected, actual = template.split("/"), path.split("/")
+    if len(expected) != len(actual):
+        return None
+    arguments = []
+    for want, got in zip(expected, actual, strict=True):
+        if want.startswith("{"):
+            if not got:
+                return None
+            arguments.append(got)
+        elif want != got:
+            return None
+    return arguments
+
+
+def path_argument(endpoint: Endpoint, path: str) -> str:
+    """The value of the endpoint's one path parameter (the response id of ``/v1/responses/{response_id}``);
+    ``""`` when it has none."""
+    arguments = _path_arguments(endpoint.path, _strip_query(path))
+    return arguments[0] if arguments else ""
+
+
 def match_endpoint(method: str, path: str) -> Endpoint:
     """The endpoint for a request line, or :class:`NotFound` / :class:`MethodNotAllowed`."""
     bare = _strip_query(path)
+    method = method.upper()
     endpoint = _BY_PATH.get(bare)
     if endpoint is None and bare.startswith(MODELS.path + "/") and bare != MODELS.path + "/":
         endpoint = MODELS
-    if endpoint is None:
+    candidates = [endpoint] if endpoint is not None else [
+        spec for spec in _TEMPLATED if _path_arguments(spec.path, bare) is not None]
+    if not candidates:
         named = bare if len(bare) <= _NAMED_PATH_CHARS else bare[:_NAMED_PATH_CHARS] + "..."
-        raise NotFound(f"Lime does not serve {method.upper()} {named}; see {COVERAGE_DOC} for what it serves.",
+        raise NotFound(f"Lime does not serve {method} {named}; see {COVERAGE_DOC} for what it serves.",
                        code="unknown_url")
-    if method.upper() != endpoint.method:
-        raise MethodNotAllowed(f"Method {method.upper()} is not allowed on {bare}; use {endpoint.method}.")
-    return endpoint
+    for candidate in candidates:
+        if method == candidate.method:
+            return candidate
+    if endpoint is None and not any(argument.startswith(_STORED_ID_PREFIXES)
+                                    for spec in candidates for argument in _path_arguments(spec.path, bare) or []):
+        # Not a stored response's path under the wrong method but another endpoint (POST /v1/responses/compact).
+        named = bare if len(bare) <= _NAMED_PATH_CHARS else bare[:_NAMED_PATH_CHARS] + "..."
+        raise NotFound(f"Lime does not serve {method} {named}; see {COVERAGE_DOC} for what it serves.",
+                       code="unknown_url")
+    allowed = " or ".join(candidate.method for candidate in candidates)
+    raise MethodNotAllowed(f"Method {method} is not allowed on {bare}; use {allowed}.")
 
 
 def error_protocol(path: str, headers: Mapping[str, str]) -> Protocol:

@@ -28,7 +28,7 @@ from lime.protocols.content_encoding import Decoder, decoder_for, is_identity
 from lime.protocols.endpoints import endpoint_named
 from lime.protocols.output_count import OutputCount
 from lime.protocols.sse import EventFramer, SSEEvent, parse_event
-from lime.protocols.stream_readers import loads_object
+from lime.protocols.stream_readers import loads_object, read_answer_id
 from lime.protocols.usage import Usage, with_body_facts
 
 __all__ = ["Framing", "ResponseTap"]
@@ -64,6 +64,7 @@ class ResponseTap:
         self._stream_reader = spec.stream_reader if spec else None
         self._json_usage = spec.json_usage if spec else None
         self._events_named_by_type = spec.events_named_by_type if spec else False
+        self._records_answers = spec.records_answers if spec else False
         self.framing = Framing.OPAQUE
         self.status = 0
         self.usage: Usage | None = None
@@ -98,6 +99,9 @@ class ResponseTap:
         #: A 2xx JSON body that is an error object (a relay's way of failing): no answer, nothing charged.
         self.error_body = False
         self._decoder: Decoder | None = None
+        #: The id the upstream gave this answer, where it may store it (Responses), and whether it says it did.
+        self.answer_id: str | None = None
+        self.answer_stored = True
 
     @property
     def decodes(self) -> bool:
@@ -230,6 +234,8 @@ class ResponseTap:
             return self._rewrite_model(body)
         self.events = 1
         self.output.add(body)
+        if self._records_answers:
+            read_answer_id(self, document)
         if self._json_usage is not None:
             self.usage = with_body_facts(self._json_usage(document.get("usage")), document)
             self.usage_final = self.usage is not None

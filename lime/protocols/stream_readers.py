@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from lime.protocols.sse import SSEEvent
 from lime.protocols.usage import Usage, anthropic_usage, chat_usage, responses_usage, with_body_facts
 
-__all__ = ["StreamReader", "TapState", "loads_object", "read_chat_event", "read_messages_event",
+__all__ = ["StreamReader", "TapState", "loads_object", "read_answer_id", "read_chat_event", "read_messages_event",
            "read_responses_event"]
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
@@ -36,6 +36,9 @@ class TapState(Protocol):
     failed: bool
     #: The gateway asked for usage the client did not: its traces are taken out again.
     hide_usage_chunk: bool
+    #: The id under which the upstream may store this answer (Responses), and whether it says it stored it.
+    answer_id: str | None
+    answer_stored: bool
 
 
 StreamReader = Callable[[TapState, SSEEvent, bytes], "bytes | None"]
@@ -74,23 +77,36 @@ def read_chat_event(state: TapState, event: SSEEvent, raw: bytes) -> bytes | Non
 
 
 def read_responses_event(state: TapState, event: SSEEvent, raw: bytes) -> bytes | None:
-    """Responses: the final ``response.*`` event carries the whole response, usage included."""
+    """Responses: ``response.created`` names the answer's id, the final ``response.*`` event carries the whole
+    response, usage included."""
     if event.name == "error":
         state.failed = True
         return raw
-    if event.name not in _RESPONSES_END:
+    if event.name != "response.created" and event.name not in _RESPONSES_END:
         return raw
     body = loads_object(event.data)
     if body is None:  # cut off inside the final event (flushed at EOF): its end never arrived
         return raw
+    response = body.get("response")
+    if isinstance(response, dict):
+        read_answer_id(state, response)
+    if event.name == "response.created":
+        return raw
     state.complete = True
     state.failed = event.name == "response.failed"
-    response = body.get("response")
     if isinstance(response, dict):
         # Only the final response has the tier served and every tool call item (facts 29, 30).
         state.usage = with_body_facts(responses_usage(response.get("usage")), response) or state.usage
         state.usage_final = state.usage is not None
     return raw
+
+
+def read_answer_id(state: TapState, response: dict[str, Any]) -> None:
+    """A response object's id, and whether it was stored (``store`` defaults to true, as OpenAI's does)."""
+    answer_id = response.get("id")
+    if isinstance(answer_id, str) and answer_id:
+        state.answer_id = answer_id
+    state.answer_stored = response.get("store") is not False
 
 
 def read_messages_event(state: TapState, event: SSEEvent, raw: bytes) -> bytes | None:

@@ -19,11 +19,26 @@ from psycopg_pool import AsyncConnectionPool
 
 from lime import admin
 from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis
+from lime.directory import KEY_MEMORY_SECONDS
 from lime.store.migrate import apply_migrations
 
 T = TypeVar("T")
 
 MakeDatabase = Callable[[], str]
+
+
+class Clock:
+    """The Directory's clock, moved by the test: how long a process remembers a key is the test's to decide."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pass_key_memory(self) -> None:
+        self.now += KEY_MEMORY_SECONDS
+
 
 
 def uid(prefix: str) -> str:

@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lime import admin
-from lime.directory import Directory, key_cache_name
+from lime.directory import KEY_MEMORY_SECONDS, Directory, key_cache_name
 from lime.keys import KEY_PREFIX, hash_key
 from lime.protocols.errors import BadRequest, Conflict, NotFound
 from tests.integration.conftest import seed_catalog, uid
@@ -175,12 +175,14 @@ async def test_revoke_key_marks_it_revoked_and_replaces_its_cached_copy(
         conn: Conn, redis_client: aioredis.Redis, migrated_database: str, pool: AsyncConnectionPool[Any]) -> None:
     s = await seed_catalog(conn)
     key = await admin.create_key(conn, s.tenant_id)
-    directory = Directory(migrated_database, pool, redis_client)
+    now = [0.0]
+    directory = Directory(migrated_database, pool, redis_client, clock=lambda: now[0])
     assert (await directory.key(key.hash)).active  # type: ignore[union-attr]  # now cached as active
 
     await admin.revoke_key(conn, redis_client, key.id)
 
     assert await redis_client.exists(key_cache_name(key.hash)) == 1
+    now[0] += KEY_MEMORY_SECONDS  # past the second a process trusts a key it read
     cached = await directory.key(key.hash)
     assert cached is not None and not cached.active
     row = await _key_row(conn, key.id)

@@ -21,7 +21,7 @@ from lime.money.grant import Grant
 from lime.money.price_sheet import GrantPrices, PriceSheet, encode_prices
 from lime.protocols.errors import AuthError, LimeError, MethodNotAllowed, NotFound, PermissionDenied, UnsupportedModel
 from lime.protocols.input_estimate import estimate_input
-from tests.integration.conftest import Seeded, seed_catalog, uid
+from tests.integration.conftest import Clock, Seeded, seed_catalog, uid
 
 Conn = psycopg.AsyncConnection[Any]
 CHAT = "/v1/chat/completions"
@@ -39,10 +39,15 @@ async def key(conn: Conn, seeded: Seeded) -> str:
 
 @pytest.fixture
 async def directory(seeded: Seeded, migrated_database: str, pool: AsyncConnectionPool[Any],
-                    redis_client: aioredis.Redis) -> AsyncIterator[Directory]:
-    directory = Directory(migrated_database, pool, redis_client)
+                    redis_client: aioredis.Redis, clock: Clock) -> AsyncIterator[Directory]:
+    directory = Directory(migrated_database, pool, redis_client, clock=clock)
     await directory.reload()
     yield directory
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 def headers(key: str | None, tenant: str | None, **extra: str) -> dict[str, str]:
@@ -102,13 +107,14 @@ async def test_a_bad_key_says_nothing_about_the_tenant(directory: Directory) -> 
     assert (error.status, error.openai_code) == (401, "invalid_api_key")
 
 
-async def test_a_revoked_key_is_401(directory: Directory, conn: Conn, redis_client: aioredis.Redis,
-                                    seeded: Seeded) -> None:
+async def test_a_revoked_key_is_401_within_a_second(directory: Directory, conn: Conn, redis_client: aioredis.Redis,
+                                                    seeded: Seeded, clock: Clock) -> None:
     new = await admin.create_key(conn, seeded.tenant_id)
     request = ("POST", CHAT, headers(new.secret, seeded.tenant_id), body(seeded.chat), directory)
     assert isinstance(await authorize(*request), Grant)  # works, and is now cached
 
     await admin.revoke_key(conn, redis_client, new.id)
+    clock.pass_key_memory()
 
     error = await refused(AuthError, *request)
     assert (error.status, error.openai_code) == (401, "revoked_api_key")

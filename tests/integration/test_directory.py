@@ -4,7 +4,6 @@ NOTIFY, Redis down fails closed, PostgreSQL down keeps the last snapshot serving
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,29 +17,16 @@ from psycopg_pool import AsyncConnectionPool
 from lime import admin
 from lime.connections import open_redis
 from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from lime.directory import KEY_MEMORY_SECONDS, Directory, key_cache_name
+from lime.directory import Directory, key_cache_name
 from lime.keys import KeyRecord, generate_key, hash_key
 from lime.protocols.endpoints import match_endpoint
 from lime.protocols.errors import ServiceUnavailable
 from lime.settings import Settings
 from lime.store.migrate import apply_migrations
-from tests.integration.conftest import Seeded, eventually, seed_catalog, uid
+from tests.integration.conftest import Clock, Seeded, eventually, seed_catalog, uid
 
 Conn = psycopg.AsyncConnection[Any]
 CACHE_SECONDS = 60
-
-
-class Clock:
-    """The Directory's clock, moved by the test: how long a process remembers a key is the test's to decide."""
-
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def pass_key_memory(self) -> None:
-        self.now += KEY_MEMORY_SECONDS
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ the usage before it sends anything and then only has to pace the bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -63,6 +64,8 @@ class Answer:
     events: tuple[bytes, ...] = ()
     #: Text pieces generated; a non-streamed answer waits one delay per piece, as if generating them.
     pieces: int = 0
+    #: Responses: the final response object, as the provider keeps it when the request stores it.
+    final: dict[str, Any] | None = None
 
 
 def is_stream(api: Api, body: Mapping[str, Any]) -> bool:
@@ -108,8 +111,9 @@ def _plan(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int) ->
                       cached_tokens=cached_tokens)
 
 
-def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 0) -> Answer:
-    """The answer to a parsed request body, or :class:`InvalidRequest` for what the real API rejects."""
+def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 0, context_tokens: int = 0) -> Answer:
+    """The answer to a parsed request body, or :class:`InvalidRequest` for what the real API rejects.
+    ``context_tokens``: a continuation's stored context, which the provider reads (and bills) as input."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", "model")
@@ -151,11 +155,13 @@ def answer(api: Api, body: Mapping[str, Any], chunks: int, cached_tokens: int = 
         events = completion_bodies.text_completion_events(reply, answers, include_usage=include_usage)
         return Answer(usage=usage if include_usage else None, events=tuple(events))
     if api is Api.RESPONSES:
+        reply = dataclasses.replace(reply, input_tokens=reply.input_tokens + context_tokens)
         usage = bodies.responses_usage(reply)
+        final = bodies.responses_body(reply, body, turn)
         if not stream:
-            return Answer(usage=usage, body=bodies.responses_body(reply, body, turn), pieces=reply.output_tokens)
+            return Answer(usage=usage, body=final, pieces=reply.output_tokens, final=final)
         events = bodies.responses_events(reply, body, include_obfuscation=_include_obfuscation(body), turn=turn)
-        return Answer(usage=usage, events=tuple(events))
+        return Answer(usage=usage, events=tuple(events), final=final)
     usage = anthropic_bodies.anthropic_usage(reply)
     if not stream:
         return Answer(usage=usage, body=anthropic_bodies.anthropic_message(reply, turn), pieces=reply.output_tokens)

@@ -3,6 +3,8 @@
 Routes:
     POST   /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings (OpenAI),
            /v1/messages, /v1/messages/count_tokens (Anthropic)
+    GET, DELETE /v1/responses/{id}; POST /v1/responses/{id}/cancel; GET /v1/responses/{id}/input_items: the
+           responses this account stored (stored.py)
     GET    /_mock/requests   the log, oldest first; ``?request_id=...``: only that request's entries;
                              ``?after=n``: only the entries after the first n
     GET    /_mock/requests/count   how many entries the log has: ``{"count": n}``
@@ -33,6 +35,15 @@ from lime.devstack.mock_upstream.log import LoggedRequest, RequestLog, headers_d
 from lime.devstack.mock_upstream.packing import Packer
 from lime.devstack.mock_upstream.reply import new_id
 from lime.devstack.mock_upstream.sse import dumps
+from lime.devstack.mock_upstream.stored import (
+    ResponseStore,
+    StoredResponse,
+    account_of,
+    input_items,
+    items_page,
+    not_found_body,
+    previous_not_found_body,
+)
 
 __all__ = ["JSON_CONTENT_TYPE", "SSE_CONTENT_TYPE", "MockServer", "build_app", "main", "run", "start"]
 
@@ -50,6 +61,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class _State:
     config: MockConfig
     log: RequestLog
+    responses: ResponseStore
 
 
 _STATE = web.AppKey("lime_mock_state", _State)
@@ -194,10 +206,24 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
                             headers={**provider_headers(api, status), "Content-Type": content_type})
     if overrides.status is not None:
         return _fail(state, entry, api, overrides.status, None)
+    account = account_of(entry["headers"])
+    previous = body.get("previous_response_id") if api is Api.RESPONSES else None
+    continued = state.responses.get(account, previous) if isinstance(previous, str) else None
+    if isinstance(previous, str) and continued is None:
+        entry["status"] = 400
+        entry["completed"] = True
+        state.log.add(entry)
+        return _json_response(400, previous_not_found_body(previous), api)
     try:
-        planned = answer(api, body, overrides.chunks, overrides.cached_tokens)
+        planned = answer(api, body, overrides.chunks, overrides.cached_tokens,
+                         context_tokens=continued.context_tokens if continued else 0)
     except InvalidRequest as exc:
         return _fail(state, entry, api, 400, exc.message, exc.param)
+    if planned.final is not None and body.get("store") is not False:
+        usage = planned.final["usage"]
+        items = [*(continued.items if continued else []), *input_items(body)]
+        state.responses.put(account, StoredResponse(planned.final, items,
+                                                    usage["input_tokens"] + usage["output_tokens"]))
 
     entry["status"] = 200
     entry["usage"] = planned.usage
@@ -221,6 +247,36 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
     body = packer.pack(dumps(planned.body).encode()) + packer.end()
     return web.Response(status=200, body=body, headers={
         "Content-Type": overrides.content_type or JSON_CONTENT_TYPE, **provider_headers(api, 200), **packer.headers})
+
+
+async def _lifecycle(request: web.Request) -> web.Response:
+    """GET/DELETE /v1/responses/{id}, POST .../cancel, GET .../input_items, for the account that stored it."""
+    state = request.app[_STATE]
+    response_id = request.match_info["response_id"]
+    action = request.match_info.get("action", "")
+    headers = headers_dict(request.headers.items())
+    entry: LoggedRequest = {
+        "path": request.path, "method": request.method, "model": None, "stream": False, "headers": headers,
+        "body": None, "request_id": request.headers.get("x-request-id"), "status": 0, "usage": None,
+        "completed": True, "answer": None,
+    }
+    account = account_of(headers)
+    stored = state.responses.get(account, response_id)
+    if stored is None:
+        status, payload = 404, not_found_body(response_id)
+    elif request.method == "DELETE":
+        state.responses.delete(account, response_id)
+        status, payload = 200, {"id": response_id, "object": "response", "deleted": True}
+    elif action == "cancel":
+        status, payload = 400, openai_error_body(
+            400, "Only responses created with background=true can be cancelled.", param=None)
+    elif action == "input_items":
+        status, payload = 200, items_page(stored.items)
+    else:
+        status, payload = 200, stored.body
+    entry["status"] = status
+    state.log.add(entry)
+    return _json_response(status, payload, Api.RESPONSES)
 
 
 def _api_handler(api: Api) -> Handler:
@@ -255,9 +311,13 @@ async def _health(_: web.Request) -> web.Response:
 def build_app(config: MockConfig) -> web.Application:
     """The mock as an aiohttp application, with its own empty request log."""
     app = web.Application(client_max_size=_MAX_BODY_BYTES)
-    app[_STATE] = _State(config=config, log=RequestLog())
+    app[_STATE] = _State(config=config, log=RequestLog(), responses=ResponseStore())
     for path, api in API_PATHS.items():
         app.router.add_post(path, _api_handler(api))
+    app.router.add_get("/v1/responses/{response_id}", _lifecycle)
+    app.router.add_delete("/v1/responses/{response_id}", _lifecycle)
+    app.router.add_post("/v1/responses/{response_id}/{action:cancel}", _lifecycle)
+    app.router.add_get("/v1/responses/{response_id}/{action:input_items}", _lifecycle)
     app.router.add_get("/_mock/requests", _list_requests)
     app.router.add_get("/_mock/requests/count", _count_requests)
     app.router.add_delete("/_mock/requests", _clear_requests)

@@ -11,6 +11,7 @@ import yaml
 
 from lime.envoy.check import Problem, check, validate_with_envoy
 from lime.envoy.files import fold, read_config_set
+from lime.money.grant import INTERNAL_HEADERS
 
 SHIPPED = Path(__file__).parents[3] / "envoy" / "envoy.yaml"
 Config = dict[str, Any]
@@ -93,7 +94,8 @@ def test_strip_after_ext_authz_does_not_count(tmp_path: Path) -> None:
 
     problems = _problems(tmp_path, move_strip_last)
     assert any("runs before envoy.filters.http.header_mutation" in p.message for p in problems)
-    assert sum("is not stripped" in p.message for p in problems) == 3
+    # Lime's internal headers and Envoy's proof to catalog_api.
+    assert sum("is not stripped" in p.message for p in problems) == len(INTERNAL_HEADERS) + 1
 
 
 def test_the_catalog_secret_header_not_stripped(tmp_path: Path) -> None:
@@ -199,13 +201,25 @@ def test_upstream_route_shadowed_or_bypassing_authz(tmp_path: Path) -> None:
     def catch_all_first_and_no_authz(config: Config) -> None:
         routes = _hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
         routes.insert(0, routes.pop())
-        routes[2]["typed_per_filter_config"] = {"envoy.filters.http.ext_authz": {
+        _route(config, "upstream_mock")["typed_per_filter_config"] = {"envoy.filters.http.ext_authz": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
             "disabled": True}}
 
     messages = " | ".join(str(p) for p in _problems(tmp_path, catch_all_first_and_no_authz))
     assert "routes[upstream_mock]: never matches: the earlier route 'unrouted'" in messages
     assert "typed_per_filter_config disables envoy.filters.http.ext_authz" in messages
+
+
+def test_the_pinned_route_is_checked_like_an_upstream_route(tmp_path: Path) -> None:
+    """It sends requests to a failover candidate chosen by a header: bypassing ext_proc there would send them
+    with the client's key."""
+    def no_extproc(config: Config) -> None:
+        _route(config, "pinned")["typed_per_filter_config"] = {"envoy.filters.http.ext_proc": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+            "disabled": True}}
+
+    messages = " | ".join(str(p) for p in _problems(tmp_path, no_extproc))
+    assert "routes[pinned]" in messages and "disables envoy.filters.http.ext_proc" in messages
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lime.protocols.endpoints import COVERAGE_DOC, ENDPOINTS, Protocol, error_protocol, match_endpoint
+from lime.protocols.endpoints import COVERAGE_DOC, ENDPOINTS, Protocol, error_protocol, match_endpoint, path_argument
 from lime.protocols.errors import MethodNotAllowed, NotFound
 
 
@@ -23,6 +23,11 @@ from lime.protocols.errors import MethodNotAllowed, NotFound
         ("POST", "/v1/messages/count_tokens", "count_tokens"),
         ("POST", "/v1/messages/count_tokens?beta=true", "count_tokens"),
         ("POST", "/v1/completions", "completions"),
+        ("GET", "/v1/responses/resp_abc", "responses_retrieve"),
+        ("GET", "/v1/responses/resp_abc?include[]=x", "responses_retrieve"),
+        ("DELETE", "/v1/responses/resp_abc", "responses_delete"),
+        ("POST", "/v1/responses/resp_abc/cancel", "responses_cancel"),
+        ("GET", "/v1/responses/resp_abc/input_items?limit=5", "responses_input_items"),
     ],
 )
 def test_known_endpoints(method: str, path: str, name: str) -> None:
@@ -30,7 +35,9 @@ def test_known_endpoints(method: str, path: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/", "/v1", "/v1/chat", "/v2/chat/completions", "/v1/modelsx", "/admin/tenants",
-                                  "/v1/chat/completions/", "/v1/messages/count_tokens/", "/v1/messages/batches"])
+                                  "/v1/chat/completions/", "/v1/messages/count_tokens/", "/v1/messages/batches",
+                                  "/v1/responses/", "/v1/responses//cancel", "/v1/responses/resp_abc/other",
+                                  "/v1/responses/resp_abc/cancel/x"])
 def test_unknown_paths_are_404(path: str) -> None:
     with pytest.raises(NotFound):
         match_endpoint("POST", path)
@@ -40,6 +47,28 @@ def test_wrong_method_is_405() -> None:
     with pytest.raises(MethodNotAllowed) as caught:
         match_endpoint("GET", "/v1/chat/completions")
     assert "POST" in caught.value.message
+
+
+def test_a_templated_path_serves_several_methods_and_names_the_others_in_a_405() -> None:
+    with pytest.raises(MethodNotAllowed) as caught:
+        match_endpoint("POST", "/v1/responses/resp_abc")
+    assert "GET or DELETE" in caught.value.message
+    with pytest.raises(MethodNotAllowed):
+        match_endpoint("GET", "/v1/responses/resp_abc/cancel")
+
+
+@pytest.mark.parametrize("path", ["/v1/responses/compact", "/v1/responses/input_tokens"])
+def test_an_endpoint_beside_a_templated_one_is_not_served_rather_than_misused(path: str) -> None:
+    # Codex CLI's remote compaction is POST /v1/responses/compact: not a response id to be told "use GET".
+    with pytest.raises(NotFound) as caught:
+        match_endpoint("POST", path)
+    assert f"does not serve POST {path}" in caught.value.message and COVERAGE_DOC in caught.value.message
+
+
+def test_the_response_id_is_read_from_the_path() -> None:
+    spec = match_endpoint("GET", "/v1/responses/resp_abc/input_items?after=x")
+    assert path_argument(spec, "/v1/responses/resp_abc/input_items?after=x") == "resp_abc"
+    assert path_argument(match_endpoint("POST", "/v1/responses"), "/v1/responses") == ""
 
 
 def test_error_protocol_follows_the_path_and_anthropic_version() -> None:
