@@ -22,7 +22,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as proc_pb
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from lime.money.grant import Grant
+from lime.money.grant import PACKED_KEY, Grant
 from lime.protocols.error_bodies import ErrorReply
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "header_values",
     "immediate_response",
     "is_local_reply",
-    "metadata_of",
     "proc_pb",
     "request_body_rewrite",
     "response_body_replace",
@@ -133,25 +132,12 @@ def is_local_reply(request: Any) -> bool:
 
 
 def grant_of(request: Any) -> Grant | None:
-    """The grant authz attached to this stream, if Envoy forwarded it."""
-    return Grant.from_metadata(metadata_of(request))
-
-
-def metadata_of(request: Any, namespace: str = AUTHZ_NAMESPACE) -> dict[str, Any] | None:
-    """The forwarded dynamic metadata of one namespace, flat string/number/bool values only."""
+    """The grant authz attached to this stream, if Envoy forwarded it (only its packed value is read)."""
     filter_metadata = request.metadata_context.filter_metadata
-    if namespace not in filter_metadata:
+    if AUTHZ_NAMESPACE not in filter_metadata:
         return None
-    out: dict[str, Any] = {}
-    for key, value in filter_metadata[namespace].fields.items():
-        kind = value.WhichOneof("kind")
-        if kind == "string_value":
-            out[key] = value.string_value
-        elif kind == "number_value":
-            out[key] = value.number_value
-        elif kind == "bool_value":
-            out[key] = value.bool_value
-    return out
+    value = filter_metadata[AUTHZ_NAMESPACE].fields.get(PACKED_KEY)
+    return Grant.unpack(value.string_value) if value is not None and value.HasField("string_value") else None
 
 
 def _header_mutation(target: Any, set_headers: Mapping[str, str], remove: Iterable[str]) -> None:
