@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from extproc import request_metrics
 from extproc.access_log import EnvoyLogs
+from extproc.message_metrics import MessageTally
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
 from extproc.stream_cuts import CutReports
@@ -45,11 +46,6 @@ SETTLE_PATIENCE_SECONDS = 600.0
 CUT_REPORT_WAIT_SECONDS = 2.0
 SETTLED_TOO_LATE = Counter("lime_settlements_after_reap",
                            "Settlements dropped because their reservation had already been reaped")
-
-
-_PHASES = ("request_headers", "request_body", "request_trailers", "response_headers", "response_body",
-           "response_trailers")
-_MESSAGE_SECONDS = {phase: request_metrics.MESSAGE_SECONDS.labels(phase) for phase in _PHASES}
 
 
 class ExternalProcessorService:
@@ -88,15 +84,14 @@ class ExternalProcessorService:
 
     async def _process(self, stream: MessageStream) -> None:
         processor = StreamProcessor(self._credential_for)
+        tally = MessageTally()
         keep_alive: asyncio.Task[None] | None = None
         try:
             async for request in stream:
                 started = time.perf_counter()
                 phase = request.WhichOneof("request")
                 response = processor.handle(request, phase)
-                timer = _MESSAGE_SECONDS.get(phase)
-                if timer is not None:
-                    timer.observe(time.perf_counter() - started)
+                tally.add(phase, time.perf_counter() - started)
                 await stream.send_message(response)
                 if keep_alive is None and processor.grant is not None:
                     keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(processor.grant.request_id))
@@ -104,6 +99,7 @@ class ExternalProcessorService:
                     # Envoy will send nothing more: end the stream now rather than wait for Envoy to reset it.
                     break
         finally:
+            tally.record()
             self._count(processor)
             event = self._settlement_of(processor)
             if event is not None:
