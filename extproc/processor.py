@@ -1,7 +1,9 @@
 """One ext_proc stream: the decisions per phase, apart from the gRPC loop that carries them.
 
 Envoy sends request headers, then the BUFFERED request body, then response headers and the STREAMED response
-body chunk by chunk; each message gets exactly one answer of the matching kind (ENVOY-NOTES pitfall 5).
+body chunk by chunk; each message gets exactly one answer of the matching kind (ENVOY-NOTES pitfall 5). An answer
+read whole (extproc/answer_modes.py) is one message instead: its body, with its status and headers as attributes;
+the header edit goes back as metadata for Envoy's ``lime.answer_headers`` filter.
 
 A request phase without a grant means authz's metadata did not arrive (a misconfigured Envoy, or authz and
 extproc of different versions): the request is refused, never sent on with the client's key. Response phases
@@ -14,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from extproc.answer_modes import reads_whole_answer
 from extproc.error_answers import ErrorAnswer
 from extproc.response_headers import hidden_response_headers
 from extproc.rewrite import CredentialLookup, rewrite_headers, rewrite_request
@@ -23,7 +26,7 @@ from lime.money.response_record import ResponseRecord, record_of
 from lime.money.settlement import settlement_for
 from lime.money.usage_event import UsageEvent
 from lime.protocols.endpoints import PASSED_RESPONSE_HEADERS, Protocol, endpoint_named, endpoint_protocol
-from lime.protocols.error_bodies import render_error
+from lime.protocols.error_bodies import ErrorReply, render_error
 from lime.protocols.errors import LimeError, UpstreamError
 from lime.protocols.response_tap import ResponseTap
 from lime.protocols.upstream_errors import client_status, is_upstream_error
@@ -44,6 +47,8 @@ class StreamProcessor:
         self._metadata_seen = False
         self._request_headers: list[str] = []
         self._tap: ResponseTap | None = None
+        #: The answer comes whole, in one body message without a headers message before it.
+        self._whole_answer = False
         self._hide_usage_chunk = False
         #: Set when the upstream answered an error: its body is replaced by Lime's (extproc/error_answers.py).
         self._error_answer: ErrorAnswer | None = None
@@ -83,8 +88,12 @@ class StreamProcessor:
             self._request_headers = envoy_api.header_names(request.request_headers)
             spec = endpoint_named(self._grant.endpoint)
             if spec is not None and not spec.has_body:
-                # No body will follow (or none that matters: the lifecycle's are empty): route it now.
+                # No body will follow (or none that matters: the lifecycle's are empty): route it now. Its answer
+                # streams as before (reads_whole_answer leaves body-less requests out).
                 return self._bodiless_request()
+            if reads_whole_answer(self._grant):
+                self._whole_answer = True
+                return envoy_api.whole_answer_ordered(self._passed_headers(), client_status(0))
             return envoy_api.ACK_REQUEST_HEADERS
         if phase == "request_body":
             if self.forwarded:
@@ -94,6 +103,8 @@ class StreamProcessor:
             self.finished = request.response_headers.end_of_stream
             return self._response_headers(request.response_headers, envoy_api.is_local_reply(request))
         if phase == "response_body":
+            if self._whole_answer and self.response_status is None:
+                return self._whole(request)
             return self._response_body(request.response_body.body, request.response_body.end_of_stream)
         if phase == "request_trailers":
             return envoy_api.ACK_REQUEST_TRAILERS
@@ -125,6 +136,10 @@ class StreamProcessor:
         self.forwarded = True
         return envoy_api.request_headers_rewrite(set_headers=edit.set_headers, remove_headers=edit.remove_headers)
 
+    def _passed_headers(self) -> frozenset[str]:
+        spec = endpoint_named(self._grant.endpoint) if self._grant is not None else None
+        return spec.response_headers if spec is not None else PASSED_RESPONSE_HEADERS
+
     def _response_headers(self, headers: Any, local_reply: bool = False) -> Any:
         if self._grant is None:
             return envoy_api.ACK_RESPONSE_HEADERS  # a local reply: Envoy's or authz's own words
@@ -133,41 +148,73 @@ class StreamProcessor:
             status = int(values.get(":status", "0"))
         except ValueError:
             status = 0
+        try:
+            edit = self._answer_begins(status, values, local_reply)
+        except Exception:
+            if local_reply or not is_upstream_error(status):
+                raise
+            return envoy_api.immediate_response(self._generic_error(status))
+        if self._error_answer is not None and headers.end_of_stream:
+            # No body will follow to carry Lime's: Envoy answers with this one instead.
+            return envoy_api.immediate_response(self._error_answer.reply())
+        return envoy_api.response_headers_edit(edit[0], set_headers=edit[1])
+
+    def _answer_begins(self, status: int, values: dict[str, str],
+                       local_reply: bool) -> tuple[list[str], dict[str, str]]:
+        """What the answer's headers say: the tap (or the error answer) that reads its body, and the headers to
+        remove and to set."""
+        grant = self._grant
+        assert grant is not None
         self.response_status = status
         self.served_by = values.get(SERVED_BY_HEADER)
-        self._tap = ResponseTap(self._grant.endpoint, self._grant.model, hide_usage_chunk=self._hide_usage_chunk)
+        self._tap = ResponseTap(grant.endpoint, grant.model, hide_usage_chunk=self._hide_usage_chunk)
         self._tap.start(status, values.get("content-type", ""), values.get("content-encoding", ""))
-        spec = endpoint_named(self._grant.endpoint)
-        passed = spec.response_headers if spec is not None else PASSED_RESPONSE_HEADERS
+        passed = self._passed_headers()
         if self._tap.decodes:
             # The client gets the answer decoded (the upstream ignored accept-encoding: identity).
             passed = passed - {"content-encoding"}
+        hidden = hidden_response_headers(values, passed)
         # Envoy's own replies (upstream unreachable, timed out) are already Lime's words: only the upstream's change.
-        if is_upstream_error(status) and not local_reply:
-            return self._upstream_error(status, values, hidden_response_headers(values, passed), headers.end_of_stream)
-        return envoy_api.response_headers_edit(hidden_response_headers(values, passed))
+        if not is_upstream_error(status) or local_reply:
+            return hidden, {}
+        # An upstream error: never passed on as the upstream wrote it (lime.protocols.upstream_errors).
+        protocol = endpoint_protocol(grant.endpoint)
+        credential = self._credential_for(grant.upstream)
+        answer = self._error_answer = ErrorAnswer(
+            status, values, protocol, public_model=grant.model, upstream_model=grant.upstream_model,
+            secrets=(credential,) if credential else (), request_id=grant.request_id)
+        set_headers, removed = answer.header_edit()
+        return [*hidden, *removed], set_headers
 
-    def _upstream_error(self, status: int, values: dict[str, str], hidden: list[str], body_less: bool) -> Any:
-        """An upstream error: never passed on as the upstream wrote it (lime.protocols.upstream_errors)."""
+    def _generic_error(self, status: int) -> ErrorReply:
+        """Never the upstream's error as it came (handle() would pass it on): a generic one instead."""
         grant = self._grant
         assert grant is not None
-        protocol = endpoint_protocol(grant.endpoint)
+        log.exception("could not rewrite the upstream's %d for request %s", status, grant.request_id)
+        generic = UpstreamError("The gateway's upstream could not answer this request.", upstream_status=status,
+                                status=client_status(status))
+        return render_error(generic, endpoint_protocol(grant.endpoint), grant.request_id)
+
+    def _whole(self, request: Any) -> Any:
+        """The whole answer in one message: what its headers would have started, then its body, in one reply."""
+        message = request.response_body
+        self.end_of_stream = self.finished = message.end_of_stream
+        if self._grant is None:
+            return envoy_api.ACK_RESPONSE_BODY
+        status, values = envoy_api.answer_headers(request)
         try:
-            credential = self._credential_for(grant.upstream)
-            answer = self._error_answer = ErrorAnswer(
-                status, values, protocol, public_model=grant.model, upstream_model=grant.upstream_model,
-                secrets=(credential,) if credential else (), request_id=grant.request_id)
-            if body_less:
-                # No body will follow to carry Lime's: Envoy answers with this one instead.
-                return envoy_api.immediate_response(answer.reply())
-            set_headers, removed = answer.header_edit()
-            return envoy_api.response_headers_edit([*hidden, *removed], set_headers=set_headers)
+            edit = self._answer_begins(status, values, envoy_api.is_local_reply(request))
         except Exception:
-            # Never the upstream's error as it came (handle() would pass it on): a generic one instead.
-            log.exception("could not rewrite the upstream's %d for request %s", status, grant.request_id)
-            generic = UpstreamError("The gateway's upstream could not answer this request.", upstream_status=status,
-                                    status=client_status(status))
-            return envoy_api.immediate_response(render_error(generic, protocol, grant.request_id))
+            reply = self._generic_error(status)
+            return envoy_api.whole_answer_edit(reply.body, (), {":status": str(reply.status), **dict(reply.headers)})
+        remove, set_headers = edit
+        empty = envoy_api.EMPTY_ANSWER in values
+        out = self._response_body(b"" if empty else message.body, message.end_of_stream)
+        body = b"" if empty else None  # never the byte lime.answer_body put there
+        if out.response_body.response.HasField("body_mutation"):
+            mutation = out.response_body.response.body_mutation
+            body = b"" if mutation.clear_body else mutation.body
+        return envoy_api.whole_answer_edit(body, remove, set_headers)
 
     def _response_body(self, chunk: bytes, end_of_stream: bool) -> Any:
         if self.first_byte_at is None and chunk:

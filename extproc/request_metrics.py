@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 from extproc.processor import StreamProcessor
 from lime.metrics import REQUESTS, Outcome, rejection_outcome
 
-__all__ = ["MESSAGE_SECONDS", "UNREADABLE_ANSWERS", "Ending", "ending_of", "record"]
+__all__ = ["UNREADABLE_ANSWERS", "Ending", "ending_of", "record"]
 
 # LLM answers take from tens of milliseconds (embeddings) to minutes (long reasoning).
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -35,9 +35,6 @@ UNREADABLE_ANSWERS = Counter(
     "Successful (2xx) answers the response tap could not read, settled by the fallback rule (docs/billing.md): "
     "content_type, encoding, body (a JSON body that is not JSON) or tap_error (the tap gave up: a bug)",
     ["upstream", "endpoint", "reason"])
-MESSAGE_SECONDS = Histogram(
-    "lime_extproc_message_seconds", "Time extproc spends on one message from Envoy", ["phase"],
-    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from extproc import request_metrics
 from extproc.access_log import EnvoyLogs
+from extproc.message_metrics import MessageTally
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
 from extproc.stream_cuts import CutReports
@@ -48,11 +49,6 @@ SETTLED_TOO_LATE = Counter("lime_settlements_after_reap",
                            "Settlements dropped because their reservation had already been reaped")
 RECORD_FAILURES = Counter("lime_response_record_failures",
                           "Stored-response records that could not be written to Redis (their id will not be found)")
-
-
-_PHASES = ("request_headers", "request_body", "request_trailers", "response_headers", "response_body",
-           "response_trailers")
-_MESSAGE_SECONDS = {phase: request_metrics.MESSAGE_SECONDS.labels(phase) for phase in _PHASES}
 
 
 class ExternalProcessorService:
@@ -91,15 +87,14 @@ class ExternalProcessorService:
 
     async def _process(self, stream: MessageStream) -> None:
         processor = StreamProcessor(self._credential_for)
+        tally = MessageTally()
         keep_alive: asyncio.Task[None] | None = None
         try:
             async for request in stream:
                 started = time.perf_counter()
                 phase = request.WhichOneof("request")
                 response = processor.handle(request, phase)
-                timer = _MESSAGE_SECONDS.get(phase)
-                if timer is not None:
-                    timer.observe(time.perf_counter() - started)
+                tally.add(phase, time.perf_counter() - started)
                 record = _record_due(processor)
                 if record is not None:
                     # Before the answer's last bytes go on: a client that continues at once finds its record.
@@ -111,6 +106,7 @@ class ExternalProcessorService:
                     # Envoy will send nothing more: end the stream now rather than wait for Envoy to reset it.
                     break
         finally:
+            tally.record()
             self._count(processor)
             self._record_at_end(processor)
             event = self._settlement_of(processor)

@@ -10,11 +10,13 @@ mutations must carry ``raw_value`` (bytes), while ext_authz response headers mus
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.accesslog.v3 import als_pb2 as als_pb
 from envoy.service.auth.v3 import external_auth_pb2 as auth_pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc as auth_grpc
@@ -22,13 +24,16 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as proc_pb
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from lime.money.grant import Grant
+from lime.money.grant import PACKED_KEY, Grant
 from lime.protocols.error_bodies import ErrorReply
 
 __all__ = [
     "ACCESS_LOG_METHOD",
     "ACCESS_LOG_RECEIVED",
+    "ANSWER_HEADERS",
+    "ANSWER_NAMESPACE",
     "AUTHZ_NAMESPACE",
+    "EMPTY_ANSWER",
     "PROCESS_METHOD",
     "AccessLogEntry",
     "CheckRequestView",
@@ -38,6 +43,7 @@ __all__ = [
     "access_log_entries",
     "access_log_name",
     "als_pb",
+    "answer_headers",
     "auth_grpc",
     "auth_pb",
     "check_allow",
@@ -47,12 +53,13 @@ __all__ = [
     "header_values",
     "immediate_response",
     "is_local_reply",
-    "metadata_of",
     "proc_pb",
     "request_body_rewrite",
     "request_headers_rewrite",
     "response_body_replace",
     "response_headers_edit",
+    "whole_answer_edit",
+    "whole_answer_ordered",
 ]
 
 #: Where Envoy puts the ``dynamic_metadata`` of an ext_authz CheckResponse (it cannot be chosen).
@@ -133,26 +140,37 @@ def is_local_reply(request: Any) -> bool:
     return str(details.string_value) != VIA_UPSTREAM
 
 
-def grant_of(request: Any) -> Grant | None:
-    """The grant authz attached to this stream, if Envoy forwarded it."""
-    return Grant.from_metadata(metadata_of(request))
+#: The upstream response headers (and status) extproc reads when it skips an answer's headers message: its body's
+#: format, the candidate that answered, and the retry advice an error keeps. Envoy gives ext_proc no response header
+#: attributes then, so ``lime.answer_headers`` copies these into :data:`ANSWER_NAMESPACE`, forwarded with the body.
+ANSWER_HEADERS = (":status", "content-type", "content-encoding", "x-lime-upstream", "retry-after", "retry-after-ms")
+#: Set in :data:`ANSWER_NAMESPACE` by ``lime.answer_body`` when the answer had no body: the one byte it carries
+#: instead (so that ext_proc sends it at all) is not the upstream's.
+EMPTY_ANSWER = "empty"
+ANSWER_NAMESPACE = "lime.answer"
 
 
-def metadata_of(request: Any, namespace: str = AUTHZ_NAMESPACE) -> dict[str, Any] | None:
-    """The forwarded dynamic metadata of one namespace, flat string/number/bool values only."""
+def answer_headers(request: Any) -> tuple[int, dict[str, str]]:
+    """The status and the :data:`ANSWER_HEADERS` of an answer whose headers message ext_proc skipped; status 0 when
+    they did not come."""
     filter_metadata = request.metadata_context.filter_metadata
-    if namespace not in filter_metadata:
+    if ANSWER_NAMESPACE not in filter_metadata:
+        return 0, {}
+    headers = {name: value.string_value for name, value in filter_metadata[ANSWER_NAMESPACE].fields.items()
+               if value.HasField("string_value")}
+    try:
+        return int(headers.get(":status", "0")), headers
+    except ValueError:
+        return 0, headers
+
+
+def grant_of(request: Any) -> Grant | None:
+    """The grant authz attached to this stream, if Envoy forwarded it (only its packed value is read)."""
+    filter_metadata = request.metadata_context.filter_metadata
+    if AUTHZ_NAMESPACE not in filter_metadata:
         return None
-    out: dict[str, Any] = {}
-    for key, value in filter_metadata[namespace].fields.items():
-        kind = value.WhichOneof("kind")
-        if kind == "string_value":
-            out[key] = value.string_value
-        elif kind == "number_value":
-            out[key] = value.number_value
-        elif kind == "bool_value":
-            out[key] = value.bool_value
-    return out
+    value = filter_metadata[AUTHZ_NAMESPACE].fields.get(PACKED_KEY)
+    return Grant.unpack(value.string_value) if value is not None and value.HasField("string_value") else None
 
 
 def _header_mutation(target: Any, set_headers: Mapping[str, str], remove: Iterable[str]) -> None:
@@ -190,6 +208,43 @@ def response_headers_edit(remove_headers: Iterable[str], set_headers: Mapping[st
         return ACK_RESPONSE_HEADERS
     response = proc_pb.ProcessingResponse()
     _header_mutation(response.response_headers.response.header_mutation, set_headers or {}, remove)
+    return response
+
+
+#: Where extproc's word to Envoy's ``lime.answer_headers`` filter goes (``receiving_namespaces`` in envoy.yaml).
+EXTPROC_NAMESPACE = "lime.extproc"
+_MODE = processing_mode_pb2.ProcessingMode
+#: An answer read whole: its headers skipped, its body in one message; the request side as configured.
+_WHOLE_ANSWER_MODE = _MODE(request_header_mode=_MODE.SEND, request_body_mode=_MODE.BUFFERED,
+                           request_trailer_mode=_MODE.SKIP, response_header_mode=_MODE.SKIP,
+                           response_body_mode=_MODE.BUFFERED, response_trailer_mode=_MODE.SKIP)
+
+
+@functools.cache
+def whole_answer_ordered(passed: frozenset[str], error_status: int) -> Any:
+    """The reply to the request headers of a request whose answer is read whole (built once per allowlist): the
+    mode for it, and what ``lime.answer_headers`` applies if no body ever reaches extproc (the allowlist, and the
+    status an error without a body becomes)."""
+    response = proc_pb.ProcessingResponse(request_headers=proc_pb.HeadersResponse(), mode_override=_WHOLE_ANSWER_MODE)
+    response.dynamic_metadata.update({EXTPROC_NAMESPACE: {
+        "answer": "whole", "read": ",".join(ANSWER_HEADERS), "pass": ",".join(sorted(passed)),
+        "error_status": str(error_status)}})
+    return response
+
+
+def whole_answer_edit(body: bytes | None, remove_headers: Iterable[str] = (),
+                      set_headers: Mapping[str, str] | None = None) -> Any:
+    """The reply to the whole body of an answer: its new body (``None``: unchanged), and the header edit
+    ``lime.answer_headers`` applies after the allowlist (``set_headers`` may hold ``:status``)."""
+    response = proc_pb.ProcessingResponse()
+    common = response.response_body.response
+    common.SetInParent()  # an empty body answer is still the answer of its kind (ENVOY-NOTES pitfall 5)
+    if body:
+        common.body_mutation.body = body
+    elif body is not None:
+        common.body_mutation.clear_body = True
+    response.dynamic_metadata.update({EXTPROC_NAMESPACE: {
+        "remove": ",".join(remove_headers), "set": dict(set_headers or {})}})
     return response
 
 

@@ -30,6 +30,10 @@ __all__ = ["CheckReport", "Problem", "check", "load_bootstrap", "validate_with_e
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 EXT_PROC = "envoy.filters.http.ext_proc"
+ANSWER_HEADERS_FILTER = "lime.answer_headers"
+ANSWER_BODY_FILTER = "lime.answer_body"
+_ANSWER_NAMESPACE = "lime.answer"
+_EXTPROC_NAMESPACE = "lime.extproc"
 ROUTER = "envoy.filters.http.router"
 #: The typed_config class each of Lime's filters must carry (by name: per-route configs are keyed by filter name).
 _FILTER_TYPES = {HEADER_MUTATION: "HeaderMutation", EXT_AUTHZ: "ExtAuthz", EXT_PROC: "ExternalProcessor",
@@ -91,6 +95,7 @@ def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
     return [
         *_admin_off_the_network(bootstrap.admin),
         *_filter_order(filters),
+        *_answer_filters(filters),
         *_request_ids(hcm),
         *_stripped_headers(filters),
         *(problem for name in _GRPC_FILTERS for problem in _grpc_filter(name, filters, clusters)),
@@ -152,6 +157,20 @@ def _first(filters: list[tuple[str, Any]], name: str) -> tuple[int, Any] | None:
         if filter_name == name:
             return index, config
     return None
+
+
+def _answer_filters(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
+    """The two Lua filters around ext_proc that carry an answer read whole (envoy/envoy.yaml says what each does)."""
+    ext_proc, headers, body = _first(filters, EXT_PROC), _first(filters, ANSWER_HEADERS_FILTER), \
+        _first(filters, ANSWER_BODY_FILTER)
+    if ext_proc is None:
+        return  # reported by _filter_order
+    if headers is None or headers[0] > ext_proc[0]:
+        yield Problem("http_filters", f"{ANSWER_HEADERS_FILTER} must come before {EXT_PROC} (it runs after it on the "
+                      "way out): without it, a non-streamed answer keeps the upstream's headers.")
+    if body is None or body[0] < ext_proc[0]:
+        yield Problem("http_filters", f"{ANSWER_BODY_FILTER} must come after {EXT_PROC}: without it, a non-streamed "
+                      "answer without a body never reaches extproc.")
 
 
 def _filter_order(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
@@ -243,6 +262,17 @@ def _ext_proc(where: str, config: Any) -> Iterator[Problem]:
     if namespaces is None or EXT_AUTHZ not in namespaces.untyped:
         yield Problem(where, f"metadata_options.forwarding_namespaces.untyped must include {EXT_AUTHZ}: that is how "
                       "extproc receives the grant authz wrote; without it every request fails.")
+    if not config.allow_mode_override:
+        yield Problem(where, "allow_mode_override must be true: extproc reads a non-streamed answer whole (response "
+                      "headers SKIP, body BUFFERED, one message instead of two or more) by overriding the mode per "
+                      "request; without it those answers reach the client unread.")
+    if namespaces is None or _ANSWER_NAMESPACE not in namespaces.untyped:
+        yield Problem(where, f"metadata_options.forwarding_namespaces.untyped must include {_ANSWER_NAMESPACE}: "
+                      "the headers of an answer read whole reach extproc that way.")
+    receiving = options.receiving_namespaces if options else None
+    if receiving is None or _EXTPROC_NAMESPACE not in receiving.untyped:
+        yield Problem(where, f"metadata_options.receiving_namespaces.untyped must include {_EXTPROC_NAMESPACE}: "
+                      f"extproc's header edit for an answer read whole reaches {ANSWER_HEADERS_FILTER} that way.")
 
 
 _GRPC_FILTERS = {

@@ -74,6 +74,11 @@ OPENAI_RECORDED: dict[str, tuple[type[openai.APIStatusError], int, dict[str, Any
     # maps like ext_proc failing: a 503 "cannot process ... please retry". Still Lime's words, still retryable.
     "proxy-500-empty": (openai.InternalServerError, 503, {"type": "server_error", "code": "service_unavailable"}),
 }
+#: Where a non-streamed answer (read whole, in one message) differs: a bodiless 500 reaches extproc like any other
+#: (envoy.yaml's lime.answer_body), so it keeps its status and gets Lime's words, no local reply.
+OPENAI_RECORDED_WHOLE = {
+    "proxy-500-empty": (openai.InternalServerError, 500, {"type": "server_error", "code": "upstream_error"}),
+}
 
 ANTHROPIC_RECORDED: dict[str, tuple[type[anthropic.APIStatusError], int, dict[str, Any]]] = {
     "anthropic-401-authentication": (anthropic.InternalServerError, 502, {"type": "api_error"}),
@@ -121,7 +126,7 @@ def eventually_at_least(read: Callable[[], float], expected: float, timeout: flo
 @pytest.mark.parametrize("name", sorted(OPENAI_RECORDED))
 @pytest.mark.parametrize("stream", [False, True])
 def test_openai_recorded_errors(gateway: Gateway, tenant: TenantAccess, name: str, stream: bool) -> None:
-    kind, status, expected = OPENAI_RECORDED[name]
+    kind, status, expected = OPENAI_RECORDED[name] if stream else OPENAI_RECORDED_WHOLE.get(name, OPENAI_RECORDED[name])
     auth_before = auth_failures(gateway, "mock", name.split("-")[1])
     with pytest.raises(kind) as caught:
         gateway.openai(tenant).chat.completions.create(model="chat-a", messages=MESSAGES, stream=stream,

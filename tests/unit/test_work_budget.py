@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import authz.check
+import extproc.processor
 from bench import work_budget
 from lime.protocols.request_body import RequestFacts, parse_request_body
 
@@ -49,3 +50,12 @@ def test_added_work_on_the_hot_path_is_caught(baseline: dict[str, Any], monkeypa
     monkeypatch.setattr(authz.check, "parse_request_body", parse_again)
     problems = work_budget.compare(work_budget.count_scenarios(), baseline)
     assert any("authz_calls" in problem and "over the budget" in problem for problem in problems), problems
+
+
+def test_one_more_ext_proc_message_is_caught(baseline: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a regression looks like: a non-streamed answer read chunk by chunk again, its headers in a message of
+    # their own (Envoy's configured mode, no mode_override): 4 messages where 3 did.
+    monkeypatch.setattr(extproc.processor, "reads_whole_answer", lambda grant: False)
+    problems = work_budget.compare(work_budget.count_scenarios(), baseline)
+    assert any(problem.startswith("chat: Envoy sent extproc 4 messages, the baseline 3") for problem in problems), \
+        problems

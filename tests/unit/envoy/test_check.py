@@ -66,10 +66,23 @@ def test_shipped_config_passes_including_envoy_validate() -> None:
 def test_ext_proc_before_ext_authz(tmp_path: Path) -> None:
     def swap(config: Config) -> None:
         filters = _hcm(config)["http_filters"]
-        filters[1], filters[2] = filters[2], filters[1]
+        names = [f["name"] for f in filters]
+        authz, proc = names.index("envoy.filters.http.ext_authz"), names.index("envoy.filters.http.ext_proc")
+        filters.insert(proc, filters.pop(authz))  # just after ext_proc
 
     _one(_problems(tmp_path, swap), "envoy.filters.http.ext_proc runs before envoy.filters.http.ext_authz",
          "move envoy.filters.http.ext_authz above")
+
+
+def test_non_streamed_answers_need_the_mode_override_and_their_header_filter(tmp_path: Path) -> None:
+    _one(_problems(tmp_path, lambda c: _filter(c, "envoy.filters.http.ext_proc").update(allow_mode_override=False)),
+         "allow_mode_override must be true", "reach the client unread")
+
+    def drop(config: Config) -> None:
+        hcm = _hcm(config)
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "lime.answer_headers"]
+
+    _one(_problems(tmp_path, drop), "lime.answer_headers must come before", "keeps the upstream's headers")
 
 
 @pytest.mark.parametrize("name", ["envoy.filters.http.ext_authz", "envoy.filters.http.ext_proc"])
