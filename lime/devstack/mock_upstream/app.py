@@ -9,6 +9,8 @@ Routes:
     DELETE /_mock/requests   empty the log
     GET    /_mock/health     200 once serving
 
+``x-mock-replay: <file>`` answers with a recorded provider body or stream instead (replay.py).
+
 Streams are written one SSE event per write, ``delay_ms`` apart, so a client behind a proxy can tell
 incremental delivery from a buffered body.
 """
@@ -31,6 +33,7 @@ from lime.devstack.mock_upstream.config import MAX_DELAY_MS, BadOverride, MockCo
 from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body, recorded_error
 from lime.devstack.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
 from lime.devstack.mock_upstream.packing import Packer
+from lime.devstack.mock_upstream.replay import ReplayError, load_recording
 from lime.devstack.mock_upstream.reply import new_id
 from lime.devstack.mock_upstream.sse import dumps
 
@@ -194,6 +197,8 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
                             headers={**provider_headers(api, status), "Content-Type": content_type})
     if overrides.status is not None:
         return _fail(state, entry, api, overrides.status, None)
+    if overrides.replay is not None:
+        return await _replay(request, state, entry, api, overrides)
     try:
         planned = answer(api, body, overrides.chunks, overrides.cached_tokens)
     except InvalidRequest as exc:
@@ -221,6 +226,25 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
     body = packer.pack(dumps(planned.body).encode()) + packer.end()
     return web.Response(status=200, body=body, headers={
         "Content-Type": overrides.content_type or JSON_CONTENT_TYPE, **provider_headers(api, 200), **packer.headers})
+
+
+async def _replay(request: web.Request, state: _State, entry: LoggedRequest, api: Api,
+                  overrides: Overrides) -> web.StreamResponse:
+    """A recorded answer (replay.py), paced and cut like the mock's own."""
+    try:
+        recording = load_recording(state.config.replay_dir, overrides.replay or "", entry["model"],
+                                   stream=entry["stream"])
+    except ReplayError as exc:
+        return _fail(state, entry, api, 400, str(exc))
+    entry["status"] = 200
+    entry["usage"] = recording.usage
+    entry["answer"] = (b"".join(recording.events) if recording.stream else recording.body).decode()
+    state.log.add(entry)
+    if recording.stream:
+        return await _stream(request, entry, api, recording.events, overrides)
+    entry["completed"] = True
+    return web.Response(status=200, body=recording.body,
+                        headers={"Content-Type": JSON_CONTENT_TYPE, **provider_headers(api, 200)})
 
 
 def _api_handler(api: Api) -> Handler:
