@@ -39,7 +39,7 @@ def agent(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def tenant(gateway: Gateway) -> TenantAccess:
-    return gateway.new_tenant(["claude", "chat-a"], points=10**12)
+    return gateway.new_tenant(["claude", "gpt-priced"], points=10**12)
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -77,8 +77,10 @@ def claude_code(gateway: Gateway, tenant: TenantAccess, tmp_path: Path, prompt: 
 def codex(gateway: Gateway, tenant: TenantAccess, tmp_path: Path, prompt: str) -> subprocess.CompletedProcess[str]:
     home, cwd = _workspace(tmp_path)
     (home / ".codex").mkdir()
+    # Codex offers the provider's web_search tool on every request: a model without a per-call price for it is
+    # refused (docs/billing.md, "Refused up front"), so Codex is served a model whose sheet prices it.
     (home / ".codex" / "config.toml").write_text(
-        'model = "chat-a"\n'
+        'model = "gpt-priced"\n'
         'model_provider = "lime"\n'
         "[model_providers.lime]\n"
         'name = "Lime"\n'
