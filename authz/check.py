@@ -119,11 +119,14 @@ async def authorize(
     # A premium tier or a provider tool the sheet has no price for is refused here, before anything is held.
     modifiers = priced_modifiers(endpoint.protocol, facts.body, sheet, model.id) if endpoint.billed else Modifiers()
     # An endpoint the provider does not charge holds nothing (and counts no tokens), but still takes a request.
-    seen = estimate_input(facts.body)
+    # Images at the model's own count where its provider's formula tops out above the default (price sheet).
+    seen = estimate_input(facts.body).with_image_tokens(sheet.image_tokens)
     # A continuation's upstream reads the stored context again as input: the record says how large it is.
     context_tokens = continued.context_tokens if continued is not None else 0
     estimate = (reservation_estimate(sheet, seen.tokens + context_tokens, output_tokens, tier=modifiers.tier,
-                                     tool_calls=modifiers.tool_calls) if endpoint.billed else Estimate(0, 0, 0))
+                                     tool_calls=modifiers.tool_calls, cache_write=modifiers.cache_write,
+                                     audio_input_tokens=seen.audio_tokens)
+                if endpoint.billed else Estimate(0, 0, 0))
     return Grant(
         request_id=request_id,
         tenant_id=tenant_id,

@@ -22,6 +22,7 @@ from catalog_api.public import error_response
 from lime import admin
 from lime.catalog import Limits
 from lime.money import balances
+from lime.money.price_sheet import sheet_to_dict
 from lime.money.usage_report import parse_since, usage_rows
 from lime.protocols.endpoints import Protocol
 from lime.protocols.errors import AuthError, BadRequest, LimeError, NotFound
@@ -124,8 +125,23 @@ async def create_model(request: web.Request) -> web.Response:
             input_price=_field(body, "input_price", int, required=False) or 0,
             output_price=_field(body, "output_price", int, required=False) or 0,
             cached_input_price=_field(body, "cached_input_price", int, required=False) or 0,
+            price_sheet=_field(body, "price_sheet", dict, required=False),
         )
     return _json({"id": body["id"]}, 201)
+
+
+async def update_model_prices(request: web.Request) -> web.Response:
+    """Change a model's prices: each base price given replaces its own, a ``price_sheet`` given replaces every
+    other part (the sheet's dictionary form, as listed). Requests in flight keep the prices they were held at."""
+    body = await _body(request)
+    base = {name: _field(body, name, int, required=False)
+            for name in ("input_price", "output_price", "cached_input_price")}
+    extras = _field(body, "price_sheet", dict, required=False)
+    async with request.app[POOL].connection() as conn:
+        sheet = await admin.update_prices(conn, request.match_info["model_id"], base, extras)
+    return _json({"id": request.match_info["model_id"], "input_price": sheet.base.input,
+                  "output_price": sheet.base.output, "cached_input_price": sheet.base.cached_input,
+                  "price_sheet": sheet_to_dict(sheet)})
 
 
 async def create_package(request: web.Request) -> web.Response:
@@ -221,6 +237,7 @@ def build_admin_app(pool: AsyncConnectionPool[Any], redis: aioredis.Redis, token
     app.router.add_post("/admin/tenants/{tenant_id}/points", grant_points)
     app.router.add_post("/admin/upstreams", create_upstream)
     app.router.add_post("/admin/models", create_model)
+    app.router.add_patch("/admin/models/{model_id}", update_model_prices)
     app.router.add_post("/admin/packages", create_package)
     app.router.add_post("/admin/brands", create_brand)
     app.router.add_post("/admin/tenants", create_tenant)

@@ -35,6 +35,7 @@ __all__ = [
     "model_prices",
     "revoke_key",
     "set_prices",
+    "update_prices",
 ]
 
 Conn = psycopg.AsyncConnection[Any]
@@ -103,6 +104,24 @@ async def set_prices(conn: Conn, model_id: str, sheet: PriceSheet, source: Mappi
         raise BadRequest(f"Prices of `{model_id}` are not valid: {exc.diag.constraint_name}") from None
     if cursor.rowcount == 0:
         raise NotFound(f"Model `{model_id}` does not exist.")
+
+
+async def update_prices(conn: Conn, model_id: str, base: Mapping[str, int | None],
+                        extras: Mapping[str, Any] | None) -> PriceSheet:
+    """The admin API's price change: ``base`` maps ``input_price``, ``output_price``, ``cached_input_price`` to a
+    new price or ``None`` (kept); ``extras``, when given, replaces every other part of the sheet. Typed by hand, so
+    the imported source is cleared. Returns the sheet now in force."""
+    async with conn.transaction():
+        row = await (await conn.execute(
+            "SELECT input_price, output_price, cached_input_price, price_sheet FROM models WHERE id = %s FOR UPDATE",
+            (model_id,))).fetchone()
+        if row is None:
+            raise NotFound(f"Model `{model_id}` does not exist.")
+        prices = [new if (new := base.get(name)) is not None else old
+                  for name, old in zip(("input_price", "output_price", "cached_input_price"), row[:3], strict=True)]
+        sheet = sheet_from_dict(Rates(*prices), row[3] if extras is None else extras)
+        await set_prices(conn, model_id, sheet, None)
+    return sheet
 
 
 async def create_package(conn: Conn, package_id: str, name: str, model_ids: Iterable[str],

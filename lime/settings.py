@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 __all__ = ["CATALOG_SECRET_HEADER", "Address", "Settings", "SettingsError", "child_environment",
@@ -148,6 +149,9 @@ class Settings:
     #: Processes of authz and of extproc each (one per core is the production shape; docs/deploy.md): process i
     #: listens on ``authz.nth(i)`` / ``extproc.nth(i)`` and Envoy balances requests over them.
     processes: int = 1
+    #: Points one US dollar buys: what ``lime model import-prices`` converts LiteLLM's USD prices at (its
+    #: ``--points-per-usd`` overrides it). A Decimal, never a float: a price is rounded once, up, from the exact rate.
+    points_per_usd: Decimal = Decimal(1)
     log_level: str = "INFO"
 
     @classmethod
@@ -179,6 +183,7 @@ class Settings:
             reservation_ttl_seconds=reader.integer("LIME_RESERVATION_TTL_SECONDS", cls.reservation_ttl_seconds),
             drain_seconds=reader.number("LIME_DRAIN_SECONDS", cls.drain_seconds),
             processes=reader.count("LIME_PROCESSES", cls.processes),
+            points_per_usd=reader.rate("LIME_POINTS_PER_USD", cls.points_per_usd),
             log_level=env.get("LIME_LOG_LEVEL", cls.log_level).upper(),
         )
 
@@ -255,6 +260,18 @@ class _Reader:
             return float(text)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {text!r}") from None
+
+    def rate(self, name: str, default: Decimal) -> Decimal:
+        text = self.env.get(name)
+        if not text:
+            return default
+        try:
+            value = Decimal(text.strip())
+        except InvalidOperation:
+            value = Decimal(0)
+        if not value.is_finite() or value <= 0:
+            raise SettingsError(f"{name} must be a number above 0, got {text!r}")
+        return value
 
     def secret(self, name: str, secrets_dir: Path | None, file_name: str) -> str | None:
         if secrets_dir is not None and (secrets_dir / file_name).is_file():

@@ -52,6 +52,13 @@ def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
     return run
 
 
+def _import_prices(args: argparse.Namespace, settings: Settings) -> int:
+    # The rate is the deployment's (a setting, so every import converts alike) unless the flag overrides it.
+    if args.points_per_usd is None:
+        args.points_per_usd = str(settings.points_per_usd)
+    return _run(price_commands.import_prices)(args, settings)
+
+
 async def _upstream_add(args: argparse.Namespace, conn: Conn) -> None:
     await admin.add_upstream(conn, args.id, args.protocol, args.description)
     print_result(args, {"id": args.id, "protocol": args.protocol},
@@ -158,12 +165,13 @@ def register(commands: Any) -> None:
     update.add_argument("id")
     price_commands.add_price_flags(update, defaults=False)
     imported = leaf(models, "import-prices", "fill a model's prices from LiteLLM's cost map (shows the diff)",
-                    _run(price_commands.import_prices))
+                    _import_prices)
     imported.add_argument("id", help="the Lime model to price")
     imported.add_argument("--from", dest="source_key", required=True,
                           help="the cost map's key, e.g. anthropic/claude-sonnet-4-5 or gpt-5")
     imported.add_argument("--file", help="the cost map (default: the installed litellm package's)")
-    imported.add_argument("--points-per-usd", default="1", help="points one US dollar buys (default 1)")
+    imported.add_argument("--points-per-usd",
+                          help="points one US dollar buys (default: LIME_POINTS_PER_USD, or 1 if it is unset)")
     imported.add_argument("--markup", default="0", help="percent added to every price (default 0)")
     imported.add_argument("--apply", action="store_true", help="write the prices (default: only show the diff)")
 

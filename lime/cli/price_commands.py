@@ -44,6 +44,8 @@ def add_price_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
                         help="a service tier's prices, e.g. priority=2500000,20000000,250000 (repeatable)")
     parser.add_argument("--long-context", metavar="ABOVE=IN,OUT,CACHED",
                         help="prices for a request above ABOVE input tokens, e.g. 200000=6000000,22500000,600000")
+    parser.add_argument("--image-tokens", type=int, metavar="N",
+                        help="input tokens an image is held at for this model (unset: 4000; gpt-4o-mini ~48000)")
 
 
 def _triple(text: str, what: str) -> tuple[str, dict[str, int]]:
@@ -79,6 +81,8 @@ def sheet_with_flags(current: PriceSheet, args: argparse.Namespace) -> PriceShee
         if not above.isdigit():
             raise BadRequest(f"--long-context takes ABOVE=INPUT,OUTPUT,CACHED_INPUT; got {args.long_context!r}")
         extras["long_context"] = {"above": int(above), **rates}
+    if args.image_tokens is not None:
+        extras["image_tokens"] = args.image_tokens
     return sheet_from_dict(base, extras)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -62,8 +63,15 @@ def _mock_upstream(args: argparse.Namespace, settings: Settings) -> int:
     from lime.devstack.mock_upstream import MockConfig, run
 
     address = settings.mock_upstream
-    _serve(run(address.host, address.port, MockConfig(chunks=args.chunks, delay_ms=args.delay_ms)))
+    replay_dir = Path(args.replay_dir) if args.replay_dir else _RECORDINGS if _RECORDINGS.is_dir() else None
+    _serve(run(address.host, address.port, MockConfig(chunks=args.chunks, delay_ms=args.delay_ms,
+                                                      replay_dir=replay_dir)))
     return 0
+
+
+#: The vendored provider recordings of this checkout, which x-mock-replay answers with (absent from an image
+#: built without the tests: then only a --replay-dir given enables replays).
+_RECORDINGS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "providers"
 
 
 def register(commands: Any) -> None:
@@ -77,4 +85,6 @@ def register(commands: Any) -> None:
     mock = commands.add_parser("mock-upstream", help="run the mock LLM upstream (LIME_MOCK_UPSTREAM_ADDR)")
     mock.add_argument("--chunks", type=int, default=8, help="text pieces per answer (default 8)")
     mock.add_argument("--delay-ms", type=int, default=0, help="pause between streamed chunks (default 0)")
+    mock.add_argument("--replay-dir", help="recorded answers x-mock-replay may name (default: this checkout's "
+                                           "tests/fixtures/providers)")
     mock.set_defaults(run=_mock_upstream)

@@ -13,7 +13,13 @@ imported price is never below the provider's. The keys read:
 ``…_above_<N>k_tokens``                                 the long-context rates above N thousand input tokens
 ``search_context_cost_per_query``                       web search, per call (the highest context size)
 ``file_search_cost_per_1k_calls``                       file search, per call
+``input_cost_per_image`` / ``input_cost_per_token``     ``image_tokens``, rounded up (what an image is held at)
 =====================================================  ==========================================
+
+LiteLLM's map states no image formula for OpenAI's models (gpt-4o-mini's ~33x image tokens are billed as input
+tokens, so the map has nothing to say): their ``image_tokens`` is set by hand (``lime model update
+--image-tokens``). Where it prices an input image apart (``input_cost_per_image``, Vertex's Gemini models), that
+price over the input token price is the tokens an image is held at.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Mapping
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
 
-from lime.money.price_sheet import PriceSheet, Rates, sheet_from_dict
+from lime.money.price_sheet import MAX_IMAGE_TOKENS, PriceSheet, Rates, sheet_from_dict
 from lime.protocols.errors import BadRequest
 
 __all__ = ["sheet_from_litellm"]
@@ -96,4 +102,7 @@ def sheet_from_litellm(entry: Mapping[str, Any], *, points_per_usd: Decimal, mar
         tools["file_search"] = per_call(file_search / 1000)
     if tools:
         extras["tool_calls"] = tools
+    per_image, per_token = _usd(entry, "input_cost_per_image"), _usd(entry, "input_cost_per_token")
+    if per_image and per_token:
+        extras["image_tokens"] = min(MAX_IMAGE_TOKENS, int((per_image / per_token).to_integral_value(ROUND_CEILING)))
     return sheet_from_dict(Rates(base_in, base_out, base_in if cached is None else min(cached, base_in)), extras)

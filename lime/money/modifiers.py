@@ -14,6 +14,10 @@ and counted in ``lime_unpriced_usage_total`` (docs/billing.md).
 
 Anthropic's request ``service_tier`` (``auto``, ``standard_only``) asks for no premium: priority capacity is a
 contract of the organisation, and an answer served at it without a price is charged by the unpriced rule.
+
+An Anthropic request that marks ``cache_control`` may have its prompt written to the cache, at 1.25x the input price
+for 5 minutes or 2x for an hour (``"ttl": "1h"``): no refusal (an unpriced write is charged by the unpriced rule),
+but the reservation holds the input at the dearest write the marks can trigger (:attr:`Modifiers.cache_write`).
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ _ANTHROPIC_TOOL = re.compile(r"^(web_search|web_fetch|code_execution)_\d{8}$")
 
 @dataclass(frozen=True)
 class Modifiers:
-    """The tier to reserve at (``None``: the base rates) and the tool calls to reserve for."""
+    """The tier to reserve at (``None``: the base rates), the tool calls to reserve for, and the longest cache
+    lifetime the request marks (``"5m"``, ``"1h"``; ``None``: it writes nothing to the cache)."""
 
     tier: str | None = None
     tool_calls: tuple[tuple[str, int], ...] = ()
+    cache_write: str | None = None
 
 
 def priced_modifiers(protocol: Protocol, body: Mapping[str, Any], sheet: PriceSheet, model_id: str) -> Modifiers:
@@ -56,7 +62,29 @@ def priced_modifiers(protocol: Protocol, body: Mapping[str, Any], sheet: PriceSh
         if sheet.tool_price(tool) is None:
             uses = 1  # offered, maybe never called: one call held, any call charged by the unpriced rule
         calls[tool] = calls.get(tool, 0) + uses
-    return Modifiers(tier, tuple(sorted(calls.items())))
+    cache_write = _cache_write(body) if protocol is Protocol.ANTHROPIC else None
+    return Modifiers(tier, tuple(sorted(calls.items())), cache_write)
+
+
+def _cache_write(body: Mapping[str, Any]) -> str | None:
+    """``"1h"`` if any ``cache_control`` asks for an hour, ``"5m"`` if any asks for the default, else ``None``.
+
+    Walks objects and lists only (strings are the bulk of a body and never hold a mark); a mark sits on a system,
+    message, content or tool block, or at the top level (automatic caching)."""
+    found: str | None = None
+    stack: list[Any] = [body]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            mark = node.get("cache_control")
+            if isinstance(mark, Mapping):
+                if mark.get("ttl") == "1h":
+                    return "1h"
+                found = "5m"
+            stack.extend(value for value in node.values() if type(value) in (dict, list))
+        elif type(node) is list:
+            stack.extend(value for value in node if type(value) in (dict, list))
+    return found
 
 
 def _openai_tier(body: Mapping[str, Any], sheet: PriceSheet, model_id: str) -> str | None:

@@ -9,7 +9,10 @@ parts (docs/billing.md, "The price sheet"):
   prices express them;
 * ``long_context``: rates for a request whose input is above a number of tokens, which then price the whole
   request (Anthropic's and Gemini's above-200k rates);
-* ``tool_calls``: a price per call of a provider's own tool (``web_search``, ``file_search``, ``web_fetch``).
+* ``tool_calls``: a price per call of a provider's own tool (``web_search``, ``file_search``, ``web_fetch``);
+* ``image_tokens``: the input tokens one image may count for this model, when its provider's formula tops out above
+  the estimate's default (gpt-4o-mini multiplies its image tokens ~33x): not a price, but what the reservation
+  holds an image at (:mod:`lime.protocols.input_estimate`).
 
 The sheet has one dictionary form (the admin API's and the ``models.price_sheet`` column's, for the parts beyond
 the three base columns) and one compact string form that a grant carries (:func:`encode_prices`), versioned so a
@@ -26,8 +29,8 @@ from typing import Any
 
 from lime.protocols.errors import BadRequest
 
-__all__ = ["PREMIUM_TIERS", "SERVICE_TIERS", "GrantPrices", "LongContext", "PriceSheet", "Rates", "decode_prices",
-           "encode_prices", "model_sheet", "sheet_from_dict", "sheet_to_dict"]
+__all__ = ["MAX_IMAGE_TOKENS", "PREMIUM_TIERS", "SERVICE_TIERS", "GrantPrices", "LongContext", "PriceSheet", "Rates",
+           "decode_prices", "encode_prices", "model_sheet", "sheet_from_dict", "sheet_to_dict"]
 
 #: The tiers a sheet may price. A premium tier served without its price is unpriced (charged at the model's
 #: highest rate); flex served without its price is charged at the base rates, which are higher.
@@ -37,6 +40,8 @@ PREMIUM_TIERS = frozenset({"priority", "scale"})
 _TOOL_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 #: A price above this is a typo, not a price (and would overflow PostgreSQL's bigint once multiplied).
 MAX_PRICE = 10**15
+#: More tokens than any context window holds: an image counted above this is a typo.
+MAX_IMAGE_TOKENS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class PriceSheet:
     long_context: LongContext | None = None
     #: ``(tool, micro-points per call)``, sorted by tool.
     tool_calls: tuple[tuple[str, int], ...] = ()
+    #: Input tokens an image is held at for this model; ``None``: the estimate's default.
+    image_tokens: int | None = None
 
     def tier(self, name: str | None) -> Rates | None:
         return dict(self.tiers).get(name) if name and self.tiers else None
@@ -127,9 +134,14 @@ def sheet_from_dict(base: Rates, extras: Mapping[str, Any] | None) -> PriceSheet
 
     ``extras`` may hold ``cache_write_5m``, ``cache_write_1h``, ``audio_input``, ``audio_output`` (base parts
     beyond the three columns), ``tiers`` ``{"priority": {rates}}``, ``long_context`` ``{"above": n, rates}`` and
-    ``tool_calls`` ``{"web_search": price per call}``.
+    ``tool_calls`` ``{"web_search": price per call}`` and ``image_tokens`` (tokens per image).
     """
     extras = dict(extras or {})
+    image_tokens = extras.pop("image_tokens", None)
+    if image_tokens is not None and (isinstance(image_tokens, bool) or not isinstance(image_tokens, int)
+                                     or not 1 <= image_tokens <= MAX_IMAGE_TOKENS):
+        raise BadRequest(f"`image_tokens` must be a number of tokens from 1 to {MAX_IMAGE_TOKENS}.",
+                         param="image_tokens")
     parts = {name: extras.pop(name) for name in _RATE_NAMES[3:] if name in extras}
     merged = _rates({**{n: getattr(base, n) for n in _RATE_NAMES[:3]}, **parts}, "prices", base=True)
     tiers_data = extras.pop("tiers", None) or {}
@@ -159,7 +171,7 @@ def sheet_from_dict(base: Rates, extras: Mapping[str, Any] | None) -> PriceSheet
         if not isinstance(name, str) or not name or not set(name) <= _TOOL_NAME:
             raise BadRequest(f"`tool_calls` names a tool like `web_search`; got `{name}`.", param="tool_calls")
         tools.append((name, _price(price, f"tool_calls.{name}")))
-    sheet = PriceSheet(merged, tuple(tiers), long_context, tuple(tools))
+    sheet = PriceSheet(merged, tuple(tiers), long_context, tuple(tools), image_tokens)
     _check_premiums(sheet)
     return sheet
 
@@ -194,6 +206,8 @@ def sheet_to_dict(sheet: PriceSheet) -> dict[str, Any]:
         out["long_context"] = {"above": sheet.long_context.above, **_rates_dict(sheet.long_context.rates)}
     if sheet.tool_calls:
         out["tool_calls"] = dict(sheet.tool_calls)
+    if sheet.image_tokens is not None:
+        out["image_tokens"] = sheet.image_tokens
     return out
 
 
@@ -235,6 +249,8 @@ def encode_prices(prices: GrantPrices) -> str:
         data["l"] = [sheet.long_context.above, _short(sheet.long_context.rates)]
     if sheet.tool_calls:
         data["c"] = dict(sheet.tool_calls)
+    if sheet.image_tokens is not None:
+        data["m"] = sheet.image_tokens
     if prices.tier:
         data["r"] = prices.tier
     if prices.server_tools:
@@ -258,6 +274,7 @@ def decode_prices(text: str) -> GrantPrices:
             tiers=tuple(sorted((name, _unshort(rates)) for name, rates in data.get("t", {}).items())),
             long_context=long_context,
             tool_calls=tuple(sorted((name, int(price)) for name, price in data.get("c", {}).items())),
+            image_tokens=int(data["m"]) if "m" in data else None,
         )
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"a broken price sheet: {error}") from None

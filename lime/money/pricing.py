@@ -26,7 +26,7 @@ part is named in :attr:`Priced.unpriced` (counted in ``lime_unpriced_usage_total
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lime.money.price_sheet import PREMIUM_TIERS, PriceSheet, Rates
 from lime.protocols.usage import Usage
@@ -140,15 +140,27 @@ class Estimate:
 
 
 def reservation_estimate(sheet: PriceSheet, input_tokens: int, max_output_tokens: int, *,
-                         tier: str | None = None, tool_calls: tuple[tuple[str, int], ...] = ()) -> Estimate:
+                         tier: str | None = None, tool_calls: tuple[tuple[str, int], ...] = (),
+                         cache_write: str | None = None, audio_input_tokens: int = 0) -> Estimate:
     """What to hold before a request leaves: its estimated input (:mod:`lime.protocols.input_estimate`), its
     full output cap, and the provider tool calls it may make (:mod:`lime.money.modifiers`), at the rates of the
     tier it asks for and, above the long-context line, the long-context rates.
 
-    Input is priced as uncached (cache reads are cheaper), so the hold is never below the likely cost;
-    embeddings have no output.
+    The hold is never below the likely cost: input is priced as uncached (cache reads are cheaper), its audio share
+    (``audio_input_tokens``) at the audio input rate, and, when the request marks a cache lifetime
+    (``cache_write``: ``"5m"`` or ``"1h"``, which may also write 5-minute marks), at the dearest of the input price
+    and the write rates it can trigger, each as the settlement would charge it (an unpriced 1-hour write: the
+    highest rate). Embeddings have no output.
     """
     input_tokens = max(1, input_tokens)
-    usage = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens, server_tool_calls=tool_calls)
+    audio = min(audio_input_tokens, input_tokens)
+    text = input_tokens - audio
+    plain = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens, server_tool_calls=tool_calls,
+                  audio_input_tokens=audio)
+    candidates = [plain]
+    if cache_write is not None:
+        candidates.append(replace(plain, input_tokens=audio, cache_write_tokens=text))
+    if cache_write == "1h":
+        candidates.append(replace(plain, input_tokens=audio, cache_write_1h_tokens=text))
     return Estimate(input_tokens, max_output_tokens,
-                    cost_of(usage, sheet, requested_tier=tier))
+                    max(cost_of(usage, sheet, requested_tier=tier) for usage in candidates))

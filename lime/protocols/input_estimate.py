@@ -17,6 +17,10 @@ measured table):
   :data:`IMAGE_TOKENS` or :data:`FILE_REFERENCE_TOKENS`.
 * **Token ids** (embeddings' ``input`` as lists of integers) count one each.
 
+The estimate names its images and its audio apart: a model whose provider counts an image above
+:data:`IMAGE_TOKENS` holds it at the model's own number (:meth:`InputEstimate.with_image_tokens`, the price sheet's
+``image_tokens``), and audio is held at the audio input price.
+
 Known doubt: ``cl100k_base`` is GPT-4's encoding; OpenAI's newer ``o200k`` counts fewer tokens (the estimate
 leans high) and Anthropic's tokenizer ~10-20 % more (Anthropic reports input at the start of every answer, so a
 cut-off Anthropic request is billed by its own number, not by this).
@@ -27,7 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lime.protocols.token_count import count_tokens
@@ -73,10 +77,21 @@ class InputEstimate:
     #: Files the upstream fetches by URL or id: counted at :data:`FILE_REFERENCE_TOKENS` each, though Lime cannot
     #: see their size (lime/money/overdraft.py bounds what that may leave unreserved).
     file_references: int = 0
+    #: Of ``media_parts``: the images, inline or by reference, each counted at :data:`IMAGE_TOKENS`.
+    images: int = 0
+    #: Of ``media_tokens``: the audio's share.
+    audio_tokens: int = 0
 
     @property
     def tokens(self) -> int:
         return max(1, self.text_tokens + self.media_tokens)
+
+    def with_image_tokens(self, per_image: int | None) -> InputEstimate:
+        """This estimate with each image counted at ``per_image`` tokens (a model's own formula) instead of
+        :data:`IMAGE_TOKENS`; ``None``: unchanged."""
+        if per_image is None or not self.images:
+            return self
+        return replace(self, media_tokens=self.media_tokens + self.images * (per_image - IMAGE_TOKENS))
 
 
 def estimate_input(body: dict[str, Any]) -> InputEstimate:
@@ -84,7 +99,7 @@ def estimate_input(body: dict[str, Any]) -> InputEstimate:
     walk = _Walk()
     walk.visit(body)
     return InputEstimate(_text_tokens("\n".join(walk.texts)) + walk.token_ids, walk.media_tokens, walk.media_parts,
-                         walk.file_references)
+                         walk.file_references, walk.images, walk.audio_tokens)
 
 
 def _text_tokens(text: str) -> int:
@@ -106,6 +121,8 @@ class _Walk:
         self.media_tokens = 0
         self.media_parts = 0
         self.file_references = 0
+        self.images = 0
+        self.audio_tokens = 0
 
     def visit(self, value: Any) -> None:
         # An explicit stack: a deeply nested body must not hit the recursion limit here. On authz's hot path:
@@ -130,9 +147,14 @@ class _Walk:
                 else:
                     stack.extend(node)
 
-    def _media(self, tokens: int) -> None:
+    def _media(self, counted: tuple[int, str]) -> None:
+        tokens, kind = counted
         self.media_tokens += tokens
         self.media_parts += 1
+        if kind == "image":
+            self.images += 1
+        elif kind == "audio":
+            self.audio_tokens += tokens
 
     def _string(self, text: str) -> None:
         match = _DATA_URL.match(text)
@@ -162,9 +184,9 @@ class _Walk:
         if not references or any(reference.startswith("data:") for reference in references):
             return False
         if kind in _IMAGE_PARTS:
-            self._media(IMAGE_TOKENS)
+            self._media((IMAGE_TOKENS, "image"))
         else:
-            self._media(FILE_REFERENCE_TOKENS)
+            self._media((FILE_REFERENCE_TOKENS, "file"))
             self.file_references += 1
         return True
 
@@ -180,18 +202,19 @@ def _references(part: dict[str, Any]) -> list[str]:
     return found
 
 
-def _media_tokens(media_type: str, data: str) -> int:
+def _media_tokens(media_type: str, data: str) -> tuple[int, str]:
+    """The tokens of one inline part, and what it is: ``image``, ``audio`` or ``file``."""
     kind = media_type.lower()
     if kind.startswith("image/") or not kind:
-        return IMAGE_TOKENS
+        return IMAGE_TOKENS, "image"
     decoded_size = len(data.rstrip("=")) * 3 // 4
     if kind == "application/pdf":
-        return PDF_PAGE_TOKENS * _pdf_pages(data, decoded_size)
+        return PDF_PAGE_TOKENS * _pdf_pages(data, decoded_size), "file"
     if kind.startswith("audio/"):
-        return -(-decoded_size // AUDIO_BYTES_PER_TOKEN)
+        return -(-decoded_size // AUDIO_BYTES_PER_TOKEN), "audio"
     if kind.startswith("text/") or kind in ("application/json", "application/xml"):
-        return -(-decoded_size // TEXT_FILE_BYTES_PER_TOKEN)
-    return FILE_REFERENCE_TOKENS
+        return -(-decoded_size // TEXT_FILE_BYTES_PER_TOKEN), "file"
+    return FILE_REFERENCE_TOKENS, "file"
 
 
 def _pdf_pages(data: str, decoded_size: int) -> int:

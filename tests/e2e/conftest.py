@@ -52,7 +52,24 @@ CATALOG = (
     ("embed", "mock", "text-embedding-3-small", "embedding"),
     # A failover group (envoy/clusters.yaml): two candidates; the backup knows the model as gpt-4o-backup.
     ("chat-failover", "mock_failover", "gpt-4o", "chat"),
+    # Models with full price sheets (SHEETS), for tests/e2e/test_price_sheet.py.
+    ("claude-priced", "mock_anthropic", "claude-sonnet-4-5", "chat"),
+    ("claude-long", "mock_anthropic", "claude-sonnet-4-5", "chat"),
+    ("gpt-priced", "mock", "gpt-5", "chat"),
+    ("chat-images", "mock", "gpt-4o-mini", "chat"),
 )
+#: The price sheets' parts beyond the three base prices every model has (1, 2 and 0.5 points per million tokens).
+SHEETS: dict[str, dict[str, Any]] = {
+    "claude-priced": {"cache_write_5m": 1_250_000, "cache_write_1h": 2_000_000, "tool_calls": {"web_search": 10_000}},
+    # A long-context line low enough for a test's prompt to cross it.
+    "claude-long": {"cache_write_5m": 1_250_000, "cache_write_1h": 2_000_000, "long_context": {
+        "above": 2_000, "input": 2_000_000, "output": 3_000_000, "cached_input": 1_000_000,
+        "cache_write_5m": 2_500_000, "cache_write_1h": 4_000_000}},
+    "gpt-priced": {"audio_input": 8_000_000, "audio_output": 16_000_000, "tool_calls": {"web_search": 10_000},
+                   "tiers": {"priority": {"input": 2_000_000, "output": 4_000_000, "cached_input": 1_000_000}}},
+    # gpt-4o-mini multiplies its image tokens ~33x: an image may cost ~48,000 tokens at its price.
+    "chat-images": {"image_tokens": 48_000},
+}
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -246,7 +263,8 @@ async def _seed(database_url: str) -> None:
         await admin.add_upstream(conn, "mock_failover", "openai")
         for model_id, upstream, upstream_model, kind in CATALOG:
             await admin.add_model(conn, model_id, upstream_id=upstream, upstream_model=upstream_model, kind=kind,
-                                  input_price=1_000_000, output_price=2_000_000, cached_input_price=500_000)
+                                  input_price=1_000_000, output_price=2_000_000, cached_input_price=500_000,
+                                  price_sheet=SHEETS.get(model_id))
 
 
 @pytest.fixture(scope="session")

@@ -160,8 +160,9 @@ def operations() -> list[tuple[str, str, bool]]:
             if method == "parameters":
                 continue
             secured = operation.get("security", DOCUMENT["security"]) != []
-            found.append((method.upper(), path.replace("{tenant_id}", "t-none").replace("{key_id}", "key_none"),
-                          secured))
+            filled = path.replace("{tenant_id}", "t-none").replace("{key_id}", "key_none").replace("{model_id}",
+                                                                                                  "m-none")
+            found.append((method.upper(), filled, secured))
     return found
 
 
@@ -189,7 +190,7 @@ def test_every_admin_route_is_401_without_the_admin_token(gateway: Gateway, meth
                                                           credentials: dict[str, str]) -> None:
     headers = dict(credentials)
     query = "?" + headers.pop("x-query") if "x-query" in headers else ""
-    body = b"{}" if method == "POST" else None
+    body = b"{}" if method in ("POST", "PATCH") else None
     status, payload = gateway.http(method, path + query, body=body, headers={**headers,
                                    "content-type": "application/json"}, origin=f"http://{gateway.settings.admin}")
     assert status == 401, (status, payload)
@@ -222,6 +223,10 @@ HOSTILE_ADMIN_REQUESTS = {
     "a_number_as_a_model_id": ("POST", "/admin/packages", {"id": "p-num", "name": "p", "models": [0]}),
     "a_number_in_a_brand_allowlist": ("POST", "/admin/brands", {"id": "b-num", "name": "b", "models": [1]}),
     "grant_past_bigint": ("POST", "/admin/tenants/{tenant}/points", {"amount": 2**63}),
+    # A premium below the base price (a priority tier cheaper than the standard rates) is refused, not stored.
+    "a_premium_below_the_base": ("PATCH", "/admin/models/chat-a", {"price_sheet": {"tiers": {"priority": {
+        "input": 1, "output": 1, "cached_input": 0}}}}),
+    "image_tokens_of_zero": ("PATCH", "/admin/models/chat-a", {"price_sheet": {"image_tokens": 0}}),
     "since_past_year_one": ("GET", "/admin/usage?since=99999999999999d", None),
     "since_with_unicode_digits": ("GET", "/admin/usage?since=%C2%B2d", None),
 }

@@ -77,6 +77,8 @@ def claude_code(gateway: Gateway, tenant: TenantAccess, tmp_path: Path, prompt: 
 def codex(gateway: Gateway, tenant: TenantAccess, tmp_path: Path, prompt: str) -> subprocess.CompletedProcess[str]:
     home, cwd = _workspace(tmp_path)
     (home / ".codex").mkdir()
+    # Codex offers the provider's web_search tool on every request: served on a model without a per-call price
+    # for it (docs/billing.md, "Offered, not refused"), as most operators' models are.
     (home / ".codex" / "config.toml").write_text(
         'model = "chat-a"\n'
         'model_provider = "lime"\n'

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ def test_values_are_cast_and_named_in_errors() -> None:
         Settings.from_env({"LIME_KEY_CACHE_SECONDS": "soon"})
     with pytest.raises(SettingsError, match="LIME_DATABASE_URL"):
         Settings.from_env({}).require_database_url()
+
+
+def test_points_per_usd_is_an_exact_positive_rate() -> None:
+    assert Settings.from_env({}).points_per_usd == Decimal(1)
+    assert Settings.from_env({"LIME_POINTS_PER_USD": "7.3"}).points_per_usd == Decimal("7.3")  # not 7.29999...
+    for bad in ("0", "-1", "seven", "NaN", "inf"):
+        with pytest.raises(SettingsError, match="LIME_POINTS_PER_USD"):
+            Settings.from_env({"LIME_POINTS_PER_USD": bad})
 
 
 def test_upstream_keys_from_env_and_secret_files(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ Routes:
     DELETE /_mock/requests   empty the log
     GET    /_mock/health     200 once serving
 
+``x-mock-replay: <file>`` answers with a recorded provider body or stream instead (replay.py).
+
 Streams are written one SSE event per write, ``delay_ms`` apart, so a client behind a proxy can tell
 incremental delivery from a buffered body.
 """
@@ -33,6 +35,7 @@ from lime.devstack.mock_upstream.config import MAX_DELAY_MS, BadOverride, MockCo
 from lime.devstack.mock_upstream.errors import anthropic_error_body, openai_error_body, recorded_error
 from lime.devstack.mock_upstream.log import LoggedRequest, RequestLog, headers_dict
 from lime.devstack.mock_upstream.packing import Packer
+from lime.devstack.mock_upstream.replay import ReplayError, load_recording
 from lime.devstack.mock_upstream.reply import new_id
 from lime.devstack.mock_upstream.sse import dumps
 from lime.devstack.mock_upstream.stored import (
@@ -214,6 +217,8 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
         entry["completed"] = True
         state.log.add(entry)
         return _json_response(400, previous_not_found_body(previous), api)
+    if overrides.replay is not None:
+        return await _replay(request, state, entry, api, overrides)
     try:
         planned = answer(api, body, overrides.chunks, overrides.cached_tokens,
                          context_tokens=continued.context_tokens if continued else 0)
@@ -277,6 +282,23 @@ async def _lifecycle(request: web.Request) -> web.Response:
     entry["status"] = status
     state.log.add(entry)
     return _json_response(status, payload, Api.RESPONSES)
+async def _replay(request: web.Request, state: _State, entry: LoggedRequest, api: Api,
+                  overrides: Overrides) -> web.StreamResponse:
+    """A recorded answer (replay.py), paced and cut like the mock's own."""
+    try:
+        recording = load_recording(state.config.replay_dir, overrides.replay or "", entry["model"],
+                                   stream=entry["stream"])
+    except ReplayError as exc:
+        return _fail(state, entry, api, 400, str(exc))
+    entry["status"] = 200
+    entry["usage"] = recording.usage
+    entry["answer"] = (b"".join(recording.events) if recording.stream else recording.body).decode()
+    state.log.add(entry)
+    if recording.stream:
+        return await _stream(request, entry, api, recording.events, overrides)
+    entry["completed"] = True
+    return web.Response(status=200, body=recording.body,
+                        headers={"Content-Type": JSON_CONTENT_TYPE, **provider_headers(api, 200)})
 
 
 def _api_handler(api: Api) -> Handler:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "CACHED_HEADER",
@@ -20,6 +21,7 @@ __all__ = [
     "ERROR_BODY_HEADER",
     "ERROR_HEADER",
     "INVALID_HEADER",
+    "REPLAY_HEADER",
     "STALL_HEADER",
     "STATUS_HEADER",
     "BadOverride",
@@ -52,6 +54,9 @@ STALL_HEADER = "x-mock-stall-after"
 #: (`compress`: the body is sent as is, so a gateway that cannot decode it must pass it on untouched).
 ENCODING_HEADER = "x-mock-content-encoding"
 ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd", "compress"})
+#: Answer with a real provider's recorded body or stream, by its file name in the mock's folder of recordings
+#: (tests/fixtures/providers), its model fields naming the request's model (replay.py).
+REPLAY_HEADER = "x-mock-replay"
 #: A successful JSON answer sent under this content type instead (a relay's HTML page, a proxy's text/plain).
 CONTENT_TYPE_HEADER = "x-mock-content-type"
 
@@ -62,10 +67,12 @@ MAX_DELAY_MS = 600_000
 
 @dataclass(frozen=True)
 class MockConfig:
-    """Defaults for every request: text pieces per reply, and milliseconds between streamed events."""
+    """Defaults for every request: text pieces per reply, milliseconds between streamed events, and the folder of
+    recorded answers ``x-mock-replay`` names (``None``: none to replay)."""
 
     chunks: int = 8
     delay_ms: int = 0
+    replay_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.chunks <= MAX_CHUNKS:
@@ -89,6 +96,7 @@ class Overrides:
     content_encoding: str | None = None
     content_type: str | None = None
     error_body: str | None = None
+    replay: str | None = None
 
 
 class BadOverride(ValueError):
@@ -128,6 +136,7 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         content_encoding=_encoding(headers),
         content_type=headers.get(CONTENT_TYPE_HEADER),
         error_body=headers.get(ERROR_BODY_HEADER),
+        replay=headers.get(REPLAY_HEADER),
     )
 
 

@@ -55,3 +55,13 @@ def test_service_tiers() -> None:
 def test_an_entry_without_token_prices_is_refused() -> None:
     with pytest.raises(BadRequest, match="no input_cost_per_token"):
         sheet_from_litellm(COST_MAP["azure/whisper-1"], **ONE)
+
+
+def test_an_image_priced_apart_is_held_at_its_price_in_input_tokens() -> None:
+    """Vertex's Gemini entries price an input image apart; OpenAI's have no image key (gpt-4o-mini: set by hand)."""
+    entry = {"input_cost_per_token": 1.25e-06, "output_cost_per_token": 5e-06, "input_cost_per_image": 0.00032875}
+    assert sheet_from_litellm(entry, **ONE).image_tokens == 263  # 0.00032875 / 0.00000125 = 263
+    assert sheet_from_litellm({**entry, "input_cost_per_image": 0}, **ONE).image_tokens is None
+    for key in COST_MAP:
+        if "input_cost_per_token" in COST_MAP[key] and "input_cost_per_image" not in COST_MAP[key]:
+            assert sheet_from_litellm(COST_MAP[key], **ONE).image_tokens is None

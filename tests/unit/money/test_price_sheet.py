@@ -7,7 +7,9 @@
   applies, and splitting a usage below the long-context line never makes it cheaper;
 * the grant's compact form round-trips every sheet;
 * a request asking for a premium tier or a provider tool the sheet does not price is refused before any hold, and
-  one the sheet prices is reserved for.
+  one the sheet prices is reserved for;
+* the hold is never below the likely cost: a request that marks ``cache_control`` holds its input at the dearest
+  cache write it can trigger, audio input at the audio rate.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def sheets(draw: st.DrawFn) -> PriceSheet:
     tiers = (("priority", premium()),) if draw(st.booleans()) else ()
     long_context = LongContext(draw(st.integers(1, 1_000_000)), premium()) if draw(st.booleans()) else None
     tools = tuple(sorted(draw(st.dictionaries(st.sampled_from(["web_search", "file_search"]), PRICE)).items()))
-    return PriceSheet(base, tiers, long_context, tools)
+    image_tokens = draw(st.none() | st.integers(1, 100_000))
+    return PriceSheet(base, tiers, long_context, tools, image_tokens)
 
 
 @st.composite
@@ -252,3 +255,52 @@ def test_a_priced_modifier_is_reserved_for() -> None:
         1000 * 3 + 100 * 15 + 3 * 10_000)
     unbounded = priced_modifiers(Protocol.OPENAI, {"tools": [{"type": "web_search"}]}, SONNET, "m")
     assert unbounded.tool_calls == (("web_search", DEFAULT_RESERVED_CALLS),)
+
+
+# -- the hold covers what the request can trigger ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("marks", "expected"), [
+    ({"system": [{"type": "text", "text": "s"}]}, None),
+    ({"system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]}, "5m"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "u", "cache_control": {"type": "ephemeral", "ttl": "5m"}}]}],
+      "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}, "1h"),
+    ({"tools": [{"name": "f", "input_schema": {}, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}, "1h"),
+    ({"cache_control": {"type": "ephemeral"}}, "5m"),  # automatic caching, at the top level
+    ({"messages": [{"role": "user", "content": "cache_control"}]}, None),  # a word in the text is no mark
+])
+def test_the_longest_cache_lifetime_a_request_marks_is_found(marks: dict[str, object], expected: str | None) -> None:
+    assert priced_modifiers(Protocol.ANTHROPIC, marks, PLAIN, "m").cache_write == expected
+
+
+def test_a_request_that_marks_a_cache_write_holds_its_input_at_the_write_rate() -> None:
+    plain = reservation_estimate(SONNET, 10_000, 100).points
+    assert plain == 10_000 * 3 + 100 * 15
+    assert reservation_estimate(SONNET, 10_000, 100, cache_write="5m").points == 10_000 * 375 // 100 + 100 * 15
+    assert reservation_estimate(SONNET, 10_000, 100, cache_write="1h").points == 10_000 * 6 + 100 * 15
+    # A 1-hour write the sheet does not price is charged at the highest rate: so it is held.
+    assert reservation_estimate(PLAIN, 10_000, 100, cache_write="1h").points == 10_000 * 15 + 100 * 15
+
+
+def test_audio_input_is_held_at_the_audio_rate() -> None:
+    assert reservation_estimate(GPT, 1000, 100, audio_input_tokens=400).points == (
+        600 * 5 // 4 + 400 * 40 + 100 * 10)
+    # More audio than input is not possible: the audio share is at most the input.
+    assert reservation_estimate(GPT, 10, 0, audio_input_tokens=400).points == 10 * 40
+
+
+@given(sheets(), usages(), st.sampled_from([None, "5m", "1h"]), st.sampled_from([None, "priority"]))
+def test_the_hold_covers_every_cache_write_the_request_can_trigger(
+        sheet: PriceSheet, usage: Usage, cache_write: str | None, tier: str | None) -> None:
+    """Whatever share of the estimated input the provider writes to the cache (with the lifetimes the marks allow)
+    and the rest read uncached, the charge for exactly the estimated input and the cap is within the hold."""
+    tokens = max(1, usage.input_tokens)
+    hold = reservation_estimate(sheet, tokens, usage.output_tokens, tier=tier, cache_write=cache_write).points
+    written = min(usage.cache_write_tokens, tokens)
+    written_1h = min(usage.cache_write_1h_tokens, tokens - written) if cache_write == "1h" else 0
+    if cache_write is None:
+        written = 0
+    charged = Usage(input_tokens=tokens - written - written_1h, cache_write_tokens=written,
+                    cache_write_1h_tokens=written_1h, output_tokens=usage.output_tokens)
+    assert price_usage(charged, sheet, requested_tier=tier).cost <= hold

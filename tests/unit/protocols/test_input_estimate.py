@@ -81,9 +81,25 @@ def test_the_texts_that_bytes_over_four_under_reserved_are_covered_now(name: str
 def test_a_photo_counts_as_an_image_not_as_its_base64(part: dict[str, Any]) -> None:
     body = chat([{"type": "text", "text": "What is in this photo?"}, part])
     estimate = estimate_input(body)
-    assert (estimate.media_parts, estimate.media_tokens) == (1, IMAGE_TOKENS)
+    assert (estimate.media_parts, estimate.media_tokens, estimate.images) == (1, IMAGE_TOKENS, 1)
     assert estimate.tokens < IMAGE_TOKENS + 50
     assert bytes_over_four(body) > 100 * estimate.tokens  # ~500,000 before
+
+
+def test_a_model_that_counts_images_higher_holds_each_at_its_own_count() -> None:
+    """gpt-4o-mini multiplies its image tokens ~33x: its sheet's image_tokens replaces the default per image, and
+    only per image (the text, a PDF and audio are counted as before)."""
+    audio = {"type": "input_audio", "input_audio": {"data": base64.b64encode(bytes(4000)).decode(), "format": "wav"}}
+    body = chat([{"type": "text", "text": "Compare these."},
+                 {"type": "image_url", "image_url": {"url": data_url("image/png", PHOTO)}},
+                 {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}, audio])
+    default = estimate_input(body)
+    assert (default.images, default.audio_tokens) == (2, 10)
+    assert default.with_image_tokens(None) == default
+    mini = default.with_image_tokens(48_000)
+    assert mini.tokens - default.tokens == 2 * (48_000 - IMAGE_TOKENS)
+    assert (mini.media_parts, mini.images, mini.audio_tokens) == (default.media_parts, 2, 10)
+    assert estimate_input(chat("no image")).with_image_tokens(48_000) == estimate_input(chat("no image"))
 
 
 @pytest.mark.parametrize("part", [
@@ -113,7 +129,8 @@ def test_a_file_the_upstream_fetches_counts_its_bound() -> None:
 def test_audio_counts_by_its_decoded_size() -> None:
     audio = bytes(160_000)  # 10 s of 16 kB/s
     part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(audio).decode(), "format": "wav"}}
-    assert estimate_input(chat([part])).media_tokens == len(audio) // AUDIO_BYTES_PER_TOKEN
+    estimate = estimate_input(chat([part]))
+    assert estimate.media_tokens == estimate.audio_tokens == len(audio) // AUDIO_BYTES_PER_TOKEN
 
 
 def test_token_ids_count_one_each() -> None:
