@@ -2,7 +2,8 @@
 
 Multilingual prompts (the corpus in tests/fixtures/corpus: English, Chinese, Japanese, Korean, Russian, code, hex),
 JSON tool schemas, inline photos and PDFs, answers the upstream compressed although asked not to, streams the client
-abandons, and clients that give up before the upstream answered: over both SDKs and every endpoint, concurrently.
+abandons, clients that give up before the upstream answered, and Responses continuations (the provider bills the
+stored context again): over both SDKs and every endpoint, concurrently.
 Afterwards the books agree exactly as in test_conservation (one record per request, one ledger entry per charge,
 balance moved by exactly the recorded costs in PostgreSQL and Redis, nothing held), and every request the upstream
 completed is charged the usage it reported at the model's prices, to the micro-point.
@@ -97,6 +98,23 @@ async def response(oai: openai.AsyncOpenAI, text: str) -> Sent:
     return Sent(raw.headers["x-request-id"], "responses", False)
 
 
+async def conversation(oai: openai.AsyncOpenAI, text: str, *, stream: bool) -> list[Sent]:
+    """A stored response, then a continuation of it (previous_response_id): the provider reads the stored context
+    again, and bills it, though it is not in the body."""
+    first = await oai.responses.with_raw_response.create(model="chat-b", input=text, max_output_tokens=64)
+    previous = first.parse().id
+    sent = [Sent(first.headers["x-request-id"], "responses", False)]
+    if not stream:
+        raw = await oai.responses.with_raw_response.create(model="chat-b", input="And then?", max_output_tokens=64,
+                                                           previous_response_id=previous)
+        return [*sent, Sent(raw.headers["x-request-id"], "responses", False)]
+    streamed = await oai.responses.with_raw_response.create(model="chat-b", input="And then?", max_output_tokens=64,
+                                                            previous_response_id=previous, stream=True)
+    async for _ in streamed.parse():
+        pass
+    return [*sent, Sent(streamed.headers["x-request-id"], "responses", False)]
+
+
 async def embedding(oai: openai.AsyncOpenAI, text: str) -> Sent:
     raw = await oai.embeddings.with_raw_response.create(model="embed", input=[text, text[:40]])
     return Sent(raw.headers["x-request-id"], "embeddings", False)
@@ -142,7 +160,8 @@ def corpus_requests(oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic) -
                   {"type": "text", "text": "Summarise the report."}]
     work += [chat(oai, photo_chat), chat(oai, photo_chat, stream=True), message(claude, photo_claude),
              message(claude, photo_claude, stream=True), chat(oai, pdf_chat), message(claude, pdf_claude),
-             gave_up_before_the_answer(oai, texts["zh.txt"]), gave_up_before_the_answer(oai, texts["en.txt"])]
+             gave_up_before_the_answer(oai, texts["zh.txt"]), gave_up_before_the_answer(oai, texts["en.txt"]),
+             conversation(oai, texts["ja.txt"], stream=False), conversation(oai, texts["ru.txt"], stream=True)]
     return work
 
 
@@ -153,12 +172,14 @@ async def run_corpus(gateway: Gateway, access: TenantAccess) -> list[Sent]:
                                       max_retries=0)
     limit = asyncio.Semaphore(CONCURRENCY)
 
-    async def guarded(work: Any) -> Sent:
+    async def guarded(work: Any) -> list[Sent]:
         async with limit:
-            return await work  # type: ignore[no-any-return]
+            done = await work
+            return done if isinstance(done, list) else [done]
 
     try:
-        return list(await asyncio.gather(*(guarded(w) for w in corpus_requests(oai, claude))))
+        return [s for batch in await asyncio.gather(*(guarded(w) for w in corpus_requests(oai, claude)))
+                for s in batch]
     finally:
         await oai.close()
         await claude.close()
@@ -168,7 +189,7 @@ def test_points_are_conserved_over_a_multilingual_multimodal_corpus(gateway: Gat
     access = gateway.new_tenant(["chat-a", "chat-b", "claude", "embed"], points=START_POINTS)
     sent = run_sync(run_corpus(gateway, access))
     # The clients that gave up never saw their request id: their records are the tenant's two others.
-    expected = len(TEXTS) * 10 + 4 + 8
+    expected = len(TEXTS) * 10 + 4 + 8 + 4
     deadline = time.monotonic() + 30
     while len(records := run_sync(books(gateway, access.tenant_id))[1]) < expected:
         assert time.monotonic() < deadline, f"{len(records)} of {expected} requests settled"
