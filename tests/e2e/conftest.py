@@ -286,6 +286,15 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
         # Short, so the whole suite runs with extproc vouching for its requests, and a lost one is reaped soon.
         "LIME_RESERVATION_TTL_SECONDS": str(RESERVATION_TTL_SECONDS),
     })
+    with started_gateway(env, tmp_path_factory, postgres.url, redis_server.url) as gateway:
+        yield gateway
+
+
+@contextlib.contextmanager
+def started_gateway(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, database_url: str,
+                    redis_url: str) -> Iterator[Gateway]:
+    """A gateway of its own for ``env`` (the stores' URLs and settings in it), on free ports."""
+    env = dict(env)
     for name in ADDRESS_NAMES:
         env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
     # Envoy reaches authz and extproc over Unix sockets, as in a Kubernetes gateway pod (`lime up` and the
@@ -298,6 +307,6 @@ def gateway(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
     stack = Stack(settings, env, tmp_path_factory.mktemp("stack"), envoy_log_flush_ms=100)
     stack.start()
     try:
-        yield Gateway(settings, env, stack, postgres.url, redis_server.url)
+        yield Gateway(settings, env, stack, database_url, redis_url)
     finally:
         stack.stop()

@@ -93,19 +93,25 @@ async def one_request(gateway: Gateway, access: TenantAccess, n: int, clients: C
             return Sent(message.headers["x-request-id"], "messages", False)
         abandon = n % 16 == 7
         headers = {"x-mock-chunks": "30", "x-mock-delay-ms": "20"} if abandon else chunks
-        async with claude.messages.stream(model="claude", max_tokens=64, extra_headers=headers,
-                                          messages=[{"role": "user", "content": prompt}]) as events:
-            request_id = events.response.headers["x-request-id"]
-            seen = 0
-            async for _ in events:
-                seen += 1
-                if abandon and seen == 4:
-                    break
-        return Sent(request_id, "messages", abandon)
+        return await streamed_message(claude, [{"role": "user", "content": prompt}], headers, abandon=abandon)
     finally:
         if clients is None:
             await oai.close()
             await claude.close()
+
+
+async def streamed_message(claude: anthropic.AsyncAnthropic, messages: Any, headers: dict[str, str], *,
+                           abandon: bool, **extra: Any) -> Sent:
+    """A streamed Anthropic message, read to its end or, ``abandon``ed, left after four events."""
+    async with claude.messages.stream(model="claude", max_tokens=64, messages=messages, extra_headers=headers,
+                                      **extra) as events:
+        request_id = events.response.headers["x-request-id"]
+        seen = 0
+        async for _ in events:
+            seen += 1
+            if abandon and seen == 4:
+                break
+    return Sent(request_id, "messages", abandon)
 
 
 async def run_all(gateway: Gateway, access: TenantAccess) -> list[Sent]:

@@ -22,7 +22,7 @@ import anthropic
 import openai
 
 from tests.e2e.conftest import Gateway, TenantAccess, run_sync
-from tests.e2e.test_conservation import Sent, assert_conserved, books
+from tests.e2e.test_conservation import Sent, assert_conserved, books, streamed_message
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "corpus"
 TEXTS = sorted(p.name for p in CORPUS.glob("*.txt"))
@@ -82,15 +82,7 @@ async def message(claude: anthropic.AsyncAnthropic, content: Any, *, headers: di
         raw = await claude.messages.with_raw_response.create(
             model="claude", max_tokens=64, messages=messages, extra_headers=headers or {}, **extra)
         return Sent(raw.headers["x-request-id"], "messages", False)
-    async with claude.messages.stream(model="claude", max_tokens=64, messages=messages,
-                                      extra_headers=headers or {}, **extra) as events:
-        request_id = events.response.headers["x-request-id"]
-        seen = 0
-        async for _ in events:
-            seen += 1
-            if abandon and seen == 4:
-                break
-    return Sent(request_id, "messages", abandon)
+    return await streamed_message(claude, messages, headers or {}, abandon=abandon, **extra)
 
 
 async def response(oai: openai.AsyncOpenAI, text: str) -> Sent:

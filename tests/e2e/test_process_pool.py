@@ -16,10 +16,8 @@ from typing import Any
 import openai
 import pytest
 
-from lime.devstack.embedded import free_port
-from lime.devstack.stack import Stack
-from lime.settings import ADDRESS_NAMES, Address, Settings
-from tests.e2e.conftest import Gateway, TenantAccess
+from lime.settings import Address, Settings
+from tests.e2e.conftest import Gateway, TenantAccess, started_gateway
 from tests.e2e.test_billing import record
 from tests.e2e.test_graceful_stop import ready
 from tests.e2e.test_metrics import scrape, value
@@ -30,21 +28,9 @@ MESSAGES: Any = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture(scope="module")
 def pooled(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    env = dict(gateway.env)
-    for name in ADDRESS_NAMES:
-        env[f"LIME_{name}_ADDR"] = f"127.0.0.1:{free_port()}"
-    sockets = tmp_path_factory.mktemp("pool-sockets")
-    env["LIME_AUTHZ_ADDR"] = f"unix:{sockets / 'authz.sock'}"
-    env["LIME_EXTPROC_ADDR"] = f"unix:{sockets / 'extproc.sock'}"
-    env["LIME_PROCESSES"] = str(PROCESSES)
-    env["LIME_DRAIN_SECONDS"] = "10"
-    settings = Settings.from_env(env)
-    stack = Stack(settings, env, tmp_path_factory.mktemp("pool-stack"), envoy_log_flush_ms=100)
-    stack.start()
-    try:
-        yield Gateway(settings, env, stack, gateway.database_url, gateway.redis_url)
-    finally:
-        stack.stop()
+    env = {**gateway.env, "LIME_PROCESSES": str(PROCESSES), "LIME_DRAIN_SECONDS": "10"}
+    with started_gateway(env, tmp_path_factory, gateway.database_url, gateway.redis_url) as pooled:
+        yield pooled
 
 
 @pytest.fixture(scope="module")
