@@ -336,6 +336,9 @@ async def _scenario(stream: bool, counted: Callable[[], contextlib.AbstractConte
         await extproc.Process(envoy)
         await extproc.drain()
     result["extproc_answers"] = [answer.WhichOneof("response") for answer in envoy.answers]
+    # Body replies that carry bytes: a whole answer's rewrite, never a stream's chunk (lime.stream_bytes edits those).
+    result["body_edits"] = sum(1 for answer in envoy.answers if answer.WhichOneof("response") == "response_body"
+                                and answer.response_body.response.HasField("body_mutation"))
     result["redis_commands"] = dict(redis.commands)
     return result
 
@@ -355,6 +358,7 @@ def count_scenarios() -> dict[str, dict[str, Any]]:
             "authz_calls": counts["authz"].calls,
             "extproc_calls": counts["extproc"].calls,
             "extproc_messages": len(result["extproc_answers"]),
+            "body_edits": result["body_edits"],
             "redis_commands": result["redis_commands"],
             "calls_by_area": {phase: dict(sorted(count.by_area.items())) for phase, count in counts.items()},
             "top_functions": {phase: count.by_function.most_common(12) for phase, count in counts.items()},
@@ -383,6 +387,10 @@ def compare(measured: dict[str, dict[str, Any]], baseline: dict[str, Any],
             problems.append(f"{scenario}: Envoy sent extproc {now['extproc_messages']} messages, the baseline "
                             f"{counts['extproc_messages']}: every ext_proc message is a gRPC round trip for Envoy "
                             "and extproc (docs/performance.md)")
+        if now["body_edits"] != counts.get("body_edits", 0):
+            problems.append(f"{scenario}: extproc edited {now['body_edits']} bodies or chunks, the baseline "
+                            f"{counts.get('body_edits', 0)}: a streamed answer's bytes are Envoy's to edit "
+                            "(lime.stream_bytes, extproc/stream_modes.py)")
     return problems
 
 

@@ -20,6 +20,7 @@ from extproc.answer_modes import reads_whole_answer
 from extproc.error_answers import ErrorAnswer
 from extproc.response_headers import hidden_response_headers
 from extproc.rewrite import CredentialLookup, rewrite_headers, rewrite_request
+from extproc.stream_modes import envoy_edits_stream, stream_edit_metadata
 from lime.envoy import api as envoy_api
 from lime.money.grant import Grant
 from lime.money.response_record import ResponseRecord, record_of
@@ -52,6 +53,8 @@ class StreamProcessor:
         self._hide_usage_chunk = False
         #: Set when the upstream answered an error: its body is replaced by Lime's (extproc/error_answers.py).
         self._error_answer: ErrorAnswer | None = None
+        #: Envoy's ``lime.stream_bytes`` edits this stream's bytes (extproc/stream_modes.py): the tap only reads.
+        self._envoy_edits = False
         #: What the metrics read once the stream is over.
         self.refusal: LimeError | None = None
         self.forwarded = False
@@ -157,7 +160,12 @@ class StreamProcessor:
         if self._error_answer is not None and headers.end_of_stream:
             # No body will follow to carry Lime's: Envoy answers with this one instead.
             return envoy_api.immediate_response(self._error_answer.reply())
-        return envoy_api.response_headers_edit(edit[0], set_headers=edit[1])
+        metadata = None
+        if self._tap is not None and self._error_answer is None and envoy_edits_stream(self._tap):
+            self._envoy_edits = True
+            assert self._grant is not None
+            metadata = stream_edit_metadata(self._grant.model, self._hide_usage_chunk)
+        return envoy_api.response_headers_edit(edit[0], set_headers=edit[1], metadata=metadata)
 
     def _answer_begins(self, status: int, values: dict[str, str],
                        local_reply: bool) -> tuple[list[str], dict[str, str]]:
@@ -237,7 +245,8 @@ class StreamProcessor:
             log.exception("response tap failed for request %s; passing the rest through untouched",
                           self._grant.request_id if self._grant else "?")
             out = tap.release(before) + chunk
-        if out == chunk:
+        if out == chunk or self._envoy_edits:
+            # Envoy makes the same edit itself (lime.stream_bytes): the chunk goes on unchanged from here.
             return envoy_api.ACK_RESPONSE_BODY
         return envoy_api.response_body_replace(out)
 

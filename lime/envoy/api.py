@@ -201,13 +201,19 @@ def request_headers_rewrite(*, set_headers: Mapping[str, str], remove_headers: I
     return response
 
 
-def response_headers_edit(remove_headers: Iterable[str], set_headers: Mapping[str, str] | None = None) -> Any:
-    """Remove (and set) response headers; ``set_headers`` may hold ``:status`` (ext_proc may change it)."""
+def response_headers_edit(remove_headers: Iterable[str], set_headers: Mapping[str, str] | None = None,
+                          metadata: Mapping[str, str] | None = None) -> Any:
+    """Remove (and set) response headers; ``set_headers`` may hold ``:status`` (ext_proc may change it).
+    ``metadata``: extproc's word to Envoy's filters for the rest of the answer (``lime.extproc``)."""
     remove = list(remove_headers)
-    if not remove and not set_headers:
+    if not remove and not set_headers and not metadata:
         return ACK_RESPONSE_HEADERS
     response = proc_pb.ProcessingResponse()
-    _header_mutation(response.response_headers.response.header_mutation, set_headers or {}, remove)
+    common = response.response_headers.response
+    common.SetInParent()
+    _header_mutation(common.header_mutation, set_headers or {}, remove)
+    if metadata:
+        response.dynamic_metadata.update({EXTPROC_NAMESPACE: dict(metadata)})
     return response
 
 

@@ -32,6 +32,7 @@ EXT_AUTHZ = "envoy.filters.http.ext_authz"
 EXT_PROC = "envoy.filters.http.ext_proc"
 ANSWER_HEADERS_FILTER = "lime.answer_headers"
 ANSWER_BODY_FILTER = "lime.answer_body"
+STREAM_BYTES_FILTER = "lime.stream_bytes"
 _ANSWER_NAMESPACE = "lime.answer"
 _EXTPROC_NAMESPACE = "lime.extproc"
 ROUTER = "envoy.filters.http.router"
@@ -171,6 +172,11 @@ def _answer_filters(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
     if body is None or body[0] < ext_proc[0]:
         yield Problem("http_filters", f"{ANSWER_BODY_FILTER} must come after {EXT_PROC}: without it, a non-streamed "
                       "answer without a body never reaches extproc.")
+    stream = _first(filters, STREAM_BYTES_FILTER)
+    if stream is None or stream[0] > ext_proc[0]:
+        yield Problem("http_filters", f"{STREAM_BYTES_FILTER} must come before {EXT_PROC} (it runs after it on the "
+                      "way out): without it, a streamed answer keeps the upstream's model id and the usage chunk "
+                      "the client did not ask for (extproc/stream_modes.py).")
 
 
 def _filter_order(filters: list[tuple[str, Any]]) -> Iterator[Problem]:

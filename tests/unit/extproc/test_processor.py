@@ -65,7 +65,7 @@ def test_allowed_request_is_rewritten_in_the_body_response() -> None:
     assert common.clear_route_cache
 
 
-def test_upstream_headers_are_hidden_and_the_model_id_rewritten() -> None:
+def test_upstream_headers_are_hidden_and_envoy_told_how_to_edit_the_stream() -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
     upstream_headers = {":status": "200", "content-type": "text/event-stream; charset=utf-8", "x-request-id": "up-1",
@@ -73,16 +73,32 @@ def test_upstream_headers_are_hidden_and_the_model_id_rewritten() -> None:
     headers = handle(processor, message("response_headers", metadata=meta, headers=upstream_headers))
     removed = set(headers.response_headers.response.header_mutation.remove_headers)
     assert removed == {"x-request-id", "openai-organization", "set-cookie"}
+    # lime.stream_bytes (envoy.yaml) rewrites the model id to this, quotes included, as the tap did.
+    assert dict(headers.dynamic_metadata.fields["lime.extproc"].struct_value.fields.items())["stream_model"] \
+        .string_value == '"chat"'
 
-    event = b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[]}\n\n'
-    half = handle(processor, message("response_body", metadata=meta, body=event[:20]))
-    # Half an event is held back (the model id may be in the other half) ...
-    assert half.response_body.response.body_mutation.clear_body
-    rest = handle(processor, message("response_body", metadata=meta, body=event[20:]))
-    # ... and released, rewritten, as soon as the event is complete.
-    assert rest.response_body.response.body_mutation.body == event.replace(b"gpt-4o-mini-2024-07-18", b"chat")
-    done = handle(processor, message("response_body", metadata=meta, body=b"data: [DONE]\n\n", end_of_stream=True))
-    assert not done.response_body.response.HasField("body_mutation")
+    event = b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{"prompt_tokens":3,' \
+            b'"completion_tokens":2,"total_tokens":5}}\n\n'
+    for piece in (event[:20], event[20:]):
+        answer = handle(processor, message("response_body", metadata=meta, body=piece))
+        # Every chunk goes on as it came: Envoy makes the edit, extproc only reads.
+        assert answer.WhichOneof("response") == "response_body"
+        assert not answer.response_body.response.HasField("body_mutation")
+    handle(processor, message("response_body", metadata=meta, body=b"data: [DONE]\n\n", end_of_stream=True))
+    assert processor._tap is not None and processor._tap.usage is not None
+    assert processor.answer_complete
+
+
+def test_a_compressed_stream_is_still_edited_by_extproc() -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta = GRANT.to_metadata()
+    headers = handle(processor, message("response_headers", metadata=meta, headers={
+        ":status": "200", "content-type": "text/event-stream", "content-encoding": "gzip"}))
+    assert "lime.extproc" not in headers.dynamic_metadata.fields
+    event = b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[{"delta":{}}]}\n\n'
+    answer = handle(processor, message("response_body", metadata=meta, body=gzip.compress(event),
+                                       end_of_stream=True))
+    assert answer.response_body.response.body_mutation.body == event.replace(b"gpt-4o-mini-2024-07-18", b"chat")
 
 
 def test_an_upstream_error_is_held_and_replaced_by_limes_own() -> None:

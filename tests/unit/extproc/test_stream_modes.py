@@ -1,0 +1,28 @@
+"""Which streamed answers Envoy edits (extproc/stream_modes.py) and the word extproc gives it."""
+
+from __future__ import annotations
+
+import pytest
+
+from extproc.stream_modes import envoy_edits_stream, stream_edit_metadata
+from lime.protocols.response_tap import ResponseTap
+
+
+@pytest.mark.parametrize(("status", "content_type", "encoding", "edits"), [
+    (200, "text/event-stream; charset=utf-8", "", True),
+    (200, "text/event-stream", "identity", True),
+    (200, "text/event-stream", "gzip", False),  # extproc decodes it, so extproc edits it
+    (200, "application/json", "", False),  # a JSON body is rewritten whole
+    (429, "text/event-stream", "", False),  # an upstream error: Lime's body replaces it
+    (200, "text/plain", "", False),
+])
+def test_only_a_successful_sse_answer_as_the_upstream_wrote_it(status: int, content_type: str, encoding: str,
+                                                               edits: bool) -> None:
+    tap = ResponseTap("chat_completions", "chat")
+    tap.start(status, content_type, encoding)
+    assert envoy_edits_stream(tap) is edits
+
+
+def test_the_public_id_goes_as_json_writes_it_and_the_usage_chunk_choice_only_when_hidden() -> None:
+    assert stream_edit_metadata('my "chat"', False) == {"stream_model": '"my \\"chat\\""'}
+    assert stream_edit_metadata("chat", True) == {"stream_model": '"chat"', "hide_usage": "1"}
