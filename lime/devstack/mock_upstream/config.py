@@ -20,6 +20,7 @@ __all__ = [
     "ERROR_BODY_HEADER",
     "ERROR_HEADER",
     "INVALID_HEADER",
+    "SPLIT_HEADER",
     "STALL_HEADER",
     "STATUS_HEADER",
     "BadOverride",
@@ -52,6 +53,9 @@ STALL_HEADER = "x-mock-stall-after"
 #: (`compress`: the body is sent as is, so a gateway that cannot decode it must pass it on untouched).
 ENCODING_HEADER = "x-mock-content-encoding"
 ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd", "compress"})
+#: Streams: each event goes out in two writes this many milliseconds apart, cut in its middle (a proxy or a TCP
+#: segment boundary can split an event anywhere; whoever edits the stream must hold the first half).
+SPLIT_HEADER = "x-mock-split-ms"
 #: A successful JSON answer sent under this content type instead (a relay's HTML page, a proxy's text/plain).
 CONTENT_TYPE_HEADER = "x-mock-content-type"
 
@@ -89,6 +93,7 @@ class Overrides:
     content_encoding: str | None = None
     content_type: str | None = None
     error_body: str | None = None
+    split_ms: int | None = None
 
 
 class BadOverride(ValueError):
@@ -128,6 +133,7 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         content_encoding=_encoding(headers),
         content_type=headers.get(CONTENT_TYPE_HEADER),
         error_body=headers.get(ERROR_BODY_HEADER),
+        split_ms=_int_header(headers, SPLIT_HEADER, 0, MAX_DELAY_MS),
     )
 
 
