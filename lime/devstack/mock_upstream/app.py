@@ -118,6 +118,8 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
                 break
             if index and overrides.delay_ms:
                 await asyncio.sleep(overrides.delay_ms / 1000)
+            if overrides.tail_delay_ms and index == len(events) - 2:
+                await asyncio.sleep(overrides.tail_delay_ms / 1000)
             if overrides.split_ms is not None:
                 half = len(event) // 2
                 await response.write(packer.pack(event[:half]))

@@ -23,6 +23,7 @@ __all__ = [
     "SPLIT_HEADER",
     "STALL_HEADER",
     "STATUS_HEADER",
+    "TAIL_DELAY_HEADER",
     "BadOverride",
     "MockConfig",
     "Overrides",
@@ -56,6 +57,9 @@ ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd", "compress"})
 #: Streams: each event goes out in two writes this many milliseconds apart, cut in its middle (a proxy or a TCP
 #: segment boundary can split an event anywhere; whoever edits the stream must hold the first half).
 SPLIT_HEADER = "x-mock-split-ms"
+#: Streams: a pause this many milliseconds long before the last two events, the tail that carries the final usage
+#: and the end (chat's usage chunk and [DONE], Anthropic's message_delta and message_stop).
+TAIL_DELAY_HEADER = "x-mock-tail-delay-ms"
 #: A successful JSON answer sent under this content type instead (a relay's HTML page, a proxy's text/plain).
 CONTENT_TYPE_HEADER = "x-mock-content-type"
 
@@ -94,6 +98,7 @@ class Overrides:
     content_type: str | None = None
     error_body: str | None = None
     split_ms: int | None = None
+    tail_delay_ms: int | None = None
 
 
 class BadOverride(ValueError):
@@ -134,6 +139,7 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         content_type=headers.get(CONTENT_TYPE_HEADER),
         error_body=headers.get(ERROR_BODY_HEADER),
         split_ms=_int_header(headers, SPLIT_HEADER, 0, MAX_DELAY_MS),
+        tail_delay_ms=_int_header(headers, TAIL_DELAY_HEADER, 0, MAX_DELAY_MS),
     )
 
 
