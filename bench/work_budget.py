@@ -43,7 +43,15 @@ from extproc.server import ExternalProcessorService
 from lime.catalog import Catalog, Model, Package, Tenant, Upstream
 from lime.devstack.mock_upstream.answers import Api, answer
 from lime.directory import Directory, key_cache_name
-from lime.envoy.api import ANSWER_HEADERS, ANSWER_NAMESPACE, AUTHZ_NAMESPACE, auth_pb, proc_pb
+from lime.envoy.api import (
+    ANSWER_HEADERS,
+    ANSWER_NAMESPACE,
+    AUTHZ_NAMESPACE,
+    EXTPROC_NAMESPACE,
+    OBSERVE_HEADER,
+    auth_pb,
+    proc_pb,
+)
 from lime.keys import generate_key, hash_key
 from lime.protocols.endpoints import ModelKind, Protocol
 
@@ -129,6 +137,9 @@ class EnvoyStream:
                 mode = answer.mode_override
         if mode.response_header_mode != _MODE.SKIP:
             yield self._headers
+            answer = self.answers[-1]
+            if answer.HasField("mode_override") and _ALLOW_MODE_OVERRIDE:
+                mode = answer.mode_override  # honoured in the answer to any headers message (ext_proc.cc)
         if mode.response_body_mode == _MODE.BUFFERED:
             yield self._whole
         elif mode.response_body_mode != _MODE.NONE:
@@ -138,32 +149,78 @@ class EnvoyStream:
     async def send_message(self, message: Any) -> None:
         self.answers.append(message)
 
+    def observed(self) -> ObservedStream | None:
+        """The stream of Envoy's ``lime.stream_tap`` for this answer, if extproc's answer to its headers woke it
+        (the ``x-lime-observe`` header its matcher looks for): the chunks, in observability mode, with the
+        ``lime.extproc`` word that answer wrote forwarded on each."""
+        headers = next((a for a in self.answers if a.WhichOneof("response") == "response_headers"), None)
+        if headers is None or OBSERVE_HEADER not in {option.header.key for option in
+                                                     headers.response_headers.response.header_mutation.set_headers}:
+            return None
+        if _TAP_BODY_MODE != _MODE.STREAMED:
+            return None
+        word = headers.dynamic_metadata.fields[EXTPROC_NAMESPACE].struct_value
+        chunks = []
+        sent_headers = [self._headers] if _mode_of(_TAP).response_header_mode == _MODE.SEND else []
+        for chunk in [*sent_headers, *self._chunks]:
+            observed = proc_pb.ProcessingRequest()
+            observed.CopyFrom(chunk)
+            observed.observability_mode = True
+            observed.metadata_context.filter_metadata[EXTPROC_NAMESPACE].CopyFrom(word)
+            chunks.append(proc_pb.ProcessingRequest.FromString(observed.SerializeToString()))
+        return ObservedStream(chunks)
+
+
+class ObservedStream:
+    """The observing tap's ext_proc stream: Envoy's messages in; nothing may come back (Envoy reads no reply)."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.answers: list[Any] = []
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        for message in self.messages:
+            yield message
+
+    async def send_message(self, message: Any) -> None:
+        self.answers.append(message)
+
 
 _MODE = processing_mode_pb2.ProcessingMode
 ENVOY_CONFIG = Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"
 
 
-def _ext_proc_config() -> dict[str, Any]:
+def _filter_config(name: str) -> dict[str, Any]:
     bootstrap = yaml.safe_load(ENVOY_CONFIG.read_text())
     for listener in bootstrap["static_resources"]["listeners"]:
         for chain in listener.get("filter_chains") or []:
             for network_filter in chain.get("filters") or []:
                 for http_filter in (network_filter.get("typed_config") or {}).get("http_filters") or []:
-                    if http_filter["name"] == "envoy.filters.http.ext_proc":
+                    if http_filter["name"] == name:
                         config: dict[str, Any] = http_filter["typed_config"]
-                        return config
-    raise RuntimeError(f"no ext_proc filter in {ENVOY_CONFIG}")
+                        # A filter behind a match delegate: the filter's own config.
+                        inner: dict[str, Any] = config.get("extension_config", {}).get("typed_config", config)
+                        return inner
+    raise RuntimeError(f"no {name} filter in {ENVOY_CONFIG}")
 
 
-_EXT_PROC = _ext_proc_config()
+_EXT_PROC = _filter_config("envoy.filters.http.ext_proc")
 _ALLOW_MODE_OVERRIDE = bool(_EXT_PROC.get("allow_mode_override"))
 
 
-def _configured_mode() -> Any:
-    configured = _EXT_PROC.get("processing_mode") or {}
+def _mode_of(config: dict[str, Any]) -> Any:
+    configured = config.get("processing_mode") or {}
     return _MODE(**{name: _MODE.HeaderSendMode.Value(value) if name.endswith("header_mode")
                     or name.endswith("trailer_mode") else _MODE.BodySendMode.Value(value)
                     for name, value in configured.items()})
+
+
+def _configured_mode() -> Any:
+    return _mode_of(_EXT_PROC)
+
+
+_TAP = _filter_config("lime.stream_tap")
+_TAP_BODY_MODE = _mode_of(_TAP).response_body_mode if _TAP.get("observability_mode") else _MODE.NONE
 
 
 def check_request(key: str, body: bytes, request_id: str) -> Any:
@@ -334,8 +391,17 @@ async def _scenario(stream: bool, counted: Callable[[], contextlib.AbstractConte
     envoy = EnvoyStream(*messages)
     with counted():
         await extproc.Process(envoy)
+        observed = envoy.observed()
+        if observed is not None:
+            await extproc.Process(observed)
         await extproc.drain()
     result["extproc_answers"] = [answer.WhichOneof("response") for answer in envoy.answers]
+    # Every message Envoy sends, and those it waits for a reply to (the observing tap's get none).
+    result["extproc_messages"] = len(envoy.answers) + (len(observed.messages) if observed is not None else 0)
+    result["extproc_replies"] = len(envoy.answers) + (len(observed.answers) if observed is not None else 0)
+    # Body replies that carry bytes: a whole answer's rewrite, never a stream's chunk (lime.stream_bytes edits those).
+    result["body_edits"] = sum(1 for answer in envoy.answers if answer.WhichOneof("response") == "response_body"
+                                and answer.response_body.response.HasField("body_mutation"))
     result["redis_commands"] = dict(redis.commands)
     return result
 
@@ -354,7 +420,9 @@ def count_scenarios() -> dict[str, dict[str, Any]]:
         out[name] = {
             "authz_calls": counts["authz"].calls,
             "extproc_calls": counts["extproc"].calls,
-            "extproc_messages": len(result["extproc_answers"]),
+            "extproc_messages": result["extproc_messages"],
+            "extproc_replies": result["extproc_replies"],
+            "body_edits": result["body_edits"],
             "redis_commands": result["redis_commands"],
             "calls_by_area": {phase: dict(sorted(count.by_area.items())) for phase, count in counts.items()},
             "top_functions": {phase: count.by_function.most_common(12) for phase, count in counts.items()},
@@ -383,6 +451,14 @@ def compare(measured: dict[str, dict[str, Any]], baseline: dict[str, Any],
             problems.append(f"{scenario}: Envoy sent extproc {now['extproc_messages']} messages, the baseline "
                             f"{counts['extproc_messages']}: every ext_proc message is a gRPC round trip for Envoy "
                             "and extproc (docs/performance.md)")
+        if now["extproc_replies"] != counts.get("extproc_replies", now["extproc_messages"]):
+            problems.append(f"{scenario}: Envoy waited for {now['extproc_replies']} replies from extproc, the "
+                            f"baseline {counts.get('extproc_replies')}: a stream's chunks go to the observing tap "
+                            "(lime.stream_tap), which replies nothing (extproc/stream_modes.py)")
+        if now["body_edits"] != counts.get("body_edits", 0):
+            problems.append(f"{scenario}: extproc edited {now['body_edits']} bodies or chunks, the baseline "
+                            f"{counts.get('body_edits', 0)}: a streamed answer's bytes are Envoy's to edit "
+                            "(lime.stream_bytes, extproc/stream_modes.py)")
     return problems
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extproc.answer_modes import reads_whole_answer
 from extproc.error_answers import ErrorAnswer
 from extproc.response_headers import hidden_response_headers
 from extproc.rewrite import CredentialLookup, rewrite_headers, rewrite_request
+from extproc.stream_modes import envoy_edits_stream, handoff_metadata, hands_off, observed_answer, stream_edit_metadata
 from lime.envoy import api as envoy_api
 from lime.money.grant import Grant
 from lime.money.response_record import ResponseRecord, record_of
@@ -30,6 +31,9 @@ from lime.protocols.error_bodies import ErrorReply, render_error
 from lime.protocols.errors import LimeError, UpstreamError
 from lime.protocols.response_tap import ResponseTap
 from lime.protocols.upstream_errors import client_status, is_upstream_error
+
+if TYPE_CHECKING:
+    from extproc.request_metrics import Ending  # request_metrics reads a StreamProcessor
 
 __all__ = ["StreamProcessor"]
 
@@ -52,6 +56,14 @@ class StreamProcessor:
         self._hide_usage_chunk = False
         #: Set when the upstream answered an error: its body is replaced by Lime's (extproc/error_answers.py).
         self._error_answer: ErrorAnswer | None = None
+        #: Envoy's ``lime.stream_bytes`` edits this stream's bytes (extproc/stream_modes.py): the tap only reads.
+        self._envoy_edits = False
+        #: This stream ends at the response headers: Envoy's observing tap reads (and settles) the answer.
+        self.handed_off = False
+        #: This is that observing tap's stream (ext_proc observability mode): Envoy reads no reply to it.
+        self.observing = False
+        #: Envoy's word that the observed answer was cut, and by whom (extproc/stream_cuts.py), once it came.
+        self.cut: Ending | None = None
         #: What the metrics read once the stream is over.
         self.refusal: LimeError | None = None
         self.forwarded = False
@@ -82,6 +94,10 @@ class StreamProcessor:
             # Metadata rides on every message; decoding it once per stream is enough.
             self._metadata_seen = True
             self._grant = envoy_api.grant_of(request)
+            if request.observability_mode:
+                self._observe(request)
+        if self.observing:
+            return self._observed(request, phase)
         if phase == "request_headers":
             if self._grant is None:
                 return self._missing_grant()
@@ -109,6 +125,39 @@ class StreamProcessor:
         if phase == "request_trailers":
             return envoy_api.ACK_REQUEST_TRAILERS
         return envoy_api.ACK_RESPONSE_TRAILERS
+
+    def _observe(self, request: Any) -> None:
+        """The first message of the observing tap's stream: the answer as extproc's word at its headers left it."""
+        self.observing = True
+        answer = observed_answer(envoy_api.extproc_word(request))
+        grant = self._grant
+        if grant is None or answer is None:
+            log.error("the stream tap got a stream without authz's grant or extproc's word (check metadata "
+                      "forwarding of lime.stream_tap): not read, the reaper settles it")
+            self._grant, self.finished = None, True
+            return
+        self.forwarded = True
+        self.response_status, self.served_by = answer.status, answer.served_by
+        self._hide_usage_chunk = answer.hide_usage_chunk
+        self._tap = ResponseTap(grant.endpoint, grant.model, hide_usage_chunk=answer.hide_usage_chunk)
+        # What hands_off required of the headers: a successful SSE answer, uncompressed.
+        self._tap.start(answer.status, "text/event-stream")
+        self._envoy_edits = True
+
+    def _observed(self, request: Any, phase: str) -> Any:
+        """A message of the observed answer read: its headers (they open the stream: nothing to read in them, extproc
+        read them already), a chunk, or the trailers that end it. The reply is never sent (the caller checks)."""
+        if self.finished:
+            return envoy_api.ACK_RESPONSE_BODY
+        if phase == "response_body":
+            self._response_body(request.response_body.body, request.response_body.end_of_stream)
+        elif phase == "response_trailers":
+            self._response_body(b"", True)
+        if self._tap is not None and self._tap.complete:
+            # The protocol's own end ([DONE], message_stop): nothing after it changes the settlement, and an SDK
+            # that hangs up right there leaves Envoy's end of stream unsent (a DC after the whole answer).
+            self.finished = True
+        return envoy_api.ACK_RESPONSE_BODY
 
     def _request_body(self, body: bytes) -> Any:
         grant = self._grant
@@ -157,7 +206,16 @@ class StreamProcessor:
         if self._error_answer is not None and headers.end_of_stream:
             # No body will follow to carry Lime's: Envoy answers with this one instead.
             return envoy_api.immediate_response(self._error_answer.reply())
-        return envoy_api.response_headers_edit(edit[0], set_headers=edit[1])
+        metadata = None
+        grant, tap = self._grant, self._tap
+        if tap is not None and self._error_answer is None and envoy_edits_stream(tap):
+            self._envoy_edits = True
+            if hands_off(grant, tap) and not headers.end_of_stream:
+                self.handed_off = self.finished = True
+                return envoy_api.stream_handed_off(edit[0], handoff_metadata(
+                    grant.model, self._hide_usage_chunk, status, self.served_by))
+            metadata = stream_edit_metadata(grant.model, self._hide_usage_chunk)
+        return envoy_api.response_headers_edit(edit[0], set_headers=edit[1], metadata=metadata)
 
     def _answer_begins(self, status: int, values: dict[str, str],
                        local_reply: bool) -> tuple[list[str], dict[str, str]]:
@@ -237,7 +295,8 @@ class StreamProcessor:
             log.exception("response tap failed for request %s; passing the rest through untouched",
                           self._grant.request_id if self._grant else "?")
             out = tap.release(before) + chunk
-        if out == chunk:
+        if out == chunk or self._envoy_edits:
+            # Envoy makes the same edit itself (lime.stream_bytes): the chunk goes on unchanged from here.
             return envoy_api.ACK_RESPONSE_BODY
         return envoy_api.response_body_replace(out)
 

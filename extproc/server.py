@@ -45,6 +45,11 @@ SETTLEMENT_BUGS = Counter("lime_settlement_bugs", "Requests the gateway failed t
 SETTLE_PATIENCE_SECONDS = 600.0
 #: Envoy flushes its access log every 100 ms (envoy/envoy.yaml); a report later than this is not waited for.
 CUT_REPORT_WAIT_SECONDS = 2.0
+#: How long an observed stream goes on being read once Envoy reported it cut: the chunks already on their way.
+CUT_GRACE_SECONDS = 0.5
+#: lime.stream_tap's deferred_close_timeout (envoy/envoy.yaml): an observed stream nobody reports cut or ends
+#: is closed by Envoy by then, so its cut report is not awaited longer.
+OBSERVED_STREAM_PATIENCE_SECONDS = 30.0
 SETTLED_TOO_LATE = Counter("lime_settlements_after_reap",
                            "Settlements dropped because their reservation had already been reaped")
 RECORD_FAILURES = Counter("lime_response_record_failures",
@@ -89,6 +94,7 @@ class ExternalProcessorService:
         processor = StreamProcessor(self._credential_for)
         tally = MessageTally()
         keep_alive: asyncio.Task[None] | None = None
+        watch: asyncio.Task[None] | None = None
         try:
             async for request in stream:
                 started = time.perf_counter()
@@ -99,23 +105,51 @@ class ExternalProcessorService:
                 if record is not None:
                     # Before the answer's last bytes go on: a client that continues at once finds its record.
                     await self._save_record(record)
-                await stream.send_message(response)
+                if not processor.observing:
+                    # The observing tap's stream (ext_proc observability mode) gets no reply: Envoy reads none.
+                    await stream.send_message(response)
                 if keep_alive is None and processor.grant is not None:
                     keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(processor.grant.request_id))
+                    if processor.observing:
+                        watch = asyncio.get_running_loop().create_task(self._watch_cut(
+                            processor, processor.grant.request_id, asyncio.current_task()))
                 if processor.finished:
                     # Envoy will send nothing more: end the stream now rather than wait for Envoy to reset it.
                     break
         finally:
-            tally.record()
-            self._count(processor)
-            self._record_at_end(processor)
-            event = self._settlement_of(processor)
-            if event is not None:
-                # The keep-alive goes on until the settlement is in: a Redis outage must not hand the request to
-                # the reaper while its settlement waits.
-                self._background(self._settle(event, keep_alive))
-            elif keep_alive is not None:
-                keep_alive.cancel()
+            if watch is not None:
+                watch.cancel()
+            tally.record(observed=processor.observing)
+            if processor.handed_off:
+                # The observing tap's own stream (extproc/stream_modes.py) counts and settles this request.
+                if keep_alive is not None:
+                    keep_alive.cancel()
+            else:
+                self._end(processor, keep_alive)
+
+    async def _watch_cut(self, processor: StreamProcessor, request_id: str, reader: asyncio.Task[Any] | None) -> None:
+        """An observed stream the client (or the upstream) cut never gets Envoy's end of stream, and Envoy keeps
+        its gRPC stream open for deferred_close_timeout: once Envoy's access log says the request was cut, what is
+        already on its way is read, then the stream is settled by the cut-off rule without waiting for Envoy."""
+        ending = await self._cuts.wait(request_id, patience=OBSERVED_STREAM_PATIENCE_SECONDS)
+        if ending is None:
+            return
+        processor.cut = ending
+        await asyncio.sleep(CUT_GRACE_SECONDS)
+        if reader is not None and not processor.finished:
+            reader.cancel()
+
+    def _end(self, processor: StreamProcessor, keep_alive: asyncio.Task[None] | None) -> None:
+        """Count, record and settle the request whose answer this stream read."""
+        self._count(processor)
+        self._record_at_end(processor)
+        event = self._settlement_of(processor)
+        if event is not None:
+            # The keep-alive goes on until the settlement is in: a Redis outage must not hand the request to
+            # the reaper while its settlement waits.
+            self._background(self._settle(event, keep_alive))
+        elif keep_alive is not None:
+            keep_alive.cancel()
 
     async def _save_record(self, record: ResponseRecord) -> None:
         try:
@@ -137,7 +171,9 @@ class ExternalProcessorService:
         try:
             ending = request_metrics.ending_of(processor.response_status, complete=processor.answer_complete,
                                                failed=processor.answer_failed)
-            if ending is None and processor.forwarded and processor.grant is not None:
+            if ending is None and processor.cut is not None:
+                request_metrics.record(processor, processor.cut, ended_at=ended_at)  # Envoy's word came already
+            elif ending is None and processor.forwarded and processor.grant is not None:
                 self._background(self._count_cut(processor, processor.grant.request_id, ended_at))
             else:
                 request_metrics.record(processor, ending, ended_at=ended_at)

@@ -84,7 +84,7 @@ class Pool:
             self.start(index)
 
     def stop(self, patience: float) -> int:
-        """SIGTERM every child and wait up to ``patience`` seconds; 0 when all left cleanly."""
+        """SIGTERM every child and wait up to ``patience`` seconds; 0 when all left when asked."""
         for child in self.children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -96,7 +96,9 @@ class Pool:
             except subprocess.TimeoutExpired:
                 child.kill()
                 code = child.wait()
-            worst = worst or (0 if code == 0 else 1)
+            # Killed by the SIGTERM sent above counts as stopped: a child that had drained already (the group's own
+            # SIGTERM reached it too) can be exiting just as it arrives, when its loop no longer handles it.
+            worst = worst or (0 if code in (0, -signal.SIGTERM) else 1)
         return worst
 
 
@@ -124,7 +126,10 @@ def run_pool(service: str, address_variable: str, addresses: tuple[Address, ...]
         log.info("%s: %d processes on %s", service, len(addresses), ", ".join(map(str, addresses)))
         while not stop:
             time.sleep(0.1)
-            pool.restart_dead()
+            if not stop:
+                # A stop that arrived during the sleep reached the children too (the same process group): one that
+                # drained at once has exited by now, and must not be started again only to be stopped half-started.
+                pool.restart_dead()
         readiness.drain()
         log.info("%s stopping: each process drains its calls in flight for up to %.0fs", service, drain_seconds)
         return pool.stop(drain_seconds + 5)

@@ -34,6 +34,8 @@ __all__ = [
     "ANSWER_NAMESPACE",
     "AUTHZ_NAMESPACE",
     "EMPTY_ANSWER",
+    "EXTPROC_NAMESPACE",
+    "OBSERVE_HEADER",
     "PROCESS_METHOD",
     "AccessLogEntry",
     "CheckRequestView",
@@ -48,6 +50,7 @@ __all__ = [
     "auth_pb",
     "check_allow",
     "check_deny",
+    "extproc_word",
     "grant_of",
     "header_names",
     "header_values",
@@ -58,6 +61,7 @@ __all__ = [
     "request_headers_rewrite",
     "response_body_replace",
     "response_headers_edit",
+    "stream_handed_off",
     "whole_answer_edit",
     "whole_answer_ordered",
 ]
@@ -173,6 +177,15 @@ def grant_of(request: Any) -> Grant | None:
     return Grant.unpack(value.string_value) if value is not None and value.HasField("string_value") else None
 
 
+def extproc_word(request: Any) -> dict[str, str]:
+    """What extproc wrote in ``lime.extproc`` earlier in this request, as Envoy forwards it (string values only)."""
+    filter_metadata = request.metadata_context.filter_metadata
+    if EXTPROC_NAMESPACE not in filter_metadata:
+        return {}
+    return {name: value.string_value for name, value in filter_metadata[EXTPROC_NAMESPACE].fields.items()
+            if value.HasField("string_value")}
+
+
 def _header_mutation(target: Any, set_headers: Mapping[str, str], remove: Iterable[str]) -> None:
     for name, value in set_headers.items():
         target.set_headers.append(base_pb2.HeaderValueOption(
@@ -201,13 +214,19 @@ def request_headers_rewrite(*, set_headers: Mapping[str, str], remove_headers: I
     return response
 
 
-def response_headers_edit(remove_headers: Iterable[str], set_headers: Mapping[str, str] | None = None) -> Any:
-    """Remove (and set) response headers; ``set_headers`` may hold ``:status`` (ext_proc may change it)."""
+def response_headers_edit(remove_headers: Iterable[str], set_headers: Mapping[str, str] | None = None,
+                          metadata: Mapping[str, str] | None = None) -> Any:
+    """Remove (and set) response headers; ``set_headers`` may hold ``:status`` (ext_proc may change it).
+    ``metadata``: extproc's word to Envoy's filters for the rest of the answer (``lime.extproc``)."""
     remove = list(remove_headers)
-    if not remove and not set_headers:
+    if not remove and not set_headers and not metadata:
         return ACK_RESPONSE_HEADERS
     response = proc_pb.ProcessingResponse()
-    _header_mutation(response.response_headers.response.header_mutation, set_headers or {}, remove)
+    common = response.response_headers.response
+    common.SetInParent()
+    _header_mutation(common.header_mutation, set_headers or {}, remove)
+    if metadata:
+        response.dynamic_metadata.update({EXTPROC_NAMESPACE: dict(metadata)})
     return response
 
 
@@ -218,6 +237,23 @@ _MODE = processing_mode_pb2.ProcessingMode
 _WHOLE_ANSWER_MODE = _MODE(request_header_mode=_MODE.SEND, request_body_mode=_MODE.BUFFERED,
                            request_trailer_mode=_MODE.SKIP, response_header_mode=_MODE.SKIP,
                            response_body_mode=_MODE.BUFFERED, response_trailer_mode=_MODE.SKIP)
+
+
+#: A stream handed to the observing tap: extproc's own ext_proc sends no chunk (the request side is over already).
+_OBSERVED_STREAM_MODE = _MODE(request_header_mode=_MODE.SEND, request_body_mode=_MODE.BUFFERED,
+                              request_trailer_mode=_MODE.SKIP, response_header_mode=_MODE.SEND,
+                              response_body_mode=_MODE.NONE, response_trailer_mode=_MODE.SKIP)
+#: The response header that wakes Envoy's ``lime.stream_tap`` (its matcher); ``lime.stream_bytes`` removes it.
+OBSERVE_HEADER = "x-lime-observe"
+
+
+def stream_handed_off(remove_headers: Iterable[str], metadata: Mapping[str, str]) -> Any:
+    """The answer to the response headers of a stream the observing tap reads from here on: the header edit, the
+    mark that wakes the tap, extproc's word for it and for ``lime.stream_bytes``, and no chunk for this stream
+    (``mode_override`` is honoured in the answer to a headers message, ext_proc.cc ``onReceiveMessage``)."""
+    response = response_headers_edit(remove_headers, {OBSERVE_HEADER: "1"}, metadata)
+    response.mode_override.CopyFrom(_OBSERVED_STREAM_MODE)
+    return response
 
 
 @functools.cache

@@ -32,8 +32,14 @@ EXT_AUTHZ = "envoy.filters.http.ext_authz"
 EXT_PROC = "envoy.filters.http.ext_proc"
 ANSWER_HEADERS_FILTER = "lime.answer_headers"
 ANSWER_BODY_FILTER = "lime.answer_body"
+STREAM_BYTES_FILTER = "lime.stream_bytes"
+STREAM_TAP_FILTER = "lime.stream_tap"
+#: How long Envoy keeps the observing tap's stream open after the request: ENVOY-NOTES pitfall 7 lost the end of a
+#: stream at 1 s with a slow reader; below this, a backlog in extproc could cost a stream its final usage.
+_MIN_DEFERRED_CLOSE = timedelta(seconds=5)
 _ANSWER_NAMESPACE = "lime.answer"
 _EXTPROC_NAMESPACE = "lime.extproc"
+_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"
 ROUTER = "envoy.filters.http.router"
 #: The typed_config class each of Lime's filters must carry (by name: per-route configs are keyed by filter name).
 _FILTER_TYPES = {HEADER_MUTATION: "HeaderMutation", EXT_AUTHZ: "ExtAuthz", EXT_PROC: "ExternalProcessor",
@@ -171,6 +177,43 @@ def _answer_filters(filters: list[tuple[str, Any]]) -> Iterator[Problem]:
     if body is None or body[0] < ext_proc[0]:
         yield Problem("http_filters", f"{ANSWER_BODY_FILTER} must come after {EXT_PROC}: without it, a non-streamed "
                       "answer without a body never reaches extproc.")
+    stream = _first(filters, STREAM_BYTES_FILTER)
+    if stream is None or stream[0] > ext_proc[0]:
+        yield Problem("http_filters", f"{STREAM_BYTES_FILTER} must come before {EXT_PROC} (it runs after it on the "
+                      "way out): without it, a streamed answer keeps the upstream's model id and the usage chunk "
+                      "the client did not ask for (extproc/stream_modes.py).")
+    tap = _first(filters, STREAM_TAP_FILTER)
+    if tap is None or tap[0] > ext_proc[0] or (stream is not None and tap[0] < stream[0] < ext_proc[0]):
+        yield Problem("http_filters", f"{STREAM_TAP_FILTER} must come after {STREAM_BYTES_FILTER} and before "
+                      f"{EXT_PROC} (on the way out it reads what ext_proc passed, before {STREAM_BYTES_FILTER} "
+                      "edits it and removes the x-lime-observe mark): without it, a stream extproc hands off is "
+                      "never read, and the reaper settles it at no charge (extproc/stream_modes.py).")
+    else:
+        yield from _stream_tap(_where(STREAM_TAP_FILTER), tap[1])
+
+
+def _stream_tap(where: str, config: Any) -> Iterator[Problem]:
+    """The observing tap: ext_proc in observability mode behind a matcher on extproc's mark."""
+    extension = getattr(config, "extension_config", None)
+    inner: Any = extension.typed_config.unpack() if extension is not None and extension.typed_config else None
+    if type(inner).__name__ != "ExternalProcessor" or config.xds_matcher is None:
+        yield Problem(where, "must be an ExtensionWithMatcher around an ExternalProcessor, skipped unless the "
+                      "response carries x-lime-observe: 1 (see envoy/envoy.yaml): otherwise it reads every answer.")
+        return
+    mode = inner.processing_mode
+    if not inner.observability_mode or mode is None or mode.response_body_mode.name != "STREAMED":
+        yield Problem(where, "observability_mode: true with response_body_mode: STREAMED is required: the tap reads "
+                      "each chunk without the chunk waiting for extproc.")
+    forwarded = set(inner.metadata_options.forwarding_namespaces.untyped) if inner.metadata_options and \
+        inner.metadata_options.forwarding_namespaces else set()
+    if not {_AUTHZ_NAMESPACE, _EXTPROC_NAMESPACE} <= forwarded:
+        yield Problem(where, f"metadata_options.forwarding_namespaces.untyped must hold {_AUTHZ_NAMESPACE} and "
+                      f"{_EXTPROC_NAMESPACE}: the tap settles from authz's grant and extproc's word.")
+    timeout = inner.deferred_close_timeout
+    if timeout is None or timeout < _MIN_DEFERRED_CLOSE:
+        yield Problem(where, f"deferred_close_timeout must be at least {_MIN_DEFERRED_CLOSE.total_seconds():g} s "
+                      "(Envoy's default is 5 s): Envoy closes the tap's stream that long after the request, and "
+                      "a backlog in extproc would lose the end of a stream, its usage with it.")
 
 
 def _filter_order(filters: list[tuple[str, Any]]) -> Iterator[Problem]:

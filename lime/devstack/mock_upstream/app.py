@@ -121,6 +121,13 @@ async def _stream(request: web.Request, entry: LoggedRequest, api: Api, events: 
                 break
             if index and overrides.delay_ms:
                 await asyncio.sleep(overrides.delay_ms / 1000)
+            if overrides.tail_delay_ms and index == len(events) - 2:
+                await asyncio.sleep(overrides.tail_delay_ms / 1000)
+            if overrides.split_ms is not None:
+                half = len(event) // 2
+                await response.write(packer.pack(event[:half]))
+                await asyncio.sleep(overrides.split_ms / 1000)
+                event = event[half:]
             await response.write(packer.pack(event))
         if cut is not None and cut < len(events):
             if overrides.drop_after is not None:

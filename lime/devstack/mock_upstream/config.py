@@ -22,8 +22,10 @@ __all__ = [
     "ERROR_HEADER",
     "INVALID_HEADER",
     "REPLAY_HEADER",
+    "SPLIT_HEADER",
     "STALL_HEADER",
     "STATUS_HEADER",
+    "TAIL_DELAY_HEADER",
     "BadOverride",
     "MockConfig",
     "Overrides",
@@ -57,6 +59,12 @@ ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd", "compress"})
 #: Answer with a real provider's recorded body or stream, by its file name in the mock's folder of recordings
 #: (tests/fixtures/providers), its model fields naming the request's model (replay.py).
 REPLAY_HEADER = "x-mock-replay"
+#: Streams: each event goes out in two writes this many milliseconds apart, cut in its middle (a proxy or a TCP
+#: segment boundary can split an event anywhere; whoever edits the stream must hold the first half).
+SPLIT_HEADER = "x-mock-split-ms"
+#: Streams: a pause this many milliseconds long before the last two events, the tail that carries the final usage
+#: and the end (chat's usage chunk and [DONE], Anthropic's message_delta and message_stop).
+TAIL_DELAY_HEADER = "x-mock-tail-delay-ms"
 #: A successful JSON answer sent under this content type instead (a relay's HTML page, a proxy's text/plain).
 CONTENT_TYPE_HEADER = "x-mock-content-type"
 
@@ -97,6 +105,8 @@ class Overrides:
     content_type: str | None = None
     error_body: str | None = None
     replay: str | None = None
+    split_ms: int | None = None
+    tail_delay_ms: int | None = None
 
 
 class BadOverride(ValueError):
@@ -137,6 +147,8 @@ def resolve_overrides(headers: Mapping[str, str], config: MockConfig) -> Overrid
         content_type=headers.get(CONTENT_TYPE_HEADER),
         error_body=headers.get(ERROR_BODY_HEADER),
         replay=headers.get(REPLAY_HEADER),
+        split_ms=_int_header(headers, SPLIT_HEADER, 0, MAX_DELAY_MS),
+        tail_delay_ms=_int_header(headers, TAIL_DELAY_HEADER, 0, MAX_DELAY_MS),
     )
 
 

@@ -85,6 +85,43 @@ def test_non_streamed_answers_need_the_mode_override_and_their_header_filter(tmp
     _one(_problems(tmp_path, drop), "lime.answer_headers must come before", "keeps the upstream's headers")
 
 
+def test_streamed_answers_need_their_byte_filter_before_ext_proc(tmp_path: Path) -> None:
+    def drop(config: Config) -> None:
+        hcm = _hcm(config)
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "lime.stream_bytes"]
+
+    def after_ext_proc(config: Config) -> None:
+        filters = _hcm(config)["http_filters"]
+        names = [f["name"] for f in filters]
+        moved = filters.pop(names.index("lime.stream_bytes"))
+        filters.insert(names.index("envoy.filters.http.ext_proc"), moved)  # just after ext_proc
+
+    for breakage in (drop, after_ext_proc):
+        _one(_problems(tmp_path, breakage), "lime.stream_bytes must come before", "keeps the upstream's model id")
+
+
+def _tap(config: Config) -> Config:
+    tap: Config = _filter(config, "lime.stream_tap")["extension_config"]["typed_config"]
+    return tap
+
+
+@pytest.mark.parametrize(("breakage", "words"), [
+    (lambda c: _hcm(c).update(http_filters=[f for f in _hcm(c)["http_filters"] if f["name"] != "lime.stream_tap"]),
+     ("lime.stream_tap must come after", "the reaper settles it")),
+    (lambda c: _tap(c).update(observability_mode=False), ("observability_mode: true", "without the chunk waiting")),
+    (lambda c: _tap(c).update(deferred_close_timeout="1s"), ("deferred_close_timeout must be at least", "backlog")),
+    (lambda c: _tap(c)["metadata_options"]["forwarding_namespaces"].update(untyped=["envoy.filters.http.ext_authz"]),
+     ("forwarding_namespaces", "extproc's word")),
+    (lambda c: _filter(c, "lime.stream_tap").pop("xds_matcher"), ("ExtensionWithMatcher", "reads every answer")),
+])
+def test_streams_need_their_observing_tap(tmp_path: Path, breakage: Callable[[Config], object],
+                                          words: tuple[str, str]) -> None:
+    def mutate(config: Config) -> None:
+        breakage(config)
+
+    _one(_problems(tmp_path, mutate), *words)
+
+
 @pytest.mark.parametrize("name", ["envoy.filters.http.ext_authz", "envoy.filters.http.ext_proc"])
 def test_failure_mode_allow(tmp_path: Path, name: str) -> None:
     problem = _one(_problems(tmp_path, lambda c: _filter(c, name).update(failure_mode_allow=True)),

@@ -65,24 +65,85 @@ def test_allowed_request_is_rewritten_in_the_body_response() -> None:
     assert common.clear_route_cache
 
 
-def test_upstream_headers_are_hidden_and_the_model_id_rewritten() -> None:
+def test_a_stream_is_handed_to_the_observing_tap_at_its_headers() -> None:
     processor = StreamProcessor({"mock": "sk-up"}.get)
     meta = GRANT.to_metadata()
     upstream_headers = {":status": "200", "content-type": "text/event-stream; charset=utf-8", "x-request-id": "up-1",
-                        "openai-organization": "org-x", "set-cookie": "__cf_bm=1", "retry-after": "1"}
+                        "openai-organization": "org-x", "set-cookie": "__cf_bm=1", "retry-after": "1",
+                        "x-lime-upstream": "mock"}
     headers = handle(processor, message("response_headers", metadata=meta, headers=upstream_headers))
-    removed = set(headers.response_headers.response.header_mutation.remove_headers)
-    assert removed == {"x-request-id", "openai-organization", "set-cookie"}
+    mutation = headers.response_headers.response.header_mutation
+    assert set(mutation.remove_headers) == {"x-request-id", "openai-organization", "set-cookie", "x-lime-upstream"}
+    # The mark lime.stream_tap's matcher wakes on, and no chunk for this stream (mode_override at the headers).
+    assert headers_of(mutation) == {"x-lime-observe": b"1"}
+    assert headers.mode_override.response_body_mode == headers.mode_override.NONE
+    # lime.stream_bytes rewrites the model id to this, quotes included, as the tap did; the tap learns the rest.
+    word = {name: value.string_value for name, value in
+            headers.dynamic_metadata.fields["lime.extproc"].struct_value.fields.items()}
+    assert word == {"stream_model": '"chat"', "status": "200", "served_by": "mock"}
+    # This stream is over: the observing one counts and settles the request.
+    assert processor.handed_off and processor.finished
 
-    event = b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[]}\n\n'
-    half = handle(processor, message("response_body", metadata=meta, body=event[:20]))
-    # Half an event is held back (the model id may be in the other half) ...
-    assert half.response_body.response.body_mutation.clear_body
-    rest = handle(processor, message("response_body", metadata=meta, body=event[20:]))
-    # ... and released, rewritten, as soon as the event is complete.
-    assert rest.response_body.response.body_mutation.body == event.replace(b"gpt-4o-mini-2024-07-18", b"chat")
-    done = handle(processor, message("response_body", metadata=meta, body=b"data: [DONE]\n\n", end_of_stream=True))
-    assert not done.response_body.response.HasField("body_mutation")
+
+def observed(meta: dict[str, Any], word: dict[str, str], *, body: bytes, end_of_stream: bool = False) -> Any:
+    request = message("response_body", metadata=meta, body=body, end_of_stream=end_of_stream)
+    request.observability_mode = True
+    request.metadata_context.filter_metadata["lime.extproc"].update(word)
+    return request
+
+
+def test_the_observing_tap_reads_settles_and_ends_at_the_protocols_end() -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta, word = GRANT.to_metadata(), {"stream_model": '"chat"', "status": "200", "hide_usage": "1"}
+    events = [b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[{"delta":{"content":"hi"}}]}\n\n',
+              b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{"prompt_tokens":3,'
+              b'"completion_tokens":2,"total_tokens":5}}\n\n', b"data: [DONE]\n\n"]
+    headers = message("response_headers", metadata=meta, headers={":status": "200"})
+    headers.observability_mode = True
+    headers.metadata_context.filter_metadata["lime.extproc"].update(word)
+    handle(processor, headers)  # opens the observed stream: a cut before the first chunk is still seen
+    for event in events:
+        assert not processor.finished
+        handle(processor, observed(meta, word, body=event))
+    assert processor.observing and not processor.handed_off
+    # [DONE] ends it, even when Envoy's end of stream never comes (an SDK that hangs up right there).
+    assert processor.finished and processor.answer_complete
+    settled = processor.settlement()
+    assert settled is not None and (settled.outcome, settled.input_tokens, settled.output_tokens) == ("complete", 3, 2)
+    assert processor.response_status == 200
+
+
+def test_an_observed_stream_without_extprocs_word_is_left_to_the_reaper() -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    handle(processor, observed(GRANT.to_metadata(), {}, body=b"data: {}\n\n"))
+    assert processor.finished and processor.settlement() is None
+
+
+def test_a_responses_stream_stays_on_the_intercepting_path() -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    grant = Grant("req-2", "t", "k", "responses", "chat", "mock", "gpt-4o-mini", True)
+    headers = handle(processor, message("response_headers", metadata=grant.to_metadata(),
+                                        headers={":status": "200", "content-type": "text/event-stream"}))
+    # Its record is written before its last bytes go on, so Envoy waits for its chunks; their bytes are Envoy's.
+    assert not processor.handed_off and not headers.HasField("mode_override")
+    assert headers.dynamic_metadata.fields["lime.extproc"].struct_value.fields["stream_model"].string_value \
+        == '"chat"'
+    answer = handle(processor, message("response_body", metadata=grant.to_metadata(),
+                                       body=b'data: {"model":"gpt-4o-mini-2024-07-18"}\n\n'))
+    assert answer.WhichOneof("response") == "response_body"
+    assert not answer.response_body.response.HasField("body_mutation")
+
+
+def test_a_compressed_stream_is_still_edited_by_extproc() -> None:
+    processor = StreamProcessor({"mock": "sk-up"}.get)
+    meta = GRANT.to_metadata()
+    headers = handle(processor, message("response_headers", metadata=meta, headers={
+        ":status": "200", "content-type": "text/event-stream", "content-encoding": "gzip"}))
+    assert "lime.extproc" not in headers.dynamic_metadata.fields
+    event = b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[{"delta":{}}]}\n\n'
+    answer = handle(processor, message("response_body", metadata=meta, body=gzip.compress(event),
+                                       end_of_stream=True))
+    assert answer.response_body.response.body_mutation.body == event.replace(b"gpt-4o-mini-2024-07-18", b"chat")
 
 
 def test_an_upstream_error_is_held_and_replaced_by_limes_own() -> None:
