@@ -59,10 +59,9 @@ def tenant(gateway: Gateway) -> TenantAccess:
     return gateway.new_tenant(["chat-a", "claude", "embed"], points=50_000_000)
 
 
-def test_non_streamed_request_settles_once_with_the_upstreams_usage(gateway: Gateway, tenant: TenantAccess) -> None:
-    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
-        model="chat-a", messages=[{"role": "user", "content": "price me"}])
-    request_id = raw.headers["x-request-id"]
+def assert_settled_once_by_the_report(gateway: Gateway, tenant: TenantAccess, request_id: str) -> None:
+    """A chat request's record is complete, not estimated, the usage the mock reported at the model's prices, and
+    has exactly one ledger entry."""
     reported = gateway.mock_request(request_id)["usage"]
     row = record(gateway, request_id)
     assert row["outcome"] == "complete" and not row["estimated"]
@@ -70,6 +69,12 @@ def test_non_streamed_request_settles_once_with_the_upstreams_usage(gateway: Gat
     assert row["cost"] == expected_cost(reported["prompt_tokens"], reported["completion_tokens"])
     _, entries = ledger(gateway, tenant.tenant_id)
     assert [e for e in entries if e[2] == request_id] == [("usage", -row["cost"], request_id)]
+
+
+def test_non_streamed_request_settles_once_with_the_upstreams_usage(gateway: Gateway, tenant: TenantAccess) -> None:
+    raw = gateway.openai(tenant).chat.completions.with_raw_response.create(
+        model="chat-a", messages=[{"role": "user", "content": "price me"}])
+    assert_settled_once_by_the_report(gateway, tenant, raw.headers["x-request-id"])
 
 
 def test_streamed_chat_settles_and_the_client_sees_no_usage_chunk_it_did_not_ask_for(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Gateway, TenantAccess
-from tests.e2e.test_billing import expected_cost, ledger, record
+from tests.e2e.test_billing import assert_settled_once_by_the_report, expected_cost, record
 
 MESSAGES: Any = [{"role": "user", "content": "Take your time at the end"}]
 LATE_TAIL = {"x-mock-chunks": "3", "x-mock-tail-delay-ms": "1500"}
@@ -28,13 +28,7 @@ def test_a_chat_stream_whose_usage_and_end_arrive_late_settles_from_that_usage(g
     chunks = list(raw.parse())
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == 3
     assert all(chunk.usage is None for chunk in chunks)  # the usage chunk the client did not ask for stays hidden
-    reported = gateway.mock_request(request_id)["usage"]
-    row = record(gateway, request_id)
-    assert row["outcome"] == "complete" and not row["estimated"]
-    assert (row["input_tokens"], row["output_tokens"]) == (reported["prompt_tokens"], reported["completion_tokens"])
-    assert row["cost"] == expected_cost(reported["prompt_tokens"], reported["completion_tokens"])
-    _, entries = ledger(gateway, tenant.tenant_id)
-    assert [e for e in entries if e[2] == request_id] == [("usage", -row["cost"], request_id)]
+    assert_settled_once_by_the_report(gateway, tenant, request_id)
 
 
 def test_an_anthropic_stream_whose_final_usage_arrives_late_settles_from_it(gateway: Gateway,
