@@ -30,28 +30,16 @@ import json
 import os
 import sys
 import types
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
-from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
-from google.protobuf import struct_pb2
-
 from authz.server import AuthorizationService
+from bench.envoy_messages import EnvoyStream, check_request, processing_requests
 from extproc.server import ExternalProcessorService
 from lime.catalog import Catalog, Model, Package, Tenant, Upstream
 from lime.devstack.mock_upstream.answers import Api, answer
 from lime.directory import Directory, key_cache_name
-from lime.envoy.api import (
-    ANSWER_HEADERS,
-    ANSWER_NAMESPACE,
-    AUTHZ_NAMESPACE,
-    EXTPROC_NAMESPACE,
-    OBSERVE_HEADER,
-    auth_pb,
-    proc_pb,
-)
 from lime.keys import generate_key, hash_key
 from lime.protocols.endpoints import ModelKind, Protocol
 
@@ -116,189 +104,6 @@ class _Context:
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(name)
-
-
-class EnvoyStream:
-    """An ext_proc stream as grpclib hands it to extproc: Envoy's messages in, the answers collected. Which messages
-    come follows the processing mode in envoy/envoy.yaml and, as Envoy does, a ``mode_override`` in the answer to
-    the request headers, so the number of messages per request is what Envoy would send."""
-
-    def __init__(self, request: list[Any], response: AnswerMessages) -> None:
-        self._request = request
-        self._headers, self._chunks, self._whole = response
-        self.answers: list[Any] = []
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        mode = _configured_mode()
-        for message in self._request:
-            yield message
-            answer = self.answers[-1]
-            if answer.HasField("mode_override") and _ALLOW_MODE_OVERRIDE:
-                mode = answer.mode_override
-        if mode.response_header_mode != _MODE.SKIP:
-            yield self._headers
-            answer = self.answers[-1]
-            if answer.HasField("mode_override") and _ALLOW_MODE_OVERRIDE:
-                mode = answer.mode_override  # honoured in the answer to any headers message (ext_proc.cc)
-        if mode.response_body_mode == _MODE.BUFFERED:
-            yield self._whole
-        elif mode.response_body_mode != _MODE.NONE:
-            for chunk in self._chunks:
-                yield chunk
-
-    async def send_message(self, message: Any) -> None:
-        self.answers.append(message)
-
-    def observed(self) -> ObservedStream | None:
-        """The stream of Envoy's ``lime.stream_tap`` for this answer, if extproc's answer to its headers woke it
-        (the ``x-lime-observe`` header its matcher looks for): the chunks, in observability mode, with the
-        ``lime.extproc`` word that answer wrote forwarded on each."""
-        headers = next((a for a in self.answers if a.WhichOneof("response") == "response_headers"), None)
-        if headers is None or OBSERVE_HEADER not in {option.header.key for option in
-                                                     headers.response_headers.response.header_mutation.set_headers}:
-            return None
-        if _TAP_BODY_MODE != _MODE.STREAMED:
-            return None
-        word = headers.dynamic_metadata.fields[EXTPROC_NAMESPACE].struct_value
-        chunks = []
-        sent_headers = [self._headers] if _mode_of(_TAP).response_header_mode == _MODE.SEND else []
-        for chunk in [*sent_headers, *self._chunks]:
-            observed = proc_pb.ProcessingRequest()
-            observed.CopyFrom(chunk)
-            observed.observability_mode = True
-            observed.metadata_context.filter_metadata[EXTPROC_NAMESPACE].CopyFrom(word)
-            chunks.append(proc_pb.ProcessingRequest.FromString(observed.SerializeToString()))
-        return ObservedStream(chunks)
-
-
-class ObservedStream:
-    """The observing tap's ext_proc stream: Envoy's messages in; nothing may come back (Envoy reads no reply)."""
-
-    def __init__(self, messages: list[Any]) -> None:
-        self.messages = messages
-        self.answers: list[Any] = []
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        for message in self.messages:
-            yield message
-
-    async def send_message(self, message: Any) -> None:
-        self.answers.append(message)
-
-
-_MODE = processing_mode_pb2.ProcessingMode
-ENVOY_CONFIG = Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"
-
-
-def _filter_config(name: str) -> dict[str, Any]:
-    bootstrap = yaml.safe_load(ENVOY_CONFIG.read_text())
-    for listener in bootstrap["static_resources"]["listeners"]:
-        for chain in listener.get("filter_chains") or []:
-            for network_filter in chain.get("filters") or []:
-                for http_filter in (network_filter.get("typed_config") or {}).get("http_filters") or []:
-                    if http_filter["name"] == name:
-                        config: dict[str, Any] = http_filter["typed_config"]
-                        # A filter behind a match delegate: the filter's own config.
-                        inner: dict[str, Any] = config.get("extension_config", {}).get("typed_config", config)
-                        return inner
-    raise RuntimeError(f"no {name} filter in {ENVOY_CONFIG}")
-
-
-_EXT_PROC = _filter_config("envoy.filters.http.ext_proc")
-_ALLOW_MODE_OVERRIDE = bool(_EXT_PROC.get("allow_mode_override"))
-
-
-def _mode_of(config: dict[str, Any]) -> Any:
-    configured = config.get("processing_mode") or {}
-    return _MODE(**{name: _MODE.HeaderSendMode.Value(value) if name.endswith("header_mode")
-                    or name.endswith("trailer_mode") else _MODE.BodySendMode.Value(value)
-                    for name, value in configured.items()})
-
-
-def _configured_mode() -> Any:
-    return _mode_of(_EXT_PROC)
-
-
-_TAP = _filter_config("lime.stream_tap")
-_TAP_BODY_MODE = _mode_of(_TAP).response_body_mode if _TAP.get("observability_mode") else _MODE.NONE
-
-
-def check_request(key: str, body: bytes, request_id: str) -> Any:
-    """A CheckRequest as Envoy 1.40 sends it for a chat completion (with_request_body, pack_as_bytes)."""
-    request = auth_pb.CheckRequest()
-    attributes = request.attributes
-    attributes.source.address.socket_address.address = "127.0.0.1"
-    attributes.source.address.socket_address.port_value = 51234
-    attributes.destination.address.socket_address.address = "127.0.0.1"
-    attributes.destination.address.socket_address.port_value = 8080
-    attributes.request.time.GetCurrentTime()
-    http = attributes.request.http
-    http.id = "10351575783342246285"
-    http.method = "POST"
-    http.path = "/v1/chat/completions"
-    http.host = "127.0.0.1:8080"
-    http.scheme = "http"
-    http.protocol = "HTTP/1.1"
-    http.size = len(body)
-    http.raw_body = body
-    for name, value in _client_headers(key, body, request_id).items():
-        http.headers[name] = value
-    return auth_pb.CheckRequest.FromString(request.SerializeToString())
-
-
-def _client_headers(key: str, body: bytes, request_id: str) -> dict[str, str]:
-    return {":authority": "127.0.0.1:8080", ":method": "POST", ":path": "/v1/chat/completions", ":scheme": "http",
-            "authorization": f"Bearer {key}", "x-lime-tenant-id": TENANT, "content-type": "application/json",
-            "content-length": str(len(body)), "user-agent": "OpenAI/Python 1.99.0", "accept": "application/json",
-            "x-forwarded-proto": "http", "x-request-id": request_id}
-
-
-def _message(metadata: struct_pb2.Struct) -> Any:
-    request = proc_pb.ProcessingRequest()
-    request.metadata_context.filter_metadata[AUTHZ_NAMESPACE].CopyFrom(metadata)
-    return request
-
-
-#: An answer three ways: its headers message, its STREAMED chunks, and its whole BUFFERED body.
-AnswerMessages = tuple[Any, list[Any], Any]
-
-
-def processing_requests(metadata: struct_pb2.Struct, key: str, body: bytes, request_id: str,
-                        upstream_answer: list[bytes], content_type: str) -> tuple[list[Any], AnswerMessages]:
-    """The ext_proc messages of one request as Envoy sends them (metadata forwarded on every one): the request's,
-    then the answer's three ways: its headers, its chunks (STREAMED), and its whole body with the headers
-    ``lime.answer_headers`` copies for extproc (BUFFERED, headers skipped)."""
-    request = []
-    headers = _message(metadata)
-    for name, value in _client_headers(key, body, request_id).items():
-        headers.request_headers.headers.headers.add(key=name, raw_value=value.encode())
-    request.append(headers)
-    request_body = _message(metadata)
-    request_body.request_body.body = body
-    request_body.request_body.end_of_stream = True
-    request.append(request_body)
-    upstream_headers = {":status": "200", "content-type": content_type, "x-request-id": "req_upstream",
-                        "openai-organization": "mock-org", "openai-processing-ms": "12",
-                        "set-cookie": "__cf_bm=mock-cookie; path=/; HttpOnly"}
-    response_headers = _message(metadata)
-    for name, value in upstream_headers.items():
-        response_headers.response_headers.headers.headers.add(key=name, raw_value=value.encode())
-    chunks = []
-    for index, chunk in enumerate(upstream_answer):
-        part = _message(metadata)
-        part.response_body.body = chunk
-        part.response_body.end_of_stream = index == len(upstream_answer) - 1
-        chunks.append(part)
-    whole = _message(metadata)
-    whole.metadata_context.filter_metadata[ANSWER_NAMESPACE].update(
-        {name: value for name, value in upstream_headers.items() if name in ANSWER_HEADERS})
-    whole.response_body.body = b"".join(upstream_answer)
-    whole.response_body.end_of_stream = True
-
-    def wire(message: Any) -> Any:
-        return proc_pb.ProcessingRequest.FromString(message.SerializeToString())
-
-    return [wire(m) for m in request], (wire(response_headers), [wire(m) for m in chunks], wire(whole))
 
 
 class Count:
@@ -380,12 +185,12 @@ async def _scenario(stream: bool, counted: Callable[[], contextlib.AbstractConte
     upstream = answer(Api.CHAT, {**client_body, "model": UPSTREAM_MODEL, "max_tokens": 4096}, 8)
     chunks = list(upstream.events) if stream else [json.dumps(upstream.body).encode()]
     request_id = "2f1c6a9e-4b7d-4c1a-9e0f-6d3b2a1c0e9f"
-    check = check_request(key, body, request_id)
+    check = check_request(TENANT, key, body, request_id)
     result: dict[str, Any] = {}
     with counted():
         decision = await authz.Check(check, _Context())
     result["authz_allowed"] = decision.status.code == 0
-    messages = processing_requests(decision.dynamic_metadata, key, body, request_id, chunks,
+    messages = processing_requests(decision.dynamic_metadata, TENANT, key, body, request_id, chunks,
                                    "text/event-stream; charset=utf-8" if stream else "application/json")
 
     envoy = EnvoyStream(*messages)
