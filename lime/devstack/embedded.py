@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -37,12 +38,22 @@ _PG_OS_USER = "postgres"
 _DB_NAME = "lime"
 
 
+#: Below Linux's ephemeral range (32768-60999): a port the OS picked from that range can be taken a moment later as
+#: the source port of any outgoing connection (Envoy's, the SDKs'), which made a listener fail to bind now and then.
+_LISTEN_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    """A TCP port that was free a moment ago (the OS picks it; racy, but good enough)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port that was free a moment ago, outside the ephemeral range (still racy between two callers)."""
+    for _ in range(100):
+        port = random.choice(_LISTEN_PORTS)  # noqa: S311 - a port number, not a secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port between 20000 and 32000")
 
 
 def port_open(host: str, port: int, path: str | None = None) -> bool:
