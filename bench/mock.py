@@ -8,7 +8,7 @@ baseline it is compared with. This server keeps what matters to the gateway and 
 
 * The bytes are the mock's own: status line, the provider headers (which Lime must hide), the JSON body or the
   SSE events, all from :func:`lime.devstack.mock_upstream.answers.answer` and
-  :func:`lime.devstack.mock_upstream.app.provider_headers`.
+  :func:`lime.devstack.mock_upstream.wire.provider_headers`.
 * An answer is planned once per distinct request (path, body, ``x-mock-chunks``) and then replayed: the ids inside
   repeat, which no gateway under test looks at.
 * Streams are written one event per write, ``x-mock-delay-ms`` apart, in HTTP/1.1 chunked encoding, exactly as the
@@ -33,8 +33,8 @@ import time
 from collections.abc import Mapping
 
 from lime.devstack.mock_upstream.answers import API_PATHS, InvalidRequest, answer
-from lime.devstack.mock_upstream.app import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, provider_headers
 from lime.devstack.mock_upstream.config import BadOverride, MockConfig, resolve_overrides
+from lime.devstack.mock_upstream.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, provider_headers
 
 __all__ = ["Reply", "main", "plan"]
 
