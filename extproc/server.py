@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from extproc import request_metrics
 from extproc.access_log import EnvoyLogs
+from extproc.cut_relay import CutRelay
 from extproc.message_metrics import MessageTally
 from extproc.processor import StreamProcessor
 from extproc.rewrite import CredentialLookup
@@ -248,13 +249,21 @@ async def serve(settings: Settings) -> None:
         cuts = CutReports()
         service = ExternalProcessorService(settings.upstream_credential, redis,
                                            reservation_ttl_seconds=settings.reservation_ttl_seconds, cuts=cuts)
+        # Envoy's access log reaches one process of a pool, maybe not the one reading the stream it reports on.
+        relay = CutRelay(redis, cuts) if settings.pool_size > 1 else None
+        relaying = asyncio.get_running_loop().create_task(relay.run()) if relay is not None else None
         metrics = serve_metrics(settings.extproc_metrics)
 
         try:
-            await serve_grpclib(settings.extproc, [service, EnvoyLogs(cuts)], name="extproc",
+            logs = EnvoyLogs(cuts.report if relay is None else relay.report)
+            await serve_grpclib(settings.extproc, [service, logs], name="extproc",
                                 in_flight=service.in_flight, drain_seconds=settings.drain_seconds)
         finally:
             with contextlib.suppress(Exception):
                 await service.drain()
+            if relay is not None and relaying is not None:
+                relaying.cancel()
+                with contextlib.suppress(Exception):
+                    await relay.drain()
             if metrics is not None:
                 metrics.close()

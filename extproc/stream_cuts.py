@@ -4,7 +4,8 @@ When a client goes away and when an upstream dies mid-answer, Envoy ends the ext
 the tap only knows that the answer stopped short. Envoy's response flags on the request tell the two apart;
 ``envoy/envoy.yaml`` sends the requests that carry one of them to extproc's access-log service. This module
 maps flags to an :class:`~extproc.request_metrics.Ending` (pure) and joins the two reports, which arrive in
-either order, by request id.
+either order, by request id. In a pool of processes Envoy may tell another process than the one reading the stream:
+:mod:`extproc.cut_relay` passes such reports on.
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ class CutReports:
         self._reports: OrderedDict[str, tuple[float, Ending]] = OrderedDict()
         self._waiting: dict[str, asyncio.Future[Ending]] = {}
 
-    def report(self, request_id: str, ending: Ending, now: float | None = None) -> None:
+    def report(self, request_id: str, ending: Ending, now: float | None = None) -> bool:
+        """Hand the report to the stream waiting for it here: ``True`` if one was, else it is kept (``False``)."""
         waiter = self._waiting.pop(request_id, None)
         if waiter is not None:
             if not waiter.done():
                 waiter.set_result(ending)
-            return
+            return True
         now = time.monotonic() if now is None else now
         self._reports[request_id] = (now, ending)
         while self._reports:
@@ -68,6 +70,7 @@ class CutReports:
             if now - at <= self._keep:
                 break
             del self._reports[oldest]
+        return False
 
     async def wait(self, request_id: str, patience: float) -> Ending | None:
         """Envoy's report for ``request_id``, waiting up to ``patience`` seconds for it; ``None`` if none came."""
@@ -82,6 +85,10 @@ class CutReports:
             return None
         finally:
             self._waiting.pop(request_id, None)
+
+    def waiting(self) -> list[str]:
+        """The request ids streams here wait for now."""
+        return list(self._waiting)
 
     def __len__(self) -> int:
         return len(self._reports) + len(self._waiting)

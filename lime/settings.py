@@ -149,6 +149,9 @@ class Settings:
     #: Processes of authz and of extproc each (one per core is the production shape; docs/deploy.md): process i
     #: listens on ``authz.nth(i)`` / ``extproc.nth(i)`` and Envoy balances requests over them.
     processes: int = 1
+    #: How many processes the pool this one belongs to has (the pool sets it for its children, each of which is
+    #: started with ``processes`` 1); above 1, extproc relays Envoy's cut reports between them (extproc/cut_relay.py).
+    pool_size: int = 1
     #: Points one US dollar buys: what ``lime model import-prices`` converts LiteLLM's USD prices at (its
     #: ``--points-per-usd`` overrides it). A Decimal, never a float: a price is rounded once, up, from the exact rate.
     points_per_usd: Decimal = Decimal(1)
@@ -183,6 +186,7 @@ class Settings:
             reservation_ttl_seconds=reader.integer("LIME_RESERVATION_TTL_SECONDS", cls.reservation_ttl_seconds),
             drain_seconds=reader.number("LIME_DRAIN_SECONDS", cls.drain_seconds),
             processes=reader.count("LIME_PROCESSES", cls.processes),
+            pool_size=reader.count("LIME_POOL_SIZE", cls.pool_size),
             points_per_usd=reader.rate("LIME_POINTS_PER_USD", cls.points_per_usd),
             log_level=env.get("LIME_LOG_LEVEL", cls.log_level).upper(),
         )

@@ -64,7 +64,7 @@ class Pool:
 
     def start(self, index: int) -> None:
         env = {**self.env, self.address_variable: str(self.addresses[index]), "LIME_PROCESSES": "1",
-               MULTIPROCESS_DIR: self.metrics_dir}
+               "LIME_POOL_SIZE": str(len(self.addresses)), MULTIPROCESS_DIR: self.metrics_dir}
         # Same session and process group as the parent: whoever stops the pool's group stops every child too.
         self.children[index] = subprocess.Popen(self.argv, env=env)
         self.started_at[index] = time.monotonic()

@@ -1,6 +1,7 @@
 """Several processes per service (LIME_PROCESSES, lime/cli/process_pool.py), through a second gateway of two authz and
 two extproc processes on the same stores: Envoy spreads calls over every process, /metrics adds up all of them,
-a process that dies is started again, and SIGTERM lets each process finish its streams in flight."""
+a process that dies is started again, SIGTERM lets each process finish its streams in flight, and a stream its client
+cuts settles at once whichever process Envoy tells (extproc/cut_relay.py)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ import pytest
 
 from lime.settings import Address, Settings
 from tests.e2e.conftest import Gateway, TenantAccess, started_gateway
-from tests.e2e.test_billing import record
+from tests.e2e.test_billing import expected_cost, ledger, record
 from tests.e2e.test_graceful_stop import ready
 from tests.e2e.test_metrics import scrape, value
 
 PROCESSES = 2
+#: A cut stream settles once Envoy's report reached its process (its access log is flushed every 100 ms), read 0.5 s
+#: more, and the settler wrote it: well under the 30 s it takes when the report went to another process unrelayed.
+CUT_SETTLES_WITHIN = 5.0
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
 
 
@@ -124,3 +128,25 @@ def test_sigterm_lets_every_process_finish_its_streams(pooled: Gateway, tenant: 
 def test_each_process_has_an_address_of_its_own() -> None:
     assert [str(a) for a in Settings(processes=3).pool(Address("", 0, "/run/lime/authz.sock"))] == [
         "unix:/run/lime/authz.sock", "unix:/run/lime/authz-1.sock", "unix:/run/lime/authz-2.sock"]
+
+
+def test_streams_cut_by_their_clients_settle_at_once_whichever_process_envoy_tells(
+        pooled: Gateway, tenant: TenantAccess) -> None:
+    # Envoy reports a cut on its access log to one process, and the observing tap's stream may be another's: without
+    # the relay that one would settle only when Envoy closes its stream (deferred_close_timeout, 30 s).
+    client = pooled.openai(tenant)
+    ids = []
+    for _ in range(4 * PROCESSES):  # round robin: the streams are spread over the processes, and so are the reports
+        raw = client.chat.completions.with_raw_response.create(
+            model="chat-a", messages=MESSAGES, stream=True, extra_headers={"x-mock-stall-after": "2"})
+        ids.append(raw.headers["x-request-id"])
+        next(iter(raw.parse()))
+        raw.http_response.close()
+    cut_at = time.monotonic()
+    rows = [record(pooled, request_id, timeout=CUT_SETTLES_WITHIN) for request_id in ids]
+    assert time.monotonic() - cut_at < CUT_SETTLES_WITHIN
+    _, entries = ledger(pooled, tenant.tenant_id)
+    for request_id, row in zip(ids, rows, strict=True):
+        assert row["outcome"] == "partial" and row["estimated"], row
+        assert row["cost"] == expected_cost(row["input_tokens"], row["output_tokens"]) > 0
+        assert [e for e in entries if e[2] == request_id] == [("usage", -row["cost"], request_id)]
