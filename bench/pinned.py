@@ -14,8 +14,8 @@ streams client, which runs in it, are on the others. Layouts, wrk closed loop ea
 * ``envoy``, ``authz``, ``extproc``: that process alone on core 0, everything else on the others. On 2 cores the
   rest (two of the three plus the stores, the mock and wrk) costs more per request than the process alone, so the
   other core saturates first and the process runs below its core's capacity: its CPU per request is then measured
-  at part load, where batching amortises less (an upper bound of its cost). The report gives its utilisation; on a
-  machine with more cores the rest gets more of them and the process saturates.
+  at part load, where less work is batched per wake-up. The report gives its utilisation; on a machine with more
+  cores the rest gets more of them and the process saturates.
 * streams (``gateway`` layout): concurrent SSE streams; CPU per streamed event of Envoy and extproc.
 """
 

@@ -333,6 +333,10 @@ def _targets_markdown(results: dict[str, Any]) -> list[str]:
     return out
 
 
+_NOT_SATURATED = (" (**below 0.9**: other processes of the machine took part of the core, or the three were not the "
+                  "bottleneck; their CPU per request is not quite that of a core at capacity)")
+
+
 def pinned_markdown(results: dict[str, Any]) -> list[str]:
     """The pinned phase: CPU per request and requests per core-second of each process, the check of the one-core
     run, and the N-core pod on paper (:mod:`bench.capacity`)."""
@@ -346,7 +350,7 @@ def pinned_markdown(results: dict[str, Any]) -> list[str]:
            f"`taskset -a -c {core}`); settler, catalog_api, Redis, PostgreSQL, the mock and the load generator on "
            f"core {rest}. wrk closed loop, {pinned['connections']} connections, {_f(options.get('seconds'), 0)} s per "
            f"run. Core {core} was busy {_f(gateway['core_utilisation'])} of the time"
-           f"{'' if gateway['saturated'] else ' (**not saturated**: the numbers are not those of a core at capacity)'}"
+           f"{'' if gateway['saturated'] else _NOT_SATURATED}"
            f": {_f(gateway['rps'], 0)} req/s measured ({gateway['errors']} errors) against 1000 / "
            f"{_f(gateway['cpu_ms_per_request'], 3)} ms = {_f(gateway['predicted_rps'], 0)} predicted from the CPU "
            f"per request ({_f(gateway['measured_over_predicted'])}).", ""]
@@ -358,16 +362,16 @@ def pinned_markdown(results: dict[str, Any]) -> list[str]:
             _f(alone["rps"], 0)]
         rows.append([row["process"] + ("" if row["on_core"] else f" (core {rest})"),
                      _f(row["cpu_ms_per_request"], 3), _f(row["requests_per_core_second"], 0),
-                     _f(row["utilisation"]), *alone_cells, _f(row["cpu_ms_per_event"], 4),
-                     _f(row["events_per_core_second"], 0)])
+                     _f(row["utilisation"]), *alone_cells, _f(row["cpu_ms_per_stream"], 3),
+                     _f(row["cpu_ms_per_event"], 4), _f(row["events_per_core_second"], 0)])
     out += _table(["process", "CPU ms/request", "requests per core-second", "cores busy", f"alone on core {core}: "
-                   "CPU ms/request", "… cores busy", "… req/s", "CPU ms per streamed event",
+                   "CPU ms/request", "… cores busy", "… req/s", "CPU ms per stream", "… per streamed event",
                    "events per core-second"], rows)
     streams = pinned.get("streams")
     out += ["", "Requests per core-second = 1000 / CPU ms per request, measured with the three sharing one saturated "
                 "core (a one-core pod at capacity). *Alone*: that process alone on the core, everything else on the "
                 "other: with two cores the rest saturates its core first, so the process runs at part load "
-                "(\"part\": busy < 0.9 of its core) and its CPU per request there is an upper bound."]
+                "(\"part\": busy < 0.9 of its core), where less work is batched per wake-up than at capacity."]
     if streams:
         out += ["", f"Streams: {streams['concurrency']} concurrent ({streams['streams']} done, {streams['failed']} "
                     f"failed), {_f(streams['events_per_second'], 0)} events/s, core {core} busy "

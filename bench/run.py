@@ -128,7 +128,7 @@ class Options:
             profile_seconds=args.profile, out=args.out, quick=quick,
             pinned="only" if args.pinned_only else "off" if args.no_pinned else "also",
             pinned_options=PinnedOptions(
-                seconds=pinned_seconds, warmup_seconds=max(1.0, pinned_seconds / 4),
+                seconds=pinned_seconds, warmup_seconds=max(1.0, round(pinned_seconds / 4)),
                 connections=args.pinned_connections, streams=args.pinned_streams,
                 stream_chunks=args.stream_chunks, stream_delay_ms=args.stream_delay_ms),
         )
