@@ -67,8 +67,9 @@ e2e: $(STAMP) system-deps agent-clis
 envoy-check: $(STAMP)
 	$(VENV)/bin/lime envoy check
 
-# The benchmark (bench/, docs/performance.md): mock, bare Envoy and the full stack under the same load; writes
-# bench/results/. QUICK=1: a short run (~2 min). LITELLM=1: LiteLLM's proxy as a further target (installed into its
+# The benchmark (bench/, docs/performance.md): mock, bare Envoy and the full stack under the same load, then one
+# process per core (the pinned phase: docs/deploy.md's capacity table; BENCH_ARGS=--pinned-only runs just it, ~50 s,
+# --no-pinned skips it); writes bench/results/. QUICK=1: a short run (~2 min). LITELLM=1: LiteLLM's proxy as a further target (installed into its
 # own virtualenv, it is big). PROFILE=1: also sample authz and extproc with py-spy. BENCH_ARGS: see
 # `python -m bench --help` (rates, durations, stream sizes).
 BENCH_STAMP := $(VENV)/.bench-installed-$(shell cksum pyproject.toml | cut -d' ' -f1)

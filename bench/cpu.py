@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuSnapshot", "group_cpu_seconds", "snapshot"]
+__all__ = ["CpuSnapshot", "group_cpu_seconds", "process_trees", "snapshot"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -23,9 +23,8 @@ def _stat_fields(text: str) -> list[str]:
     return text[text.rindex(")") + 2:].split()
 
 
-def group_cpu_seconds(roots: Mapping[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each process tree (by name -> pid of its root): user and system time of every live
-    process in it, plus that of its reaped children."""
+def _processes() -> tuple[dict[int, int], dict[int, int]]:
+    """Every live process's parent and CPU ticks so far (its own and its reaped children's)."""
     parent: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -39,14 +38,38 @@ def group_cpu_seconds(roots: Mapping[str, int]) -> dict[str, float]:
         pid = int(entry.name)
         parent[pid] = int(fields[1])
         ticks[pid] = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return parent, ticks
+
+
+def _owners(roots: Mapping[str, int], parent: Mapping[int, int]) -> dict[int, str]:
+    """pid -> the name of the tree (by name -> pid of its root) it belongs to, for the processes in one."""
     owner = {pid: name for name, pid in roots.items()}
-    totals = dict.fromkeys(roots, 0.0)
-    for pid, used in ticks.items():
+    found: dict[int, str] = {}
+    for pid in parent:
         at, hops = pid, 0
         while at not in owner and at > 1 and hops < 64:
             at, hops = parent.get(at, 0), hops + 1
         if at in owner:
-            totals[owner[at]] += used / _TICKS
+            found[pid] = owner[at]
+    return found
+
+
+def process_trees(roots: Mapping[str, int]) -> dict[str, list[int]]:
+    """The live processes of each process tree (by name -> pid of its root), its root included."""
+    parent, _ = _processes()
+    trees: dict[str, list[int]] = {name: [] for name in roots}
+    for pid, name in _owners(roots, parent).items():
+        trees[name].append(pid)
+    return trees
+
+
+def group_cpu_seconds(roots: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each process tree (by name -> pid of its root): user and system time of every live
+    process in it, plus that of its reaped children."""
+    parent, ticks = _processes()
+    totals = dict.fromkeys(roots, 0.0)
+    for pid, name in _owners(roots, parent).items():
+        totals[name] += ticks[pid] / _TICKS
     return totals
 
 

@@ -233,7 +233,7 @@ def _wait_http(url: str, headers: dict[str, str], body: bytes, timeout: float) -
 @contextlib.contextmanager
 def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None,
                       litellm_workers: tuple[int, ...] = (1,), lime_processes: int = 1, stream_chunks: int = 50,
-                      stream_delay_ms: int = 20,
+                      stream_delay_ms: int = 20, envoy_concurrency: int = ENVOY_CONCURRENCY,
                       work_dir: Path | None = None) -> Iterator[Environment]:
     with contextlib.ExitStack() as exits:
         if work_dir is None:
@@ -279,10 +279,10 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None,
         binary = envoy_binary()
         assert binary is not None
         bare = _started(exits, _Process("envoy", [
-            binary, "-c", str(bare_file), "--use-dynamic-base-id", "--concurrency", str(ENVOY_CONCURRENCY),
+            binary, "-c", str(bare_file), "--use-dynamic-base-id", "--concurrency", str(envoy_concurrency),
             "--log-level", "warn"], bare_listen, env, log_dir / "bare-envoy"))
 
-        lime = Stack(settings, env, log_dir / "lime", with_mock=False, envoy_concurrency=ENVOY_CONCURRENCY)
+        lime = Stack(settings, env, log_dir / "lime", with_mock=False, envoy_concurrency=envoy_concurrency)
         exits.callback(lime.stop)
         lime.start(timeout=60)
 

@@ -151,8 +151,9 @@ def max_throughput(url: str, headers: Mapping[str, str], body: bytes, connection
              for name, value in {"Content-Type": "application/json", **headers}.items()]
     script = work_dir / "wrk.lua"
     script.write_text(_WRK_SCRIPT.format(body=_lua_string(body.decode()), headers="\n".join(lines)))
-    argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s", "-s", str(script),
-            url]
+    # wrk reads whole seconds only ("1.5s" is a usage error).
+    argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, math.ceil(seconds))}s", "--timeout", "10s",
+            "-s", str(script), url]
     out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 30).stdout
     line = next((row for row in out.splitlines() if row.startswith("BENCH_JSON ")), None)
     if line is None:

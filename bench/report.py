@@ -232,19 +232,30 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    meta, summary = results["meta"], results["summary"]
-    labels = meta["targets"]
+    meta = results["meta"]
     machine = meta["machine"]
     v = meta["versions"]
     out = [
         f"# Lime bench — {meta['date']}",
         "",
         f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, Linux "
-        f"{machine['kernel']}; load average at start {', '.join(f'{x:.2f}' for x in machine['load_average_at_start'])}."
+        f"{machine['kernel']}; load average at start {', '.join(f'{x:.2f}' for x in machine['load_average_at_start'])}"
+        f", at the end {', '.join(f'{x:.2f}' for x in machine.get('load_average_at_end', ()))}."
         f" Versions: Envoy {v.get('envoy')}, Python {v.get('python')}, grpcio {v.get('grpcio')}, {v.get('wrk')}, "
         f"{v.get('h2load')}" + (f", LiteLLM {v['litellm']}" if "litellm" in v else "") + ".",
         f"Command: `{meta['command']}` ({meta['seconds']:.0f} s).",
         "",
+    ]
+    if results["fixed_rate"] or results["max_throughput"] or results["streams"]:
+        out += _targets_markdown(results)
+    out += pinned_markdown(results)
+    return "\n".join(out) + "\n"
+
+
+def _targets_markdown(results: dict[str, Any]) -> list[str]:
+    meta, summary = results["meta"], results["summary"]
+    labels = meta["targets"]
+    out = [
         "## Targets of issue 7",
         "",
     ]
@@ -319,7 +330,63 @@ def markdown(results: dict[str, Any]) -> str:
                     ""]
             out += _table(["self %", "function"], [[str(p), f"`{f}`"] for f, p in profile["self_percent"][:12]])
             out += [""]
-    return "\n".join(out) + "\n"
+    return out
+
+
+_NOT_SATURATED = (" (**below 0.9**: other processes of the machine took part of the core, or the three were not the "
+                  "bottleneck; their CPU per request is not quite that of a core at capacity)")
+
+
+def pinned_markdown(results: dict[str, Any]) -> list[str]:
+    """The pinned phase: CPU per request and requests per core-second of each process, the check of the one-core
+    run, and the N-core pod on paper (:mod:`bench.capacity`)."""
+    pinned = results.get("pinned_summary") or {}
+    if not pinned:
+        return []
+    options = results["meta"].get("options", {}).get("pinned_options", {})
+    gateway, core, rest = pinned["gateway"], pinned["core"], ", ".join(str(c) for c in pinned["rest"])
+    out = ["", "## One process per core (pinned)", "",
+           f"Envoy (`--concurrency 1`), authz and extproc, one process each, pinned to core {core} (all threads, as "
+           f"`taskset -a -c {core}`); settler, catalog_api, Redis, PostgreSQL, the mock and the load generator on "
+           f"core {rest}. wrk closed loop, {pinned['connections']} connections, {_f(options.get('seconds'), 0)} s per "
+           f"run. Core {core} was busy {_f(gateway['core_utilisation'])} of the time"
+           f"{'' if gateway['saturated'] else _NOT_SATURATED}"
+           f": {_f(gateway['rps'], 0)} req/s measured ({gateway['errors']} errors) against 1000 / "
+           f"{_f(gateway['cpu_ms_per_request'], 3)} ms = {_f(gateway['predicted_rps'], 0)} predicted from the CPU "
+           f"per request ({_f(gateway['measured_over_predicted'])}).", ""]
+    rows = []
+    for row in pinned["processes"]:
+        alone = row["alone"]
+        alone_cells = ["—", "—", "—"] if alone is None else [
+            _f(alone["cpu_ms_per_request"], 3), _f(alone["utilisation"]) + ("" if alone["saturated"] else " (part)"),
+            _f(alone["rps"], 0)]
+        rows.append([row["process"] + ("" if row["on_core"] else f" (core {rest})"),
+                     _f(row["cpu_ms_per_request"], 3), _f(row["requests_per_core_second"], 0),
+                     _f(row["utilisation"]), *alone_cells, _f(row["cpu_ms_per_stream"], 3),
+                     _f(row["cpu_ms_per_event"], 4), _f(row["events_per_core_second"], 0)])
+    out += _table(["process", "CPU ms/request", "requests per core-second", "cores busy", f"alone on core {core}: "
+                   "CPU ms/request", "… cores busy", "… req/s", "CPU ms per stream", "… per streamed event",
+                   "events per core-second"], rows)
+    streams = pinned.get("streams")
+    out += ["", "Requests per core-second = 1000 / CPU ms per request, measured with the three sharing one saturated "
+                "core (a one-core pod at capacity). *Alone*: that process alone on the core, everything else on the "
+                "other: with two cores the rest saturates its core first, so the process runs at part load "
+                "(\"part\": busy < 0.9 of its core), where less work is batched per wake-up than at capacity."]
+    if streams:
+        out += ["", f"Streams: {streams['concurrency']} concurrent ({streams['streams']} done, {streams['failed']} "
+                    f"failed), {_f(streams['events_per_second'], 0)} events/s, core {core} busy "
+                    f"{_f(streams['core_utilisation'])}; a stream's set-up (authz, extproc's headers) is in its "
+                    "events' share."]
+    out += ["", "A gateway pod on paper: requests/s ≈ N x 1000 / (Envoy + authz + extproc CPU ms per request), with "
+                "the fewest Envoy workers and processes (LIME_PROCESSES: authz and extproc each) that leave the cores, "
+                "not a process, the limit:", ""]
+    out += _table(["cores", "ENVOY_CONCURRENCY", "LIME_PROCESSES", "req/s",
+                   "cores busy: Envoy / authz / extproc", "behind the pod: settler / Redis / PostgreSQL cores"],
+                  [[str(pod["cores"]), str(pod["envoy_concurrency"]), str(pod["lime_processes"]), _f(pod["rps"], 0),
+                    " / ".join(_f(pod["busy_cores"][name]) for name in ("envoy", "authz", "extproc")),
+                    " / ".join(_f(pod["behind_cores"][name]) for name in ("settler", "redis", "postgres"))]
+                   for pod in pinned["pods"]])
+    return out
 
 
 def _cpu_cell(record: dict[str, Any], per: str = "request") -> str:
@@ -385,7 +452,10 @@ def write(results: dict[str, Any], out: Path) -> dict[str, Path]:
     paths = {"json": out / "results.json", "markdown": out / "results.md", "png": out / "results.png"}
     paths["json"].write_text(json.dumps(_clean(results), indent=1, allow_nan=False) + "\n")
     paths["markdown"].write_text(markdown(results))
-    plot(results, paths["png"])
+    if results["fixed_rate"]:
+        plot(results, paths["png"])
+    else:
+        del paths["png"]  # a pinned-only run has no latency to plot
     return paths
 
 

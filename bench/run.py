@@ -6,7 +6,11 @@ Phases, each run target after target so that every number has a bare-Envoy twin 
 2. non-streamed chat completions at fixed offered rates (h2load, open loop);
 3. non-streamed maximum throughput (wrk, closed loop, a few connection counts);
 4. streamed chat completions at fixed concurrency (the Python SSE client in :mod:`bench.streams`);
-5. with ``--profile``: py-spy samples authz and extproc under closed-loop load (off the measured phases).
+5. with ``--profile``: py-spy samples authz and extproc under closed-loop load (off the measured phases);
+6. pinned (``--no-pinned`` skips it, ``--pinned-only`` runs it alone; ~45 s), in an environment of its own: Envoy
+   (one worker), authz and extproc, one process each, pinned to one core, everything else to the other: requests per
+   core-second of each process and the capacity of an N-core pod on paper (:mod:`bench.pinned`,
+   :mod:`bench.capacity`).
 
 Around each phase the CPU time of every process involved is read from /proc (:mod:`bench.cpu`).
 """
@@ -14,6 +18,7 @@ Around each phase the CPU time of every process involved is read from /proc (:mo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -28,9 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import cpu, report
+from bench import capacity, cpu, report
 from bench.environment import MODEL, Environment, Target, bench_environment
 from bench.load import LoadResult, fixed_rate, max_throughput
+from bench.pinned import ENVOY_CONCURRENCY as PINNED_ENVOY_CONCURRENCY
+from bench.pinned import PinnedOptions, PinnedRunner
 from bench.streams import StreamPhase, run_streams
 
 __all__ = ["Options", "main"]
@@ -57,6 +64,9 @@ class Options:
     #: LIME_PROCESSES of the Lime target (authz and extproc each).
     lime_processes: int
     profile_seconds: float
+    #: The pinned phase: "also" (after the targets' phases, the default), "off" or "only".
+    pinned: str
+    pinned_options: PinnedOptions
     out: Path
     quick: bool
 
@@ -82,12 +92,26 @@ class Options:
                             help="authz and extproc processes each (LIME_PROCESSES; default 1)")
         parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                             help="also sample authz and extproc with py-spy for this long under load")
+        pinned = parser.add_mutually_exclusive_group()
+        pinned.add_argument("--no-pinned", action="store_true",
+                            help="skip the pinned phase (one process per core: Envoy, authz, extproc pinned to one "
+                                 "core; ~45 s, quick ~25 s)")
+        pinned.add_argument("--pinned-only", action="store_true", help="only the pinned phase")
+        parser.add_argument("--pinned-seconds", type=float,
+                            help="seconds per pinned run (default 6, quick 3; a warm-up of a quarter, at least 1 s, "
+                                 "before each)")
+        parser.add_argument("--pinned-connections", type=int, default=32,
+                            help="wrk connections of the pinned runs (default 32)")
+        parser.add_argument("--pinned-streams", type=int, default=100,
+                            help="concurrent streams of the pinned streams run (default 100; 0: none)")
         parser.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default {RESULTS})")
         args = parser.parse_args(argv)
         quick = bool(args.quick)
 
         def numbers(text: str | None, default: str) -> tuple[float, ...]:
             return tuple(float(x) for x in (text or default).split(",") if x.strip())
+
+        pinned_seconds = float(args.pinned_seconds or (3.0 if quick else 6.0))
 
         return cls(
             rates=numbers(args.rates, "100,300,1000"),
@@ -102,7 +126,16 @@ class Options:
             litellm_workers=tuple(sorted({int(x) for x in numbers(args.litellm_workers, f"1,{os.cpu_count() or 1}")})),
             lime_processes=args.lime_processes,
             profile_seconds=args.profile, out=args.out, quick=quick,
+            pinned="only" if args.pinned_only else "off" if args.no_pinned else "also",
+            pinned_options=PinnedOptions(
+                seconds=pinned_seconds, warmup_seconds=max(1.0, round(pinned_seconds / 4)),
+                connections=args.pinned_connections, streams=args.pinned_streams,
+                stream_chunks=args.stream_chunks, stream_delay_ms=args.stream_delay_ms),
         )
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def _chat_body() -> bytes:
@@ -136,7 +169,7 @@ class Runner:
         return result, {name: round(seconds, 4) for name, seconds in used.items()}
 
     def _say(self, text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+        _say(text)
 
     def warm_up(self) -> None:
         for target in self.env.targets:
@@ -231,6 +264,12 @@ def _machine() -> dict[str, Any]:
             "load_average_at_start": os.getloadavg()}
 
 
+def _option(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+
+
 def main(argv: list[str] | None = None) -> int:
     options = Options.parse(argv)
     options.out.mkdir(parents=True, exist_ok=True)
@@ -239,29 +278,48 @@ def main(argv: list[str] | None = None) -> int:
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": _machine(),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.__dict__.items()},
+        "options": {k: _option(v) for k, v in options.__dict__.items()},
     }
-    print(f"Lime bench ({'quick' if options.quick else 'full'}): starting PostgreSQL, Redis, the mock, bare Envoy, "
-          f"Lime{' and LiteLLM' if options.litellm else ''}…", flush=True)
-    with bench_environment(mock_workers=options.mock_workers, litellm=options.litellm,
-                           litellm_workers=options.litellm_workers, lime_processes=options.lime_processes,
-                           stream_chunks=options.stream_chunks,
-                           stream_delay_ms=options.stream_delay_ms) as env:
-        meta["versions"] = env.versions
-        meta["targets"] = {t.name: t.label for t in env.targets}
-        work_dir = env.log_dir.parent
-        runner = Runner(options, env, work_dir)
-        runner.warm_up()
-        runner.fixed_rates()
-        runner.max_throughputs()
-        runner.streams()
-        profile = runner.profile() if options.profile_seconds > 0 else {}
-        # Written before everything is stopped, so a failure while stopping loses nothing.
+    results: dict[str, Any] = {"meta": meta, "fixed_rate": [], "max_throughput": [], "streams": [], "profile": {},
+                               "pinned": []}
+
+    def finish() -> dict[str, Path]:
         meta["machine"]["load_average_at_end"] = os.getloadavg()
         meta["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
-        results = {"meta": meta, **runner.records, "profile": profile}
         results["summary"] = report.summarise(results)
-        paths = report.write(results, options.out)
+        results["pinned_summary"] = capacity.summarise_pinned(results["pinned"])
+        return report.write(results, options.out)
+
+    if options.pinned != "only":
+        print(f"Lime bench ({'quick' if options.quick else 'full'}): starting PostgreSQL, Redis, the mock, bare "
+              f"Envoy, Lime{' and LiteLLM' if options.litellm else ''}…", flush=True)
+        with bench_environment(mock_workers=options.mock_workers, litellm=options.litellm,
+                               litellm_workers=options.litellm_workers, lime_processes=options.lime_processes,
+                               stream_chunks=options.stream_chunks,
+                               stream_delay_ms=options.stream_delay_ms) as env:
+            meta["versions"] = env.versions
+            meta["targets"] = {t.name: t.label for t in env.targets}
+            runner = Runner(options, env, env.log_dir.parent)
+            runner.warm_up()
+            runner.fixed_rates()
+            runner.max_throughputs()
+            runner.streams()
+            results.update(runner.records)
+            results["profile"] = runner.profile() if options.profile_seconds > 0 else {}
+            # Written before everything is stopped, so a failure while stopping loses nothing.
+            paths = finish()
+    if options.pinned != "off":
+        _say("pinned: starting PostgreSQL, Redis, the mock and Lime again (Envoy --concurrency "
+             f"{PINNED_ENVOY_CONCURRENCY}, authz and extproc one process each)")
+        with bench_environment(mock_workers=options.mock_workers, lime_processes=1,
+                               stream_chunks=options.stream_chunks, stream_delay_ms=options.stream_delay_ms,
+                               envoy_concurrency=PINNED_ENVOY_CONCURRENCY) as env:
+            meta.setdefault("versions", env.versions)
+            meta.setdefault("targets", {t.name: t.label for t in env.targets})
+            pinned = PinnedRunner(options.pinned_options, env, env.log_dir.parent, _chat_body(),
+                                  _stream_body(MODEL), _say)
+            results["pinned"] = pinned.run()
+            paths = finish()
     print()
     print(paths["markdown"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
