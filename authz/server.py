@@ -1,4 +1,7 @@
-"""gRPC edge of authz: decode the CheckRequest, call :func:`authz.check.authorize`, encode the answer."""
+"""HTTP edge of authz: Envoy's HTTP ext_authz call in, :func:`authz.check.authorize` and the hold, the answer out.
+
+The answers' shape (which headers become metadata, how a 5xx refusal travels) is lime/envoy/authz_http.py's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import grpc
 import psycopg
 import redis.asyncio as aioredis
 from prometheus_client import Histogram
@@ -19,8 +21,9 @@ from authz.hold import hold
 from lime.catalog import Limits
 from lime.connections import open_directory, open_pool, open_redis
 from lime.directory import Directory
-from lime.envoy.api import CheckRequestView, auth_grpc, check_allow, check_deny
-from lime.grpc_server import serve_grpc
+from lime.envoy import authz_http
+from lime.grpc_server import InFlight
+from lime.http1_server import HttpRequest, serve_http1
 from lime.metrics import REQUESTS, rejection_outcome, serve_metrics
 from lime.money import response_records
 from lime.money.grant import VERIFIED_TENANT_HEADER
@@ -41,7 +44,7 @@ _ALLOWED = DECISION_SECONDS.labels("allow")
 _DENIED = DECISION_SECONDS.labels("deny")
 
 
-class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[misc]
+class AuthorizationService:
     def __init__(self, directory: Directory, redis: aioredis.Redis, pool: AsyncConnectionPool[Any],
                  *, reservation_ttl_seconds: int) -> None:
         self._directory = directory
@@ -49,27 +52,28 @@ class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[mis
         self._pool = pool
         self._ttl = reservation_ttl_seconds
 
-    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def check(self, request: HttpRequest) -> bytes:
+        """Envoy's question about one client request, answered (lime/envoy/authz_http.py)."""
         started = time.perf_counter()
-        view = CheckRequestView.of(request)
-        request_id = view.headers.get("x-request-id")
+        headers = request.headers
+        request_id = headers.get("x-request-id")
         verified = Verified()
         try:
-            decision = await authorize(view.method, view.path, view.headers, view.body, self._directory,
+            decision = await authorize(request.method, request.path, headers, request.body, self._directory,
                                        verified=verified, records=self._record)
             if not isinstance(decision, DirectoryAccess):
                 await hold(decision, self._limits(decision.tenant_id), self._redis, self._pool, ttl_seconds=self._ttl)
         except LimeError as error:
-            return self._deny(error, view.path, view.headers, request_id, verified, started)
+            return self._deny(error, request.path, headers, request_id, verified, started)
         except Exception:
-            log.exception("authz bug on %s %s (request %s)", view.method, view.path, request_id)
+            log.exception("authz bug on %s %s (request %s)", request.method, request.path, request_id)
             bug = LimeError("The gateway failed to authorize this request.")
-            return self._deny(bug, view.path, view.headers, request_id, verified, started)
+            return self._deny(bug, request.path, headers, request_id, verified, started)
         _ALLOWED.observe(time.perf_counter() - started)
         if isinstance(decision, DirectoryAccess):
-            return check_allow({"tenant_id": decision.tenant_id},
-                               headers={VERIFIED_TENANT_HEADER: decision.tenant_id})
-        return check_allow(decision.to_metadata())
+            return authz_http.allow({"tenant_id": decision.tenant_id},
+                                    headers={VERIFIED_TENANT_HEADER: decision.tenant_id})
+        return authz_http.allow(decision.to_metadata())
 
     async def _record(self, response_id: str) -> ResponseRecord | None:
         try:
@@ -80,10 +84,10 @@ class AuthorizationService(auth_grpc.AuthorizationServicer):  # type: ignore[mis
 
     @staticmethod
     def _deny(error: LimeError, path: str, headers: Mapping[str, str], request_id: str | None, verified: Verified,
-              started: float) -> Any:
+              started: float) -> bytes:
         REQUESTS.labels(verified.tenant, verified.model, verified.endpoint, rejection_outcome(error)).inc()
         _DENIED.observe(time.perf_counter() - started)
-        return check_deny(render_error(error, error_protocol(path, headers), request_id))
+        return authz_http.refuse(render_error(error, error_protocol(path, headers), request_id))
 
     def _limits(self, tenant_id: str) -> Limits:
         catalog = self._directory.catalog
@@ -100,9 +104,5 @@ async def serve(settings: Settings) -> None:
         metrics = serve_metrics(settings.authz_metrics)
         if metrics is not None:
             stack.callback(metrics.close)
-        await serve_grpc(
-            str(settings.authz),
-            lambda server: auth_grpc.add_AuthorizationServicer_to_server(service, server),
-            name="authz",
-            drain_seconds=settings.drain_seconds,
-        )
+        await serve_http1(settings.authz, service.check, name="authz", in_flight=InFlight(),
+                          drain_seconds=settings.drain_seconds)

@@ -1,6 +1,6 @@
-"""What Envoy sends extproc for one request, message by message, under envoy/envoy.yaml's processing modes and the
-overrides extproc answers with: the work budget (bench/work_budget.py) drives extproc with these, so the messages
-and replies it counts per request are the ones a real Envoy would exchange."""
+"""What Envoy sends authz and extproc for one request: authz's HTTP call as Envoy 1.40 writes it, and extproc's
+messages one by one under envoy/envoy.yaml's processing modes and the overrides extproc answers with. The work budget
+(bench/work_budget.py) drives both with these, so the work it counts per request is what a real Envoy would cause."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from lime.envoy.api import (
     AUTHZ_NAMESPACE,
     EXTPROC_NAMESPACE,
     OBSERVE_HEADER,
-    auth_pb,
     proc_pb,
 )
+from lime.envoy.authz_http import METADATA_HEADERS
 
-__all__ = ["ENVOY_CONFIG", "EnvoyStream", "ObservedStream", "check_request", "processing_requests"]
+__all__ = ["ENVOY_CONFIG", "EnvoyStream", "ObservedStream", "authz_call", "metadata_of_answer", "processing_requests"]
 
 class EnvoyStream:
     """An ext_proc stream as grpclib hands it to extproc: Envoy's messages in, the answers collected. Which messages
@@ -129,27 +129,22 @@ _TAP = _filter_config("lime.stream_tap")
 _TAP_BODY_MODE = _mode_of(_TAP).response_body_mode if _TAP.get("observability_mode") else _MODE.NONE
 
 
-def check_request(tenant: str, key: str, body: bytes, request_id: str) -> Any:
-    """A CheckRequest as Envoy 1.40 sends it for a chat completion (with_request_body, pack_as_bytes)."""
-    request = auth_pb.CheckRequest()
-    attributes = request.attributes
-    attributes.source.address.socket_address.address = "127.0.0.1"
-    attributes.source.address.socket_address.port_value = 51234
-    attributes.destination.address.socket_address.address = "127.0.0.1"
-    attributes.destination.address.socket_address.port_value = 8080
-    attributes.request.time.GetCurrentTime()
-    http = attributes.request.http
-    http.id = "10351575783342246285"
-    http.method = "POST"
-    http.path = "/v1/chat/completions"
-    http.host = "127.0.0.1:8080"
-    http.scheme = "http"
-    http.protocol = "HTTP/1.1"
-    http.size = len(body)
-    http.raw_body = body
-    for name, value in _client_headers(tenant, key, body, request_id).items():
-        http.headers[name] = value
-    return auth_pb.CheckRequest.FromString(request.SerializeToString())
+def authz_call(tenant: str, key: str, body: bytes, request_id: str) -> bytes:
+    """authz's HTTP call for a chat completion, byte for byte as Envoy 1.40 writes it (captured from one): the
+    client's method and path, the headers envoy.yaml allows, Envoy's own, and the body."""
+    return (f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncontent-length: {len(body)}\r\n"
+            f"x-request-id: {request_id}\r\nx-lime-tenant-id: {tenant}\r\nx-envoy-auth-partial-body: false\r\n"
+            f"authorization: Bearer {key}\r\nx-envoy-internal: true\r\nx-envoy-expected-rq-timeout-ms: 2000\r\n"
+            "\r\n").encode() + body
+
+
+def metadata_of_answer(answer: bytes) -> struct_pb2.Struct:
+    """The dynamic metadata Envoy makes of authz's allowing answer (``dynamic_metadata_from_headers``)."""
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+    metadata = struct_pb2.Struct()
+    metadata.update({name: value.strip() for name, _, value in (line.partition(":") for line in head)
+                     if name in METADATA_HEADERS})
+    return metadata
 
 
 def _client_headers(tenant: str, key: str, body: bytes, request_id: str) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """A regression guard that counts work instead of timing it: Python function calls (and Redis commands) for one
-non-streamed chat completion and one short stream through authz's ``AuthorizationService.Check`` and extproc's
+non-streamed chat completion and one short stream through authz's HTTP edge (``AuthorizationService.check``) and extproc's
 ``ExternalProcessorService.Process``, in process, with the messages Envoy would send.
 
 Counting is deterministic where timing on a shared 2-core machine is not: the same code gives the same count on
@@ -35,11 +35,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from authz.server import AuthorizationService
-from bench.envoy_messages import EnvoyStream, check_request, processing_requests
+from bench.envoy_messages import EnvoyStream, authz_call, metadata_of_answer, processing_requests
 from extproc.server import ExternalProcessorService
 from lime.catalog import Catalog, Model, Package, Tenant, Upstream
 from lime.devstack.mock_upstream.answers import Api, answer
 from lime.directory import Directory, key_cache_name
+from lime.grpc_server import InFlight
+from lime.http1_server import HttpConnection
 from lime.keys import generate_key, hash_key
 from lime.protocols.endpoints import ModelKind, Protocol
 
@@ -99,11 +101,14 @@ def _catalog() -> Catalog:
     )
 
 
-class _Context:
-    """What authz's handler may ask of a grpc.aio servicer context (it asks nothing today)."""
+class _Transport:
+    """The connection to Envoy as authz's HTTP server sees it: the answer written is kept."""
 
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(name)
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def write(self, data: bytes) -> None:
+        self.answer.set_result(data)
 
 
 class Count:
@@ -185,12 +190,14 @@ async def _scenario(stream: bool, counted: Callable[[], contextlib.AbstractConte
     upstream = answer(Api.CHAT, {**client_body, "model": UPSTREAM_MODEL, "max_tokens": 4096}, 8)
     chunks = list(upstream.events) if stream else [json.dumps(upstream.body).encode()]
     request_id = "2f1c6a9e-4b7d-4c1a-9e0f-6d3b2a1c0e9f"
-    check = check_request(TENANT, key, body, request_id)
+    connection, transport = HttpConnection(authz.check, InFlight()), _Transport()
+    connection.connection_made(cast(Any, transport))
     result: dict[str, Any] = {}
     with counted():
-        decision = await authz.Check(check, _Context())
-    result["authz_allowed"] = decision.status.code == 0
-    messages = processing_requests(decision.dynamic_metadata, TENANT, key, body, request_id, chunks,
+        connection.data_received(authz_call(TENANT, key, body, request_id))
+        decision = await transport.answer
+    result["authz_allowed"] = decision.startswith(b"HTTP/1.1 200 ")
+    messages = processing_requests(metadata_of_answer(decision), TENANT, key, body, request_id, chunks,
                                    "text/event-stream; charset=utf-8" if stream else "application/json")
 
     envoy = EnvoyStream(*messages)

@@ -27,7 +27,7 @@ from lime.batched_writes import BatchingServer
 from lime.metrics import READINESS
 from lime.settings import Address
 
-__all__ = ["InFlight", "MessageStream", "Servable", "serve_grpc", "serve_grpclib"]
+__all__ = ["InFlight", "MessageStream", "Servable", "serve_grpc", "serve_grpclib", "stop_requested"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class InFlight:
         return self._idle.is_set()
 
 
-async def _stop_requested() -> None:
+async def stop_requested() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -104,7 +104,7 @@ async def serve_grpc(address: str, register: Callable[[grpc.aio.Server], None], 
     await server.start()
     log.info("%s listening on %s", name, address)
     waiter = asyncio.create_task(server.wait_for_termination())
-    stopper = asyncio.create_task(_stop_requested())
+    stopper = asyncio.create_task(stop_requested())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
     READINESS.drain()  # readiness goes false first: /ready answers 503 while the calls in flight finish
     log.info("%s stopping: draining in-flight calls for up to %.0fs", name, drain_seconds)
@@ -130,7 +130,7 @@ async def serve_grpclib(address: Address, handlers: Collection[Servable], *, nam
     else:
         await server.start(address.host, address.port)
     log.info("%s listening on %s", name, address)
-    await _stop_requested()
+    await stop_requested()
     READINESS.drain()
     log.info("%s stopping: draining in-flight calls for up to %.0fs", name, drain_seconds)
     if not await in_flight.wait_idle(drain_seconds):

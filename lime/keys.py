@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["KEY_PREFIX", "KeyRecord", "NewKey", "generate_key", "hash_key", "looks_like_key", "presented_key"]
+__all__ = ["KEY_HEADERS", "KEY_PREFIX", "KeyRecord", "NewKey", "generate_key", "hash_key", "looks_like_key", "presented_key"]
 
 KEY_PREFIX = "lime-sk-"
 _DISPLAY_CHARS = 12
@@ -49,6 +49,10 @@ def looks_like_key(secret: str) -> bool:
 
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: The headers a client may present its key in.
+KEY_HEADERS = ("authorization", "x-api-key")
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:

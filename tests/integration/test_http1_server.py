@@ -1,0 +1,81 @@
+"""authz's HTTP/1.1 server (lime/http1_server.py) on a real Unix socket, spoken to as Envoy does and as Envoy
+does not: one request at a time on a kept-alive connection, requests sent back to back, a repeated header, and bytes
+that are not HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lime.grpc_server import InFlight
+from lime.http1_server import HttpRequest, start_http1
+from lime.settings import Address
+
+pytestmark = pytest.mark.asyncio
+
+
+async def echo(request: HttpRequest) -> bytes:
+    """Answers with what it was asked; slower for /slow, so that answers written out of order would show."""
+    if request.path == "/slow":
+        await asyncio.sleep(0.05)
+    body = f"{request.method} {request.path} {request.headers.get('x-tenant', '-')} {len(request.body)}".encode()
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+
+@pytest.fixture
+async def socket_path(tmp_path: Path) -> AsyncIterator[str]:
+    path = str(tmp_path / "authz.sock")
+    server = await start_http1(Address("", 0, path), echo, InFlight())
+    yield path
+    server.close()
+    await server.wait_closed()
+
+
+async def read_answers(reader: asyncio.StreamReader, count: int) -> list[bytes]:
+    answers = []
+    for _ in range(count):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(
+            b"content-length"))
+        answers.append(await reader.readexactly(length))
+    return answers
+
+
+async def test_a_kept_alive_connection_answers_each_request_with_its_body(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    for body in (b'{"model": "a"}', b"", "ü".encode() * 70_000):
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: authz\r\nx-tenant: t-1\r\n"
+                     b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        assert await read_answers(reader, 1) == [f"POST /v1/chat/completions t-1 {len(body)}".encode()]
+    writer.close()
+
+
+async def test_requests_sent_back_to_back_are_answered_in_order(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\nGET /fast HTTP/1.1\r\nhost: a\r\n\r\n")
+    assert await read_answers(reader, 2) == [b"GET /slow - 0", b"GET /fast - 0"]
+    writer.close()
+
+
+async def test_a_repeated_header_is_joined_as_envoy_joins_it(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"GET /v1/models HTTP/1.1\r\nhost: a\r\nX-Tenant: one\r\nx-tenant: two\r\n\r\n")
+    assert await read_answers(reader, 1) == [b"GET /v1/models one,two 0"]
+    writer.close()
+
+
+async def test_bytes_that_are_not_http_get_a_400_and_the_connection_closes(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"\x16\x03\x01 this is not http\r\n\r\n")
+    assert (await reader.read()).startswith(b"HTTP/1.1 400 ")
+    writer.close()
+
+
+async def test_connection_close_is_honoured(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"GET /v1/models HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+    assert (await reader.read()).endswith(b"GET /v1/models - 0")
+    writer.close()
