@@ -1,6 +1,6 @@
 """A regression guard that counts work instead of timing it: Python function calls (and Redis commands) for one
-non-streamed chat completion and one short stream through authz's HTTP edge (``AuthorizationService.check``) and extproc's
-``ExternalProcessorService.Process``, in process, with the messages Envoy would send.
+non-streamed chat completion and one short stream through authz's HTTP edge (``AuthorizationService.check``) and
+extproc's ``ExternalProcessorService.Process``, in process, with the bytes and messages Envoy would send.
 
 Counting is deterministic where timing on a shared 2-core machine is not: the same code gives the same count on
 every run, so a tolerance of a few percent catches real additions of work (a loop, a re-parse, an extra round

@@ -1,6 +1,6 @@
-"""Running a gRPC server until SIGTERM/SIGINT, then draining the calls in flight.
+"""Running extproc's gRPC server until SIGTERM/SIGINT, then draining the calls in flight.
 
-authz serves its unary ``Check`` on grpc.aio. extproc serves its streams on grpclib (HTTP/2 in Python, over h2):
+extproc serves its streams on grpclib (HTTP/2 in Python, over h2):
 grpc.aio leaks native memory on every bidirectional stream its client resets before the server's status is out,
 and Envoy resets each ext_proc stream when its request ends (grpc/grpc#43360: the ``grpc_op`` array of a batch that
 fails or is abandoned is never freed). Measured behind Envoy 1.40 with a server that only acknowledges: ~120 bytes
@@ -14,11 +14,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from types import TracebackType
 from typing import Any, Protocol
 
-import grpc
 import grpclib.const
 import grpclib.server
 import h2.connection
@@ -27,20 +26,9 @@ from lime.batched_writes import BatchingServer
 from lime.metrics import READINESS
 from lime.settings import Address
 
-__all__ = ["InFlight", "MessageStream", "Servable", "serve_grpc", "serve_grpclib", "stop_requested"]
+__all__ = ["InFlight", "MessageStream", "Servable", "serve_grpclib", "stop_requested"]
 
 log = logging.getLogger(__name__)
-
-# Envoy keeps a few long-lived HTTP/2 connections per worker and multiplexes every stream over them.
-_OPTIONS = [
-    ("grpc.max_concurrent_streams", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    # Whole request bodies travel in one message (ext_authz with_request_body, ext_proc BUFFERED); bodies with
-    # base64 images are far over gRPC's 4 MiB default. Envoy's own limit (32 MiB) answers 413 before this.
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
 
 #: How many closed streams h2 remembers per connection, to tell a late frame on one from a protocol error. Its
 #: default, 65,536, is ~6 MiB a connection once reached: memory that grows for the first tens of thousands of
@@ -94,23 +82,6 @@ async def stop_requested() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-
-
-async def serve_grpc(address: str, register: Callable[[grpc.aio.Server], None], *, name: str,
-                     drain_seconds: float = 10.0) -> None:
-    server = grpc.aio.server(options=_OPTIONS)
-    register(server)
-    server.add_insecure_port(address)
-    await server.start()
-    log.info("%s listening on %s", name, address)
-    waiter = asyncio.create_task(server.wait_for_termination())
-    stopper = asyncio.create_task(stop_requested())
-    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    READINESS.drain()  # readiness goes false first: /ready answers 503 while the calls in flight finish
-    log.info("%s stopping: draining in-flight calls for up to %.0fs", name, drain_seconds)
-    await server.stop(drain_seconds)
-    stopper.cancel()
-    waiter.cancel()
 
 
 async def serve_grpclib(address: Address, handlers: Collection[Servable], *, name: str, in_flight: InFlight,

@@ -13,7 +13,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["KEY_HEADERS", "KEY_PREFIX", "KeyRecord", "NewKey", "generate_key", "hash_key", "looks_like_key", "presented_key"]
+__all__ = ["KEY_HEADERS", "KEY_PREFIX", "KeyRecord", "NewKey", "generate_key", "hash_key", "looks_like_key",
+           "presented_key"]
 
 KEY_PREFIX = "lime-sk-"
 _DISPLAY_CHARS = 12

@@ -1,11 +1,12 @@
-"""The only module that touches Envoy's generated message classes (protobuf/upb, from ``xds-protos``).
+"""The only module that touches Envoy's generated message classes (protobuf/upb, from ``xds-protos``): ext_proc's
+and the access log service's. (authz speaks Envoy's HTTP ext_authz mode: lime/envoy/authz_http.py.)
 
 DESIGN.md: upb parses and serialises an Envoy message in ~1 µs where envoy-data-plane's betterproto2 takes
 100-500 µs, so the request path uses upb, and this module keeps the generated names out of everything else.
 Services read requests through the small views below and build responses with the helpers.
 
-Two Envoy quirks are encoded here so nobody has to remember them (ENVOY-NOTES pitfalls 1 and 2): ext_proc header
-mutations must carry ``raw_value`` (bytes), while ext_authz response headers must carry ``value`` (str).
+An Envoy quirk is encoded here so nobody has to remember it (ENVOY-NOTES pitfall 1): ext_proc header mutations
+must carry ``raw_value`` (bytes).
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.accesslog.v3 import als_pb2 as als_pb
-from envoy.service.auth.v3 import external_auth_pb2 as auth_pb
-from envoy.service.auth.v3 import external_auth_pb2_grpc as auth_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as proc_pb
-from google.protobuf import struct_pb2
-from google.rpc import code_pb2, status_pb2
 
 from lime.money.grant import PACKED_KEY, Grant
 from lime.protocols.error_bodies import ErrorReply
@@ -38,7 +35,6 @@ __all__ = [
     "OBSERVE_HEADER",
     "PROCESS_METHOD",
     "AccessLogEntry",
-    "CheckRequestView",
     "Grant",
     "ProcessingRequest",
     "ProcessingResponse",
@@ -46,10 +42,6 @@ __all__ = [
     "access_log_name",
     "als_pb",
     "answer_headers",
-    "auth_grpc",
-    "auth_pb",
-    "check_allow",
-    "check_deny",
     "extproc_word",
     "grant_of",
     "header_names",
@@ -72,48 +64,6 @@ AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"
 ProcessingRequest = proc_pb.ProcessingRequest
 ProcessingResponse = proc_pb.ProcessingResponse
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-
-
-@dataclass(frozen=True)
-class CheckRequestView:
-    method: str
-    path: str
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-
-    @classmethod
-    def of(cls, request: Any) -> CheckRequestView:
-        http = request.attributes.request.http
-        return cls(http.method, http.path, http.headers, http.raw_body or http.body.encode())
-
-
-def _struct(values: Mapping[str, str | int | float | bool | None]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(values)
-    return struct
-
-
-def check_allow(metadata: Mapping[str, str | int | float | bool | None],
-                headers: Mapping[str, str] | None = None) -> Any:
-    """An OK CheckResponse: metadata for ext_proc, and headers to set on the upstream request."""
-    response = auth_pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK))
-    response.dynamic_metadata.CopyFrom(_struct(metadata))
-    ok = response.ok_response
-    for name, value in (headers or {}).items():
-        ok.headers.append(base_pb2.HeaderValueOption(
-            header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE))
-    return response
-
-
-def check_deny(reply: ErrorReply) -> Any:
-    response = auth_pb.CheckResponse(status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED))
-    denied = response.denied_response
-    denied.status.code = reply.status
-    denied.body = reply.body.decode()
-    for name, value in reply.headers:
-        denied.headers.append(base_pb2.HeaderValueOption(
-            header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE))
-    return response
 
 
 def header_names(headers: Any) -> list[str]:

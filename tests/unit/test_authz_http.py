@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from lime.envoy import authz_http
 from lime.money.grant import Grant
+from lime.protocols.endpoints import Protocol
 from lime.protocols.error_bodies import ErrorReply, render_error
 from lime.protocols.errors import QuotaExceeded, RateLimited, ServiceUnavailable
-from lime.protocols.endpoints import Protocol
 
 
 def parse(answer: bytes) -> tuple[int, list[tuple[str, str]], bytes]:

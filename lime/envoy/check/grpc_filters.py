@@ -1,5 +1,5 @@
-"""ext_authz and ext_proc: the filters that call Lime's gRPC services, so they must fail closed; then each one's
-own settings."""
+"""ext_proc: the filter that calls Lime's gRPC service, so it must fail closed and reach it over HTTP/2; then its
+own settings. (ext_authz calls authz in Envoy's HTTP mode: authz_filter.py.)"""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from lime.envoy.check.filters import (
     first,
 )
 
-__all__ = ["grpc_filters"]
+__all__ = ["cluster_speaks_http2", "grpc_filters"]
 
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _MIN_MESSAGE_TIMEOUT = timedelta(seconds=1)
@@ -29,7 +29,7 @@ _MIN_MESSAGE_TIMEOUT = timedelta(seconds=1)
 
 @dataclass(frozen=True)
 class _GrpcFilter:
-    """ext_authz or ext_proc: a filter that calls one of Lime's gRPC services, so it must fail closed."""
+    """A filter that calls one of Lime's gRPC services (ext_proc), so it must fail closed."""
 
     service: str  # the Lime service behind it, as the messages name it
     when_down: str  # what requests would do if the filter failed open while the service is down
@@ -57,15 +57,6 @@ def _grpc_filter(name: str, filters: Filters, clusters: Mapping[str, Any]) -> It
     else:
         yield from _grpc_cluster(where, config.grpc_service, clusters)
     yield from spec.rules(where, config)
-
-
-def _ext_authz(where: str, config: Any) -> Iterator[Problem]:
-    body = config.with_request_body
-    if body is None or not body.pack_as_bytes:
-        yield Problem(where, "with_request_body with pack_as_bytes: true is required: authz reads the model and "
-                      "stream flag from the body, and without pack_as_bytes a non-UTF-8 body is mangled; set "
-                      "with_request_body: {max_request_bytes: 33554432, allow_partial_message: false, "
-                      "pack_as_bytes: true}.")
 
 
 def _ext_proc(where: str, config: Any) -> Iterator[Problem]:
@@ -98,8 +89,6 @@ def _ext_proc(where: str, config: Any) -> Iterator[Problem]:
 
 # In the order their problems are reported.
 _GRPC_FILTERS = {
-    EXT_AUTHZ: _GrpcFilter("authz", "requests would pass unauthenticated and unreserved",
-                           "{envoy_grpc: {cluster_name: lime_authz}, timeout: 2s}", _ext_authz),
     EXT_PROC: _GrpcFilter("extproc", "requests would reach upstreams unrewritten and unbilled",
                           "{envoy_grpc: {cluster_name: lime_extproc}}", _ext_proc),
 }
@@ -114,10 +103,14 @@ def _grpc_cluster(where: str, grpc_service: Any, clusters: Mapping[str, Any]) ->
         yield Problem(where, f"grpc_service names cluster {name!r}, which is not defined: add it to "
                       "static_resources.clusters or fix the name.")
         return
-    options = cluster.typed_extension_protocol_options.get(_HTTP_OPTIONS)
-    http = options.unpack() if options is not None else None
-    explicit = http.explicit_http_config if http is not None else None
-    if explicit is None or explicit.http2_protocol_options is None:
+    if not cluster_speaks_http2(cluster):
         yield Problem(f"clusters[{name}]", f"gRPC needs HTTP/2 but this cluster (used by {where}) speaks HTTP/1.1: "
                       f"add typed_extension_protocol_options: {{{_HTTP_OPTIONS}: {{'@type': type.googleapis.com/"
                       f"{_HTTP_OPTIONS}, explicit_http_config: {{http2_protocol_options: {{}}}}}}}}.")
+
+
+def cluster_speaks_http2(cluster: Any) -> bool:
+    options = cluster.typed_extension_protocol_options.get(_HTTP_OPTIONS)
+    http = options.unpack() if options is not None else None
+    explicit = http.explicit_http_config if http is not None else None
+    return explicit is not None and explicit.http2_protocol_options is not None

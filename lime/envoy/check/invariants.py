@@ -7,6 +7,7 @@ from typing import Any
 
 from lime.envoy.bootstrap import Problem
 from lime.envoy.check.answer_filters import answer_filters
+from lime.envoy.check.authz_filter import authz_filter
 from lime.envoy.check.failover import aggregates
 from lime.envoy.check.filters import filter_order, stripped_headers
 from lime.envoy.check.grpc_filters import grpc_filters
@@ -33,6 +34,7 @@ def verify(bootstrap: Any, upstream_ids: Iterable[str]) -> list[Problem]:
         *answer_filters(filters),
         *request_ids(hcm),
         *stripped_headers(filters),
+        *authz_filter(filters, clusters, hcm),
         *grpc_filters(filters, clusters),
         *([Problem("rds", "the public listener must load its routes from a file (rds with path_config_source) "
                    "or carry them inline, so that `lime envoy check` can verify them.")]

@@ -232,7 +232,7 @@ def test_bad_value_and_unknown_type_fail_the_typed_load(tmp_path: Path) -> None:
 def test_other_invariants(tmp_path: Path) -> None:
     def break_several(config: Config) -> None:
         ext_authz = _filter(config, "envoy.filters.http.ext_authz")
-        ext_authz["with_request_body"].pop("pack_as_bytes")
+        ext_authz["with_request_body"]["pack_as_bytes"] = True
         ext_proc = _filter(config, "envoy.filters.http.ext_proc")
         ext_proc["processing_mode"]["request_body_mode"] = "STREAMED"
         ext_proc.pop("metadata_options")
@@ -241,7 +241,7 @@ def test_other_invariants(tmp_path: Path) -> None:
         _route(config, "models")["route"]["cluster"] = "catalog"
 
     messages = " | ".join(str(p) for p in _problems(tmp_path, break_several))
-    for expected in ("pack_as_bytes: true is required", "request_body_mode must be BUFFERED",
+    for expected in ("with pack_as_bytes Envoy's HTTP mode sends no body", "request_body_mode must be BUFFERED",
                      "forwarding_namespaces.untyped must include envoy.filters.http.ext_authz",
                      "clusters[lime_extproc]: gRPC needs HTTP/2", "routes to cluster 'catalog', which is not defined"):
         assert expected in messages
@@ -339,3 +339,50 @@ def test_a_failover_candidate_names_its_credential_and_model(tmp_path: Path) -> 
     problem = _one(_problems(tmp_path, forget_the_model, upstreams=("mock", "mock_failover")),
                    "must name model in metadata.filter_metadata.lime")
     assert problem.where == "clusters[candidate_mock_backup].lb_endpoints[0]"
+
+
+def _authz_response(config: Config) -> Config:
+    response: Config = _filter(config, "envoy.filters.http.ext_authz")["http_service"]["authorization_response"]
+    return response
+
+
+@pytest.mark.parametrize(("mutate", "words"), [
+    (lambda c: _authz_response(c)["dynamic_metadata_from_headers"]["patterns"].pop(0),
+     ("dynamic_metadata_from_headers lacks grant", "the grant would not reach extproc")),
+    (lambda c: _authz_response(c).pop("allowed_client_headers"),
+     ("allowed_client_headers lacks content-type, retry-after, x-should-retry",)),
+    (lambda c: _filter(c, "envoy.filters.http.ext_authz").pop("allowed_headers"),
+     ("allowed_headers lacks anthropic-version, x-api-key, x-lime-tenant-id, x-request-id",)),
+    (lambda c: _filter(c, "envoy.filters.http.ext_authz")["http_service"]["server_uri"].update(cluster="authz"),
+     ("http_service names cluster 'authz', which is not defined",)),
+])
+def test_authz_answers_need_their_header_lists(tmp_path: Path, mutate: Callable[[Config], Any],
+                                               words: tuple[str, ...]) -> None:
+    _one(_problems(tmp_path, mutate), *words)
+
+
+def test_authz_over_grpc_is_refused_for_the_http_mode(tmp_path: Path) -> None:
+    def back_to_grpc(config: Config) -> None:
+        ext_authz = _filter(config, "envoy.filters.http.ext_authz")
+        ext_authz.pop("http_service")
+        ext_authz["grpc_service"] = {"envoy_grpc": {"cluster_name": "lime_authz"}}
+
+    _one(_problems(tmp_path, back_to_grpc), "no http_service", "Envoy's HTTP ext_authz mode")
+
+
+def test_authz_cluster_on_http2_is_refused(tmp_path: Path) -> None:
+    def http2(config: Config) -> None:
+        cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "lime_authz")
+        extproc = next(c for c in config["static_resources"]["clusters"] if c["name"] == "lime_extproc")
+        cluster["typed_extension_protocol_options"] = extproc["typed_extension_protocol_options"]
+
+    _one(_problems(tmp_path, http2), "clusters[lime_authz]: authz serves HTTP/1.1")
+
+
+@pytest.mark.parametrize("carrier", [450, 453])
+def test_a_carrier_status_without_its_mapper_is_refused(tmp_path: Path, carrier: int) -> None:
+    def drop_mapper(config: Config) -> None:
+        mappers = _hcm(config)["local_reply_config"]["mappers"]
+        mappers[:] = [m for m in mappers if f"'default_value': {carrier}" not in str(m["filter"])]
+
+    _one(_problems(tmp_path, drop_mapper), f"reach Envoy as {carrier}")
