@@ -26,6 +26,8 @@ __all__ = ["Handler", "HttpConnection", "HttpRequest", "serve_http1", "start_htt
 
 log = logging.getLogger(__name__)
 
+#: Pending connections the kernel keeps for accept (capped by net.core.somaxconn, 4096 on current kernels).
+_BACKLOG = 4096
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -124,9 +126,11 @@ async def start_http1(address: Address, handler: Handler, in_flight: InFlight) -
     def connection() -> HttpConnection:
         return HttpConnection(handler, in_flight)
 
+    # Envoy opens a connection per call in flight: a burst of new requests is a burst of connects, which asyncio's
+    # default backlog (100) would refuse, and each refusal is a client's 503.
     if address.path is not None:
-        return await loop.create_unix_server(connection, address.path)
-    return await loop.create_server(connection, address.host, address.port, reuse_address=True)
+        return await loop.create_unix_server(connection, address.path, backlog=_BACKLOG)
+    return await loop.create_server(connection, address.host, address.port, reuse_address=True, backlog=_BACKLOG)
 
 
 async def serve_http1(address: Address, handler: Handler, *, name: str, in_flight: InFlight,
