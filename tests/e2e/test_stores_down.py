@@ -4,7 +4,7 @@ settlements wait, and nothing is lost or counted twice when it returns."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import openai
@@ -42,6 +42,10 @@ def test_postgres_down_keeps_serving_and_settles_when_it_returns(
     assert balance == 10**9 + sum(amount for _, amount, _ in charged)
 
 
+AUTHZ_OUTAGE_MESSAGES = ("The gateway cannot verify keys right now; please retry.",
+                         "The gateway cannot reserve quota right now; nothing was charged. Please retry shortly.")
+
+
 def test_redis_down_fails_closed_and_recovers(gateway: Gateway, tenant: TenantAccess,
                                               redis_server: EmbeddedRedis) -> None:
     redis_server.stop()
@@ -49,8 +53,12 @@ def test_redis_down_fails_closed_and_recovers(gateway: Gateway, tenant: TenantAc
         with pytest.raises(openai.InternalServerError) as refused:
             gateway.openai(tenant).chat.completions.create(model="chat-a", messages=MESSAGES)
         assert refused.value.status_code == 503
-        with pytest.raises(anthropic.InternalServerError):
+        # authz's own words (its 503 travels to Envoy under a carrier status), not Envoy's "cannot authorize".
+        assert cast(dict[str, Any], refused.value.body)["message"] in AUTHZ_OUTAGE_MESSAGES
+        with pytest.raises(anthropic.InternalServerError) as refused_anthropic:
             gateway.anthropic(tenant).messages.create(model="claude", max_tokens=8, messages=MESSAGES)
+        assert refused_anthropic.value.status_code == 503
+        assert cast(dict[str, Any], refused_anthropic.value.body)["error"]["message"] in AUTHZ_OUTAGE_MESSAGES
     finally:
         redis_server.start()
     # Redis came back empty: keys, balances and the usage stream are rebuilt or recreated as they are needed.
