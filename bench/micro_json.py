@@ -136,11 +136,12 @@ def _service(site: str) -> str:
 
 
 def _settler_call(calls: list[Call]) -> Call | None:
-    """The settler decodes each usage event extproc encoded (``UsageEvent.decode``)."""
+    """The settler decodes each usage event extproc encoded (``UsageEvent.decode``; the standard library's: with
+    fast_json's check, orjson saved under 1 µs there)."""
     for call in calls:
         if "usage_event.py" in call.site and call.kind == "fast.dumps":
             event = json.dumps(call.args[0], separators=(",", ":"))
-            return Call("money/usage_event.py decode (settler)", "fast.loads", (event,), {}, 1)
+            return Call("money/usage_event.py decode (settler)", "loads", (event,), {}, 1)
     return None
 
 
