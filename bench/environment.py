@@ -241,7 +241,9 @@ def bench_environment(*, mock_workers: int = 1, litellm: Path | None = None,
         log_dir = work_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         postgres = EmbeddedPostgres(work_dir / "postgres", free_port(), durable=False)
-        redis_server = EmbeddedRedis(work_dir / "redis", free_port(), appendonly=False)
+        # Redis over a Unix socket, as `lime up` runs its own (docs/performance.md, "Per-message costs").
+        redis_server = EmbeddedRedis(work_dir / "redis", free_port(), appendonly=False,
+                                     unix_socket=work_dir / "sockets" / "redis.sock")
         for server in (postgres, redis_server):
             server.start()
             exits.callback(server.stop)

@@ -9,6 +9,7 @@ from typing import Any
 
 from lime.money.grant import PINNED_CLUSTER_HEADER, TENANT_HEADER, UPSTREAM_HEADER, Grant
 from lime.money.output_cap import CAP_FIELDS
+from lime.protocols import fast_json
 from lime.protocols.endpoints import Protocol, endpoint_named, endpoint_protocol
 from lime.protocols.errors import BadRequest, ServiceUnavailable
 
@@ -89,21 +90,34 @@ def rewrite_headers(grant: Grant, credential_for: CredentialLookup, request_head
 def rewrite_request(grant: Grant, body: bytes, credential_for: CredentialLookup,
                     request_headers: Iterable[str] = ()) -> RequestEdit:
     credential = _credential(grant, credential_for)
+    set_headers = _upstream_headers(grant, credential)
+    remove_headers = _dropped(request_headers, set_headers)
+    # orjson first, for the body is the request's size; the standard library wherever orjson would read or write
+    # other bytes than it (lime.protocols.fast_json), and for every error.
+    parsed = fast_json.parse(body)
+    if isinstance(parsed, dict):
+        edited, hide_usage_chunk = _edited(grant, parsed)
+        serialised = fast_json.dumps(edited)
+        if serialised is not None:
+            return RequestEdit(serialised, set_headers, remove_headers, hide_usage_chunk)
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(parsed, dict):
         raise BadRequest("The request body must be a JSON object.")
+    edited, hide_usage_chunk = _edited(grant, parsed)
+    return RequestEdit(_serialise(edited), set_headers, remove_headers, hide_usage_chunk)
+
+
+def _edited(grant: Grant, parsed: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The body the upstream gets, and whether the gateway asked for a usage chunk the client did not."""
     # The model goes first: a failover candidate renames it by that prefix alone (envoy/clusters.yaml).
-    parsed = {"model": grant.upstream_model, **{k: v for k, v in parsed.items() if k != "model"}}
+    edited = {"model": grant.upstream_model, **{k: v for k, v in parsed.items() if k != "model"}}
     cap_fields = CAP_FIELDS.get(grant.endpoint)
     if grant.output_cap and cap_fields:
-        parsed[cap_fields[0]] = grant.output_cap
-    hide_usage_chunk = ask_for_usage(grant, parsed)
-    set_headers = _upstream_headers(grant, credential)
-    return RequestEdit(body=_serialise(parsed), set_headers=set_headers,
-                       remove_headers=_dropped(request_headers, set_headers), hide_usage_chunk=hide_usage_chunk)
+        edited[cap_fields[0]] = grant.output_cap
+    return edited, ask_for_usage(grant, edited)
 
 
 def _serialise(body: dict[str, Any]) -> bytes:

@@ -22,6 +22,7 @@ import grpclib.const
 import grpclib.server
 import h2.connection
 
+from lime import h2_frame_repr
 from lime.batched_writes import BatchingServer
 from lime.metrics import READINESS
 from lime.settings import Address
@@ -95,6 +96,7 @@ async def serve_grpclib(address: Address, handlers: Collection[Servable], *, nam
     logging.getLogger("grpclib.server").setLevel(logging.WARNING)
     # A documented class attribute of h2's, read when grpclib creates a connection; this process serves no other.
     h2.connection.H2Connection.MAX_CLOSED_STREAMS = H2_CLOSED_STREAMS_KEPT
+    h2_frame_repr.install()
     server = BatchingServer(handlers)
     if address.path is not None:
         await server.start(path=address.path)

@@ -70,7 +70,10 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis") / "data", free_port(), appendonly=False)
+    # Its url is the Unix socket, as `lime up` serves its own: the services and the CLI reach it that way in the e2e
+    # and CLI tests. Tests that name host and port reach it over TCP.
+    data = tmp_path_factory.mktemp("redis") / "data"
+    server = EmbeddedRedis(data, free_port(), appendonly=False, unix_socket=data / "redis.sock")
     server.start()
     yield server
     server.stop()

@@ -21,7 +21,14 @@ import redis.asyncio as aioredis
 
 from lime.cli.stores import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, record_stores
 from lime.devstack.demo import DemoAccess, seed_demo
-from lime.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database, free_port, port_open
+from lime.devstack.embedded import (
+    UNIX_PATH_MAX,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    ensure_database,
+    free_port,
+    port_open,
+)
 from lime.devstack.stack import Stack
 from lime.settings import Settings, child_environment, upstream_env_name
 from lime.store.migrate import apply_migrations
@@ -33,14 +40,23 @@ def _stores(settings: Settings, keep: list[Any]) -> Settings:
     database_url = settings.database_url or _store(
         "PostgreSQL", 5432, DEFAULT_DATABASE_URL, lambda: EmbeddedPostgres(_private("postgres", settings), free_port()),
         keep)
-    redis_url = settings.redis_url or _store(
-        "Redis", 6379, DEFAULT_REDIS_URL, lambda: EmbeddedRedis(_private("redis", settings), free_port()), keep)
+    redis_url = settings.redis_url or _store("Redis", 6379, DEFAULT_REDIS_URL, lambda: _private_redis(settings), keep)
     ensure_database(database_url)
     return replace(settings, database_url=database_url, redis_url=redis_url)
 
 
 def _private(name: str, settings: Settings) -> Path:
     return settings.state_dir.resolve() / name
+
+
+def _private_redis(settings: Settings) -> EmbeddedRedis:
+    """Reached over a Unix socket in its folder, which costs the services and Redis less CPU per command than
+    loopback TCP (docs/performance.md, "Per-message costs"); over TCP alone if the folder is too deep for one."""
+    data_dir = _private("redis", settings)
+    socket: Path | None = data_dir / "redis.sock"
+    if len(os.fsencode(str(socket))) > UNIX_PATH_MAX:
+        socket = None
+    return EmbeddedRedis(data_dir, free_port(), unix_socket=socket)
 
 
 def _store(what: str, default_port: int, default_url: str, embedded: Callable[[], EmbeddedPostgres | EmbeddedRedis],

@@ -10,6 +10,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from lime.protocols import fast_json
+
 __all__ = ["UsageEvent"]
 
 
@@ -49,8 +51,11 @@ class UsageEvent:
                 + self.output_tokens)
 
     def encode(self) -> str:
-        # Plain fields: a dict of them is enough (dataclasses.asdict deep-copies, ~3x the cost).
-        return json.dumps({name: getattr(self, name) for name in _EVENT_FIELDS}, separators=(",", ":"))
+        # Plain fields: a dict of them is enough (dataclasses.asdict deep-copies, ~3x the cost). orjson writes
+        # non-ASCII as UTF-8 where json.dumps escapes it: the same values for the settler and Redis's cjson.
+        fields = {name: getattr(self, name) for name in _EVENT_FIELDS}
+        text = fast_json.dumps(fields)
+        return json.dumps(fields, separators=(",", ":")) if text is None else text.decode()
 
     @classmethod
     def decode(cls, raw: bytes | str) -> UsageEvent:

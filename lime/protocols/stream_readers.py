@@ -8,11 +8,11 @@ its reader in its spec (:mod:`lime.protocols.endpoints`); :class:`~lime.protocol
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from lime.protocols import fast_json
 from lime.protocols.sse import SSEEvent
 from lime.protocols.usage import Usage, anthropic_usage, chat_usage, responses_usage, with_body_facts
 
@@ -49,7 +49,7 @@ def loads_object(data: bytes | None) -> dict[str, Any] | None:
     if data is None:
         return None
     try:
-        value = json.loads(data)
+        value = fast_json.loads(data)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

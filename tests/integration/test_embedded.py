@@ -44,6 +44,24 @@ def test_postgres_persists_across_stop_and_kill(tmp_path: Path) -> None:
     assert not pg.is_running()
 
 
+def test_redis_on_a_unix_socket_answers_there_and_on_tcp(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "redis", free_port(), appendonly=False, unix_socket=tmp_path / "r.sock") as rd:
+        assert rd.url == f"unix://{tmp_path / 'r.sock'}?db=0"
+        for url in (rd.url, rd.tcp_url):
+            client = redis.Redis.from_url(url)
+            try:
+                client.incr("both")
+            finally:
+                client.close()
+        assert port_open(rd.host, 0, path=str(tmp_path / "r.sock"))
+    assert not port_open(rd.host, rd.port)
+
+
+def test_a_unix_socket_path_too_long_for_linux_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at most 107 bytes"):
+        EmbeddedRedis(tmp_path / "redis", free_port(), unix_socket=Path("/" + "d" * 120) / "r.sock")
+
+
 def test_redis_kill_and_restart(tmp_path: Path) -> None:
     with EmbeddedRedis(tmp_path / "redis", free_port()) as rd:
         assert rd.url == f"redis://127.0.0.1:{rd.port}/0"

@@ -24,10 +24,19 @@ def test_private_stores_start_in_the_state_folder(tmp_path: Path, monkeypatch: p
         assert (tmp_path / "state" / "postgres" / "PG_VERSION").exists()
         with psycopg.connect(chosen.require_database_url()) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("lime",)
+        # Its own Redis over a Unix socket in its folder (cheaper per command than loopback TCP).
+        assert chosen.require_redis_url() == f"unix://{tmp_path / 'state' / 'redis' / 'redis.sock'}?db=0"
         assert redis.Redis.from_url(chosen.require_redis_url()).ping()
     finally:
         for server in keep:
             server.stop()
+
+
+def test_a_state_folder_too_deep_for_a_socket_keeps_redis_on_tcp(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 100)
+    server = up_command._private_redis(Settings.from_env({"LIME_STATE_DIR": str(deep)}))
+    assert server.unix_socket is None
+    assert server.url.startswith("redis://127.0.0.1:")
 
 
 def test_configured_stores_are_used_as_they_are(tmp_path: Path, postgres: Any, redis_server: Any) -> None:

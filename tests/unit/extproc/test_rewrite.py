@@ -116,3 +116,21 @@ def test_the_package_output_cap_is_set_when_the_client_sent_none(endpoint: str, 
 def test_no_cap_is_added_when_the_grant_carries_none() -> None:
     edit = rewrite_request(CHAT, b'{"model": "chat", "max_tokens": 7}', CREDENTIALS)
     assert json.loads(edit.body) == {"model": "gpt-4o-mini", "max_tokens": 7}
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1e-05, 2.5e-08, 1e16, 2**64, "é", "\ud800", "9e-4b"]) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3), max_leaves=12)
+
+
+@given(st.dictionaries(st.text(), _VALUES, max_size=5), st.booleans())
+def test_the_upstream_gets_the_standard_librarys_bytes(fields: dict[str, object], ascii_only: bool) -> None:
+    """orjson reads and writes the body where it gives the same bytes as the standard library (fast_json); the
+    standard library's own path, forced, gives exactly what the upstream gets."""
+    body = json.dumps({"model": "chat", **fields}, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    grant = dataclasses.replace(CHAT, output_cap=77)
+    edit = rewrite_request(grant, body, CREDENTIALS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("lime.protocols.fast_json.parse", lambda data: object())
+        assert rewrite_request(grant, body, CREDENTIALS) == edit
