@@ -254,6 +254,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def _targets_markdown(results: dict[str, Any]) -> list[str]:
     meta, summary = results["meta"], results["summary"]
+    machine = meta["machine"]
     labels = meta["targets"]
     out = [
         "## Targets of issue 7",
@@ -309,11 +310,15 @@ def _targets_markdown(results: dict[str, Any]) -> list[str]:
                      _f(r["events_per_stream"], 1), _f(r["ttfb"]["p50"]), _f(r["ttfb"]["p99"]),
                      _f(r["total"]["p50"], 1),
                      _f(r["gap"]["p50"]), _f(r["gap"]["p99"]), _f(r["gap_stdev"]), _f(r["lag"]["p50"]),
-                     _f(r["lag"]["p99"]), str(r["coalesced"]), _cpu_cell(record, per="stream")])
+                     _f(r["lag"]["p99"]), str(r["coalesced"]), _f(machine_busy(record, machine["cores"])),
+                     _cpu_cell(record, per="stream")])
     out += _table(["target", "streams", "done", "events/stream", "TTFB p50", "TTFB p99", "total p50", "gap p50",
-                   "gap p99", "gap stdev", "lag p50", "lag p99", "coalesced", "CPU ms/stream by process"], rows)
+                   "gap p99", "gap stdev", "lag p50", "lag p99", "coalesced", "CPU busy", "CPU ms/stream by process"],
+                  rows)
     out += ["", "Times in ms. lag: an event's arrival minus the moment the mock wrote it (LiteLLM re-encodes events, "
-                "so it has none). coalesced: events that arrived in the same read as the one before.", ""]
+                "so it has none). coalesced: events that arrived in the same read as the one before. CPU busy: the "
+                "share of the machine's cores the phase's processes used (the client and the load included); near "
+                "1.00 the CPU is saturated and events wait for it, which is what coalesces them.", ""]
     out += _table(["streams", "added TTFB p50", "added TTFB p99", "added total p50", "added lag p50", "added lag p99",
                    "gap stdev Lime / Envoy", "authz+extproc CPU ms/stream", "… per event"],
                   [[str(row["concurrency"]), _f(row["added_ttfb_p50_ms"]), _f(row["added_ttfb_p99_ms"]),
@@ -387,6 +392,14 @@ def pinned_markdown(results: dict[str, Any]) -> list[str]:
                     " / ".join(_f(pod["behind_cores"][name]) for name in ("settler", "redis", "postgres"))]
                    for pod in pinned["pods"]])
     return out
+
+
+def machine_busy(record: dict[str, Any], cores: int) -> float | None:
+    """The share of the machine's cores that every process of a phase used together, the clients included."""
+    seconds = record["result"].get("seconds")
+    if not seconds or not cores:
+        return None
+    return sum(value for value in record["cpu_seconds"].values() if value is not None) / (seconds * cores)
 
 
 def _cpu_cell(record: dict[str, Any], per: str = "request") -> str:
