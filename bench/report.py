@@ -396,10 +396,11 @@ def pinned_markdown(results: dict[str, Any]) -> list[str]:
 
 def machine_busy(record: dict[str, Any], cores: int) -> float | None:
     """The share of the machine's cores that every process of a phase used together, the clients included."""
-    seconds = record["result"].get("seconds")
+    seconds = float(record["result"].get("seconds") or 0.0)
     if not seconds or not cores:
         return None
-    return sum(value for value in record["cpu_seconds"].values() if value is not None) / (seconds * cores)
+    used: float = sum(value for value in record["cpu_seconds"].values() if value is not None)
+    return used / (seconds * cores)
 
 
 def _cpu_cell(record: dict[str, Any], per: str = "request") -> str:
