@@ -22,7 +22,6 @@ from lime.catalog import Limits
 from lime.connections import open_directory, open_pool, open_redis
 from lime.directory import Directory
 from lime.envoy import authz_http
-from lime.grpc_server import InFlight
 from lime.http1_server import HttpRequest, serve_http1
 from lime.metrics import REQUESTS, rejection_outcome, serve_metrics
 from lime.money import response_records
@@ -31,6 +30,7 @@ from lime.money.response_record import ResponseRecord
 from lime.protocols.endpoints import error_protocol
 from lime.protocols.error_bodies import render_error
 from lime.protocols.errors import LimeError, ServiceUnavailable
+from lime.serving import InFlight
 from lime.settings import Settings
 
 __all__ = ["AuthorizationService", "serve"]

@@ -60,7 +60,7 @@ uvloop.run(main())
 _HTTP_SERVER = """
 import asyncio, sys, uvloop
 from lime.envoy.authz_http import allow
-from lime.grpc_server import InFlight
+from lime.serving import InFlight
 from lime.http1_server import start_http1
 from lime.settings import Address
 METADATA = %r

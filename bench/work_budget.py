@@ -40,10 +40,10 @@ from extproc.server import ExternalProcessorService
 from lime.catalog import Catalog, Model, Package, Tenant, Upstream
 from lime.devstack.mock_upstream.answers import Api, answer
 from lime.directory import Directory, key_cache_name
-from lime.grpc_server import InFlight
 from lime.http1_server import HttpConnection
 from lime.keys import generate_key, hash_key
 from lime.protocols.endpoints import ModelKind, Protocol
+from lime.serving import InFlight
 
 __all__ = ["BASELINE", "TOLERANCE", "Count", "count_scenarios", "main"]
 

@@ -1,4 +1,4 @@
-"""Running extproc's gRPC server until SIGTERM/SIGINT, then draining the calls in flight.
+"""Running extproc's gRPC server until SIGTERM/SIGINT, then draining the calls in flight (lime/serving.py).
 
 extproc serves its streams on grpclib (HTTP/2 in Python, over h2):
 grpc.aio leaks native memory on every bidirectional stream its client resets before the server's status is out,
@@ -10,12 +10,8 @@ grpclib holds nothing once a stream ends, for about the same CPU (docs/performan
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Collection
-from types import TracebackType
 from typing import Any, Protocol
 
 import grpclib.const
@@ -24,10 +20,10 @@ import h2.connection
 
 from lime import h2_frame_repr
 from lime.batched_writes import BatchingServer
-from lime.metrics import READINESS
+from lime.serving import InFlight, run_until_stopped
 from lime.settings import Address
 
-__all__ = ["InFlight", "MessageStream", "Servable", "serve_grpclib", "stop_requested"]
+__all__ = ["InFlight", "MessageStream", "Servable", "serve_grpclib"]
 
 log = logging.getLogger(__name__)
 
@@ -52,39 +48,6 @@ class Servable(Protocol):
     def __mapping__(self) -> dict[str, grpclib.const.Handler]: ...
 
 
-class InFlight:
-    """The calls a grpclib service is handling now (``with in_flight:`` around each), for a graceful stop."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def __enter__(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.count -= 1
-        if not self.count:
-            self._idle.set()
-
-    async def wait_idle(self, patience: float) -> bool:
-        """Wait up to ``patience`` seconds for no call to be in flight; whether that happened."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), patience)
-        return self._idle.is_set()
-
-
-async def stop_requested() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 async def serve_grpclib(address: Address, handlers: Collection[Servable], *, name: str, in_flight: InFlight,
                         drain_seconds: float = 10.0) -> None:
     """Serve ``handlers`` until a signal, then wait up to ``drain_seconds`` for the calls ``in_flight`` to end.
@@ -103,10 +66,6 @@ async def serve_grpclib(address: Address, handlers: Collection[Servable], *, nam
     else:
         await server.start(address.host, address.port)
     log.info("%s listening on %s", name, address)
-    await stop_requested()
-    READINESS.drain()
-    log.info("%s stopping: draining in-flight calls for up to %.0fs", name, drain_seconds)
-    if not await in_flight.wait_idle(drain_seconds):
-        log.warning("%s: %d calls still in flight after %.0fs; cancelling them", name, in_flight.count, drain_seconds)
-    server.close()
+    await run_until_stopped(name, in_flight, drain_seconds)
+    server.close()  # what is still running is cancelled
     await server.wait_closed()

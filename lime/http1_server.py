@@ -18,8 +18,7 @@ from typing import cast
 
 import httptools
 
-from lime.grpc_server import InFlight, stop_requested
-from lime.metrics import READINESS
+from lime.serving import InFlight, run_until_stopped
 from lime.settings import Address
 
 __all__ = ["Handler", "HttpConnection", "HttpRequest", "serve_http1", "start_http1"]
@@ -135,15 +134,8 @@ async def start_http1(address: Address, handler: Handler, in_flight: InFlight) -
 
 async def serve_http1(address: Address, handler: Handler, *, name: str, in_flight: InFlight,
                       drain_seconds: float = 10.0) -> None:
-    """Serve ``handler`` until a signal, then wait up to ``drain_seconds`` for the calls ``in_flight`` to end.
-
-    While draining, new calls are still taken: the Envoy beside it is draining too, and a request refused here
-    would be a client's error."""
+    """Serve ``handler`` until a signal, then wait up to ``drain_seconds`` for the calls ``in_flight`` to end."""
     server = await start_http1(address, handler, in_flight)
     log.info("%s listening on %s", name, address)
-    await stop_requested()
-    READINESS.drain()
-    log.info("%s stopping: draining in-flight calls for up to %.0fs", name, drain_seconds)
-    if not await in_flight.wait_idle(drain_seconds):
-        log.warning("%s: %d calls still in flight after %.0fs", name, in_flight.count, drain_seconds)
+    await run_until_stopped(name, in_flight, drain_seconds)
     server.close()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lime.grpc_server import InFlight
 from lime.http1_server import HttpRequest, start_http1
+from lime.serving import InFlight
 from lime.settings import Address
 
 pytestmark = pytest.mark.asyncio
