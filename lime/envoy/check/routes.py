@@ -46,6 +46,10 @@ def routes_of(hcm: Any) -> list[Route]:
 
 def route_targets(routes: list[Route], clusters: Mapping[str, Any]) -> Iterator[Problem]:
     for route in routes:
+        if route.route.match is None:
+            yield Problem(route.where, "no match: Envoy requires one on every route (a catch-all is "
+                          "{prefix: /}); add it.")
+            continue
         targets = route.clusters
         for name in targets:
             if name not in clusters:
@@ -77,6 +81,8 @@ def _filters_disabled(route: Route, names: Iterable[str]) -> Iterator[Problem]:
 
 
 def _matches_upstream(route: Any, upstream: str) -> bool:
+    if route.match is None:
+        return False  # reported by route_targets
     return any(
         header.name.lower() == UPSTREAM_HEADER and not header.invert_match
         and header.string_match is not None and header.string_match.exact == upstream
@@ -87,6 +93,8 @@ def _matches_upstream(route: Any, upstream: str) -> bool:
 def _shadows(earlier: Any, later: Any) -> bool:
     """Whether ``earlier`` catches every request ``later`` would (only the common case: a bare prefix match)."""
     first, second = earlier.match, later.match
+    if first is None or second is None:
+        return False  # reported by route_targets
     bare = set(first.to_dict()) <= {"prefix", "caseSensitive"}  # no header, query, metadata... conditions
     return bool(bare and first.prefix is not None and second.prefix is not None
                 and second.prefix.startswith(first.prefix))

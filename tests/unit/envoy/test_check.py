@@ -386,3 +386,7 @@ def test_a_carrier_status_without_its_mapper_is_refused(tmp_path: Path, carrier:
         mappers[:] = [m for m in mappers if f"'default_value': {carrier}" not in str(m["filter"])]
 
     _one(_problems(tmp_path, drop_mapper), f"reach Envoy as {carrier}")
+
+
+def test_a_route_without_match_is_reported_not_a_crash(tmp_path: Path) -> None:
+    _one(_problems(tmp_path, lambda c: _route(c, "models").pop("match")), "routes[models]", "no match")
