@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 #: Pending connections the kernel keeps for accept (capped by net.core.somaxconn, 4096 on current kernels).
 _BACKLOG = 4096
+_SERVER_ERROR = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -107,7 +108,13 @@ class HttpConnection(asyncio.Protocol):
             while self._queue:
                 request, keep_alive = self._queue.popleft()
                 with self._in_flight:
-                    answer = await self._handler(request)
+                    try:
+                        answer = await self._handler(request)
+                    except Exception:
+                        # Answered at once rather than left to Envoy's timeout: a 5xx is an authorization
+                        # failure to Envoy, which then fails closed.
+                        log.exception("%s %s: the handler failed", request.method, request.path)
+                        answer = _SERVER_ERROR
                 if self._transport is None:
                     return
                 self._transport.write(answer)

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.asyncio
 
 
 async def echo(request: HttpRequest) -> bytes:
-    """Answers with what it was asked; slower for /slow, so that answers written out of order would show."""
+    """Answers with what it was asked; slower for /slow, so that answers written out of order would show; fails on
+    /bug."""
+    if request.path == "/bug":
+        raise RuntimeError("a bug in the handler")
     if request.path == "/slow":
         await asyncio.sleep(0.05)
     body = f"{request.method} {request.path} {request.headers.get('x-tenant', '-')} {len(request.body)}".encode()
@@ -78,4 +81,14 @@ async def test_connection_close_is_honoured(socket_path: str) -> None:
     reader, writer = await asyncio.open_unix_connection(socket_path)
     writer.write(b"GET /v1/models HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
     assert (await reader.read()).endswith(b"GET /v1/models - 0")
+    writer.close()
+
+
+async def test_a_failing_handler_is_answered_at_once_and_the_connection_goes_on(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"GET /bug HTTP/1.1\r\nhost: a\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 500 ")
+    writer.write(b"GET /v1/models HTTP/1.1\r\nhost: a\r\n\r\n")
+    assert await read_answers(reader, 1) == [b"GET /v1/models - 0"]
     writer.close()
