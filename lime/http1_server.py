@@ -1,10 +1,13 @@
 """One async handler served over HTTP/1.1 until SIGTERM/SIGINT, then drained: authz's transport to Envoy.
 
-Envoy is the only client (its HTTP ext_authz mode, lime/envoy/authz_http.py): it keeps a few connections per
-worker and sends one whole request at a time on each, with a content-length. That needs no framework: httptools
+Envoy is the only client (its HTTP ext_authz mode, lime/envoy/authz_http.py): it opens a connection per call in
+flight, keeps them alive, and sends one whole request at a time on each, with a content-length. That needs no
+framework: httptools
 (the C parser uvicorn uses) splits the bytes, and a call costs ~0.02 ms of CPU here against ~0.19 ms for a
 grpc.aio unary call (docs/performance.md, "authz's transport"). Requests that arrive on one connection before the
-previous answer went out (pipelining, which Envoy does not do) are answered in order.
+previous answer went out (pipelining, which Envoy does not do) are answered in order. When Envoy gives up on a call
+(its timeout, or the client went away) it closes the connection, and the call is cancelled: what has not been
+reserved yet is not reserved for nobody.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 #: Pending connections the kernel keeps for accept (capped by net.core.somaxconn, 4096 on current kernels).
 _BACKLOG = 4096
 _SERVER_ERROR = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
+#: Envoy sends authz at most 32 MiB of body (envoy.yaml's with_request_body); more is not Envoy.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -56,20 +61,23 @@ class HttpConnection(asyncio.Protocol):
         self._url = bytearray()
         self._body = bytearray()
         self._queue: collections.deque[tuple[HttpRequest, bool]] = collections.deque()
-        self._answering = False
+        self._answering: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # A call in progress still finishes (a reservation it made is released by settlement or the reaper);
-        # only its answer has nowhere to go.
+        # Envoy gave up on the call (its timeout, or its client left): its answer has nowhere to go, so it stops
+        # here. A hold already made when it stops is released by the reaper, like any request nobody settles.
         self._transport = None
+        self._queue.clear()
+        if self._answering is not None:
+            self._answering.cancel()
 
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as error:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
             log.warning("closing a connection that sent malformed HTTP: %s", error)
             if self._transport is not None:
                 self._transport.write(_BAD_REQUEST)
@@ -91,6 +99,8 @@ class HttpConnection(asyncio.Protocol):
         headers[key] = f"{headers[key]},{text}" if key in headers else text
 
     def on_body(self, body: bytes) -> None:
+        if len(self._body) + len(body) > MAX_BODY_BYTES:
+            raise ValueError(f"a body over {MAX_BODY_BYTES} bytes")  # httptools raises it as a parser error
         self._body += body
 
     def on_message_complete(self) -> None:
@@ -99,9 +109,8 @@ class HttpConnection(asyncio.Protocol):
         request.path = self._url.decode("utf-8", "replace")
         request.body = bytes(self._body)
         self._queue.append((request, self._parser.should_keep_alive()))
-        if not self._answering:
-            self._answering = True
-            asyncio.get_running_loop().create_task(self._answer_queue())
+        if self._answering is None:
+            self._answering = asyncio.get_running_loop().create_task(self._answer_queue())
 
     async def _answer_queue(self) -> None:
         try:
@@ -117,12 +126,15 @@ class HttpConnection(asyncio.Protocol):
                         answer = _SERVER_ERROR
                 if self._transport is None:
                     return
+                if request.method == "HEAD":
+                    # An answer to HEAD has no body (a refusal of one has its headers only, like any HEAD answer).
+                    answer = answer[:answer.index(b"\r\n\r\n") + 4]
                 self._transport.write(answer)
                 if not keep_alive:
                     self._transport.close()
                     return
         finally:
-            self._answering = False
+            self._answering = None
 
 
 async def start_http1(address: Address, handler: Handler, in_flight: InFlight) -> asyncio.Server:

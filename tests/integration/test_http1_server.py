@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lime import http1_server
 from lime.http1_server import HttpRequest, start_http1
 from lime.serving import InFlight
 from lime.settings import Address
@@ -17,11 +18,22 @@ from lime.settings import Address
 pytestmark = pytest.mark.asyncio
 
 
+#: What /hang saw: "started", then "cancelled" if the server stopped it.
+HANGS: list[str] = []
+
+
 async def echo(request: HttpRequest) -> bytes:
     """Answers with what it was asked; slower for /slow, so that answers written out of order would show; fails on
-    /bug."""
+    /bug; never answers /hang."""
     if request.path == "/bug":
         raise RuntimeError("a bug in the handler")
+    if request.path == "/hang":
+        HANGS.append("started")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            HANGS.append("cancelled")
+            raise
     if request.path == "/slow":
         await asyncio.sleep(0.05)
     body = f"{request.method} {request.path} {request.headers.get('x-tenant', '-')} {len(request.body)}".encode()
@@ -91,4 +103,44 @@ async def test_a_failing_handler_is_answered_at_once_and_the_connection_goes_on(
     assert head.startswith(b"HTTP/1.1 500 ")
     writer.write(b"GET /v1/models HTTP/1.1\r\nhost: a\r\n\r\n")
     assert await read_answers(reader, 1) == [b"GET /v1/models - 0"]
+    writer.close()
+
+
+async def test_a_head_request_is_answered_without_a_body(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"HEAD /v1/models HTTP/1.1\r\nhost: a\r\n\r\nGET /after HTTP/1.1\r\nhost: a\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 19" in head  # "HEAD /v1/models - 0"
+    # The next bytes are the next answer, not the HEAD's body.
+    assert await read_answers(reader, 1) == [b"GET /after - 0"]
+    writer.close()
+
+
+async def test_a_call_whose_connection_goes_is_stopped(socket_path: str) -> None:
+    HANGS.clear()
+    _, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(b"GET /hang HTTP/1.1\r\nhost: a\r\n\r\n")
+    await writer.drain()
+    for _ in range(100):
+        if HANGS:
+            break
+        await asyncio.sleep(0.01)
+    writer.close()
+    for _ in range(100):
+        if HANGS == ["started", "cancelled"]:
+            break
+        await asyncio.sleep(0.01)
+    assert HANGS == ["started", "cancelled"]
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /chat HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+    b"POST /big HTTP/1.1\r\nhost: a\r\ncontent-length: 2000\r\n\r\n" + b"x" * 2000,
+], ids=["upgrade", "body over the limit"])
+async def test_what_envoy_never_sends_is_refused_and_the_connection_closed(
+        socket_path: str, request_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1_server, "MAX_BODY_BYTES", 1000)
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(request_bytes)
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 400 ")
     writer.close()
