@@ -1,9 +1,9 @@
 """authz's side of Envoy's HTTP ext_authz contract: which headers Envoy sends, and the answers authz writes.
 
 authz speaks Envoy's HTTP ext_authz mode rather than gRPC (docs/performance.md, "authz's transport"): a call is
-one HTTP/1.1 request on a kept-alive Unix socket connection, which costs a tenth of a grpc.aio unary call's CPU on
-both sides. Envoy sends the client's method, path, the headers of :data:`REQUEST_HEADERS` and the body; authz
-answers
+one HTTP/1.1 request on a kept-alive connection (a Unix socket in the gateway pod), which costs authz a twelfth
+and Envoy half of a grpc.aio unary call's CPU. Envoy sends the client's method, path, the headers of
+:data:`REQUEST_HEADERS` and the body; authz answers
 
 - **allowed**: 200 and no body; the headers of :data:`METADATA_HEADERS` become the request's dynamic metadata
   in ``envoy.filters.http.ext_authz`` (the grant extproc reads, the fields the access log reads), those of
@@ -19,6 +19,7 @@ Pure: bytes in, bytes out. envoy/envoy.yaml lists the same names and ``lime envo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 
@@ -33,7 +34,6 @@ __all__ = [
     "REQUEST_HEADERS",
     "UPSTREAM_HEADERS",
     "allow",
-    "carrier_of",
     "refuse",
 ]
 
@@ -50,24 +50,26 @@ CLIENT_HEADERS = ("content-type", "retry-after", "x-should-retry")
 CARRIED_STATUSES = {500: 450, 503: 453}
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n"
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed in a value
 
 
 def allow(metadata: Mapping[str, str], headers: Mapping[str, str] | None = None) -> bytes:
     """The answer that lets a request through with ``metadata`` (keys from :data:`METADATA_HEADERS`) and
-    ``headers`` for the upstream (names from :data:`UPSTREAM_HEADERS`). Values are ASCII without line breaks:
-    the grant is ASCII JSON, the rest catalog ids."""
+    ``headers`` for the upstream (names from :data:`UPSTREAM_HEADERS`). Values go as UTF-8 (the grant is ASCII
+    JSON, the rest catalog ids); one with a control character raises :class:`ValueError`, since it would end the
+    header and start another (authz's server answers that with a 500, and Envoy fails closed)."""
     return b"".join((_OK, _fields(metadata.items()), _fields((headers or {}).items()), b"\r\n"))
 
 
 def refuse(reply: ErrorReply) -> bytes:
     """The answer that refuses a request with ``reply``, in the client's protocol."""
-    status = carrier_of(reply.status)
+    status = _carrier_of(reply.status)
     return b"".join((
         f"HTTP/1.1 {status} {_phrase(status)}\r\ncontent-length: {len(reply.body)}\r\n".encode(),
         _fields(reply.headers), b"\r\n", reply.body))
 
 
-def carrier_of(status: int) -> int:
+def _carrier_of(status: int) -> int:
     """The status a refusal travels under to Envoy (itself, unless a 5xx)."""
     if status < 500:
         return status
@@ -75,8 +77,14 @@ def carrier_of(status: int) -> int:
 
 
 def _fields(headers: Iterable[tuple[str, str]]) -> bytes:
-    # latin-1: what HTTP/1.1 carries byte for byte; a client's text in an error message is in the body, not here.
-    return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1", "replace")
+    # UTF-8, so that a catalog id outside ASCII reaches Envoy's metadata as it is; a client's own text is only ever
+    # in a refusal's body, never here.
+    lines = []
+    for name, value in headers:
+        if _CONTROL.search(value):
+            raise ValueError(f"the value of {name} has a control character")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode()
 
 
 def _phrase(status: int) -> str:

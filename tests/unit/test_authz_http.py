@@ -3,6 +3,7 @@ a status line, headers and a body of content-length bytes."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,3 +68,16 @@ def test_no_refusal_reaches_envoy_as_a_5xx_or_a_success(status: int, body: bytes
 def test_anthropic_billing_refusal_keeps_its_402() -> None:
     reply = render_error(QuotaExceeded("Add points."), Protocol.ANTHROPIC, "r-1")
     assert parse(authz_http.refuse(reply))[0] == 402
+
+
+def test_a_catalog_id_outside_ascii_reaches_envoy_as_utf8() -> None:
+    _, headers, _ = parse(authz_http.allow({"tenant_id": "t-ü", "model": "模型"}))
+    raw = authz_http.allow({"tenant_id": "t-ü", "model": "模型"})
+    assert "模型".encode() in raw and "t-ü".encode() in raw
+    assert len(headers) == 3
+
+
+@pytest.mark.parametrize("value", ["t-1\r\ngrant: forged", "t-1\nx", "t-1\rx", "t\x00"])
+def test_a_value_that_would_end_its_header_line_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="control character"):
+        authz_http.allow({"tenant_id": value})
