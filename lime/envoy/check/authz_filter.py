@@ -79,6 +79,13 @@ def _headers(where: str, config: Any, service: Any) -> Iterator[Problem]:
         if missing:
             yield Problem(where, f"{field} lacks {', '.join(missing)}: {harm}. List them as exact patterns "
                           "(lime/envoy/authz_http.py names them).")
+    upstream = response.allowed_upstream_headers if response else None
+    extra = [pattern for pattern in (upstream.patterns if upstream else [])
+             if not pattern.exact or pattern.exact.lower() not in UPSTREAM_HEADERS]
+    if extra:
+        yield Problem(where, "authorization_response.allowed_upstream_headers may list only "
+                      f"{', '.join(UPSTREAM_HEADERS)} (exact): a wider pattern would send authz's other answer "
+                      "headers, the grant with its key id, reservation and prices among them, to the upstream.")
 
 
 def _exact_names(patterns: Iterable[Any]) -> set[str]:

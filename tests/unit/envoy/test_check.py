@@ -355,6 +355,8 @@ def _authz_response(config: Config) -> Config:
      ("allowed_headers lacks anthropic-version, x-api-key, x-lime-tenant-id, x-request-id",)),
     (lambda c: _filter(c, "envoy.filters.http.ext_authz")["http_service"]["server_uri"].update(cluster="authz"),
      ("http_service names cluster 'authz', which is not defined",)),
+    (lambda c: _authz_response(c)["allowed_upstream_headers"]["patterns"].append({"prefix": ""}),
+     ("allowed_upstream_headers may list only x-lime-verified-tenant", "the grant")),
 ])
 def test_authz_answers_need_their_header_lists(tmp_path: Path, mutate: Callable[[Config], Any],
                                                words: tuple[str, ...]) -> None:
