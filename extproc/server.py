@@ -27,13 +27,14 @@ from extproc.rewrite import CredentialLookup
 from extproc.stream_cuts import CutReports
 from lime.connections import open_redis
 from lime.envoy.api import PROCESS_METHOD, proc_pb
-from lime.grpc_server import InFlight, MessageStream, serve_grpclib
+from lime.grpc_server import MessageStream, serve_grpclib
 from lime.metrics import serve_metrics
 from lime.money import quota, response_records
 from lime.money.quota import UsageEvent
 from lime.money.response_record import ResponseRecord
 from lime.money.settlement import settlement_for
 from lime.protocols import token_count
+from lime.serving import InFlight
 from lime.settings import Settings
 
 __all__ = ["ExternalProcessorService", "serve"]

@@ -23,7 +23,7 @@ from lime.batched_writes import BatchingServer
 from lime.serving import InFlight, run_until_stopped
 from lime.settings import Address
 
-__all__ = ["InFlight", "MessageStream", "Servable", "serve_grpclib"]
+__all__ = ["MessageStream", "Servable", "serve_grpclib"]
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ _RECORDINGS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "prov
 
 def register(commands: Any) -> None:
     for name, run, text in (
-        ("authz", _authz, "run the ext_authz gRPC service (LIME_AUTHZ_ADDR; LIME_PROCESSES of it)"),
+        ("authz", _authz, "run the ext_authz service, Envoy's HTTP mode (LIME_AUTHZ_ADDR; LIME_PROCESSES of it)"),
         ("extproc", _extproc, "run the ext_proc gRPC service (LIME_EXTPROC_ADDR; LIME_PROCESSES of it)"),
         ("settler", _settler, "run the settlement writer and reaper (metrics on LIME_SETTLER_ADDR)"),
         ("catalog-api", _catalog_api, "run the model directory (LIME_CATALOG_ADDR) and admin API (LIME_ADMIN_ADDR)"),

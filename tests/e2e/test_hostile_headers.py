@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lime.money import balances
+from lime.money.grant import Grant
 from tests.e2e.conftest import UPSTREAM_SECRET, UPSTREAM_SECRET_ANTHROPIC, Gateway, TenantAccess, run_sync
 from tests.e2e.helpers import anthropic_headers, openai_headers
 
@@ -56,6 +57,12 @@ def spoofed(case: Case, victim: TenantAccess) -> dict[str, str]:
         "x-lime-grant": grant,
         "x-lime-key-id": victim.key_id,
         "x-lime-cost": "0",
+        # the very names authz's answer headers carry, which Envoy turns into the grant (dynamic_metadata_from_headers
+        # reads authz's answer, never the client's request): a well-formed grant of the victim's, and another model
+        "grant": Grant(request_id="spoofed-request-id", tenant_id=victim.tenant_id, key_id=victim.key_id,
+                       endpoint="chat", model="chat-b", upstream=case.other_upstream, upstream_model="gpt-4.1",
+                       stream=False).to_metadata()["grant"],
+        "model": "chat-b",
         # headers named like the grant's metadata fields (authz's dynamic metadata, which only filters can write)
         "tenant_id": victim.tenant_id,
         "key_id": victim.key_id,
@@ -90,8 +97,8 @@ def spoofed(case: Case, victim: TenantAccess) -> dict[str, str]:
 #: (which the test proves). Lime's namespace (x-lime-*), Envoy's (x-envoy-*), names with an underscore (Envoy
 #: drops them: tenant_id, key_id...), the request id, the client's credentials and cookies never reach the upstream
 #: with the client's value.
-PASSED_ON = {"upstream", "reserved", "x-tenant-id", "x-ext-authz-metadata", "envoy.filters.http.ext_authz",
-             "x-forwarded-for"}
+PASSED_ON = {"grant", "model", "upstream", "reserved", "x-tenant-id", "x-ext-authz-metadata",
+             "envoy.filters.http.ext_authz", "x-forwarded-for"}
 
 
 def usage_records(gateway: Gateway, column: str, value: str) -> list[dict[str, Any]]:
