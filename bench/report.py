@@ -1,16 +1,17 @@
-"""The bench's results as JSON, a markdown report and a PNG plot; and the summary that checks issue 7's targets."""
+"""The bench's results as JSON, a markdown report and a PNG plot (bench/plot.py); and the summary that checks issue
+19's targets. py-spy's profiles are summarised in bench/profile_summary.py."""
 
 from __future__ import annotations
 
-import collections
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["summarise", "summarise_profile", "write"]
+from bench.plot import plot
 
-#: Issue 7's targets for the full stack.
+__all__ = ["machine_busy", "markdown", "summarise", "write"]
+
 #: Issue 19's targets, made absolute from its baseline run on the 2-core bench machine (b4c1e25: 536 req/s at
 #: most, 2.23 ms of authz + extproc CPU per request there; docs/performance.md). On another machine read the A/B,
 #: not these lines.
@@ -156,78 +157,6 @@ def _checks(summary: dict[str, Any], rates: list[float]) -> list[dict[str, Any]]
               f"SSE not buffered: events coalesced beyond bare Envoy's, {row['concurrency']} streams", extra, 0,
               unit="events")
     return checks
-
-
-#: Leaf frames of a thread that waits (py-spy samples wall-clock time; these samples are not CPU).
-_IDLE = ("epoll_wait ", "epoll_pwait ", "poll ", "select ", "pthread_cond_wait", "pthread_cond_timedwait", "__futex",
-         "futex_wait", "nanosleep ", "clock_nanosleep ", "sem_wait ", "sem_timedwait ")
-_AREAS = (("grpc/", "grpc.aio (Python side)"), ("asyncio/", "asyncio event loop"), ("selectors", "asyncio event loop"),
-          ("redis/", "redis-py"), ("prometheus_client/", "prometheus_client"), ("json/", "json"),
-          ("google/protobuf", "protobuf (Python side)"), ("authz/", "Lime: authz/"), ("extproc/", "Lime: extproc/"),
-          ("lime/", "Lime: lime/"), ("threading.py", "grpc poller thread"), ("dataclasses", "dataclasses"),
-          ("<string>", "dataclasses"), ("logging/", "logging"), ("psycopg", "psycopg"))
-
-
-def summarise_profile(folded: str, top: int = 20) -> dict[str, Any]:
-    """py-spy's raw stacks (``--native``) -> where the busy samples are: by the innermost Python frame's package
-    (Lime's code, grpc.aio, asyncio, redis-py, ...), by what the leaf is (Python, a native library, a system call),
-    and the hottest functions. Samples of waiting threads (epoll_wait, poll, futex ...) are left out."""
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    areas: collections.Counter[str] = collections.Counter()
-    leaves: collections.Counter[str] = collections.Counter()
-    total = busy = 0
-    for line in folded.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        total += count
-        frames = stack.split(";")
-        if frames[-1].startswith(_IDLE):
-            continue
-        busy += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-        areas[_area(frames)] += count
-        leaves[_leaf(frames[-1])] += count
-
-    def share(n: int) -> float:
-        return round(100 * n / busy, 1) if busy else 0.0
-
-    return {
-        "samples": total,
-        "busy_samples": busy,
-        "areas_percent": {area: share(n) for area, n in areas.most_common()},
-        "leaf_percent": {leaf: share(n) for leaf, n in leaves.most_common(12)},
-        "self_percent": [[frame, share(n)] for frame, n in own.most_common(top)],
-        "inclusive_percent": [[frame, share(n)] for frame, n in inclusive.most_common(top + 25)
-                              if ".py" in frame and not frame.startswith(("<module>", "_run_code", "_run_module"))],
-    }
-
-
-def _area(frames: list[str]) -> str:
-    for frame in reversed(frames):
-        where = frame[frame.rfind("(") + 1:]
-        if ".py" in where or "<frozen" in where or "<string>" in where:
-            for needle, area in _AREAS:
-                if needle in where:
-                    return area
-            return "other Python"
-    return "native only (grpc C-core threads)"
-
-
-def _leaf(frame: str) -> str:
-    where = frame[frame.rfind("(") + 1:].rstrip(")")
-    if "libc.so" in where:
-        return "system call / libc: " + frame.split(" ", 1)[0]
-    if ".so" in where:
-        return "native: " + where.split("/")[-1].split(".")[0]
-    return "Python bytecode"
-
-
-# --- writing -----------------------------------------------------------------------------------------------
 
 
 def _f(value: float | None, digits: int = 2) -> str:
@@ -419,57 +348,6 @@ def _cpu_cell(record: dict[str, Any], per: str = "request") -> str:
     parts = [f"{name} {value:.3f}" for name, value in record["cpu_ms_per_request"].items()
              if value is not None and value >= 0.0005 and name != "bench client"]
     return ", ".join(parts)
-
-
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = results["meta"]["targets"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
-    colours = {"mock": "tab:gray", "envoy": "tab:blue", "lime": "tab:green", "litellm": "tab:red"}
-    for target, label in labels.items():
-        points = sorted((r["result"]["offered_rps"], r["result"]["latency"]) for r in results["fixed_rate"]
-                        if r["target"] == target)
-        best = results["summary"]["max_throughput"].get(target)
-        xs = [p[0] for p in points]
-        colour = colours.get(target)
-        for key, style in (("p50", "-"), ("p99", "--")):
-            ys = [p[1][key] for p in points]
-            left.plot(xs, ys, style, marker="o", color=colour, label=f"{label} {key}")
-        if best:
-            left.scatter([best["rps"]], [best["p50_ms"]], marker="*", s=160, color=colour, zorder=5)
-            left.scatter([best["rps"]], [best["p99_ms"]], marker="*", s=160, color=colour, zorder=5,
-                         facecolors="none")
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("offered load, req/s (★: maximum sustained throughput, closed loop)")
-    left.set_ylabel("latency, ms")
-    left.set_title("Non-streamed chat completions: p50 (solid) and p99 (dashed)")
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7, ncol=2)
-
-    near = min(results["summary"]["added_latency"], key=lambda r: abs(r["rate"] - 300), default=None)
-    rate = near["rate"] if near else None
-    rows = [r for r in results["fixed_rate"] if r["result"]["offered_rps"] == rate]
-    names = [r["target"] for r in rows]
-    processes = sorted({p for r in rows for p, v in r["cpu_ms_per_request"].items()
-                        if v and v > 0.0005 and p not in ("bench client", "load generator")})
-    bottom = [0.0] * len(rows)
-    for process in processes:
-        values = [r["cpu_ms_per_request"].get(process) or 0.0 for r in rows]
-        right.bar([labels[n] for n in names], values, bottom=bottom, label=process)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    right.set_ylabel("CPU ms per request (= CPU s per 1,000 requests)")
-    right.set_title(f"CPU per non-streamed request by process, at {rate:g} req/s" if rate else "CPU per request")
-    right.legend(fontsize=7)
-    right.tick_params(axis="x", labelsize=8)
-    fig.suptitle(f"Lime bench, {results['meta']['date']}, {results['meta']['machine']['cores']} cores")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write(results: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -38,6 +38,7 @@ from bench.environment import MODEL, Environment, Target, bench_environment
 from bench.load import LoadResult, fixed_rate, max_throughput
 from bench.pinned import ENVOY_CONCURRENCY as PINNED_ENVOY_CONCURRENCY
 from bench.pinned import PinnedOptions, PinnedRunner
+from bench.profile_summary import summarise_profile
 from bench.streams import StreamPhase, run_streams
 
 __all__ = ["Options", "main"]
@@ -247,7 +248,7 @@ class Runner:
             if out.exists():
                 target = self.options.out / f"profile-{name}.folded"
                 target.write_text(out.read_text())
-                profiles[name] = report.summarise_profile(out.read_text())
+                profiles[name] = summarise_profile(out.read_text())
         return profiles
 
 
