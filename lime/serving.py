@@ -25,11 +25,14 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+        #: Calls begun since the start: what tells a quiet moment from a busy one that happened to end idle.
+        self.started = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     def __enter__(self) -> None:
         self.count += 1
+        self.started += 1
         self._idle.clear()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -44,6 +47,21 @@ class InFlight:
             await asyncio.wait_for(self._idle.wait(), patience)
         return self._idle.is_set()
 
+    async def wait_quiet(self, quiet: float, patience: float) -> bool:
+        """Wait up to ``patience`` seconds for ``quiet`` seconds in which no call ran or began; whether that
+        happened."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            if not await self.wait_idle(max(0.0, deadline - loop.time())):
+                return False
+            begun = self.started
+            await asyncio.sleep(max(0.0, min(quiet, deadline - loop.time())))
+            if self.count == 0 and self.started == begun:
+                return True
+            if loop.time() >= deadline:
+                return False
+
 
 async def stop_requested() -> None:
     stop = asyncio.Event()
@@ -53,11 +71,17 @@ async def stop_requested() -> None:
     await stop.wait()
 
 
+#: How long no call may run or begin before a draining server counts as done. Envoy opens some calls a moment after
+#: the request they serve is under way (the stream tap's, at an answer's headers, without waiting for extproc), so a
+#: server idle for an instant may still be about to get one; closed then, it would cut that answer.
+QUIET_SECONDS = 1.0
+
+
 async def run_until_stopped(name: str, in_flight: InFlight, drain_seconds: float) -> None:
-    """Return once a signal came and the calls ``in_flight`` ended, or ``drain_seconds`` passed (then the caller
-    closes its server, and what still runs is cut)."""
+    """Return once a signal came and then no call ran or began for :data:`QUIET_SECONDS`, or ``drain_seconds``
+    passed (then the caller closes its server, and what still runs is cut)."""
     await stop_requested()
     READINESS.drain()
     log.info("%s stopping: draining in-flight calls for up to %.0fs", name, drain_seconds)
-    if not await in_flight.wait_idle(drain_seconds):
+    if not await in_flight.wait_quiet(QUIET_SECONDS, drain_seconds):
         log.warning("%s: %d calls still in flight after %.0fs", name, in_flight.count, drain_seconds)
