@@ -14,7 +14,7 @@ from lime.envoy.authz_http import (
     UPSTREAM_HEADERS,
 )
 from lime.envoy.bootstrap import Problem
-from lime.envoy.check.filters import EXT_AUTHZ, FILTER_TYPES, Filters, filter_path, first
+from lime.envoy.check.filters import EXT_AUTHZ, FILTER_TYPES, Filters, fails_closed, filter_path, first
 from lime.envoy.check.grpc_filters import cluster_speaks_http2
 
 __all__ = ["authz_filter"]
@@ -29,9 +29,7 @@ def authz_filter(filters: Filters, clusters: Mapping[str, Any], hcm: Any) -> Ite
     if hit is None or type(hit[1]).__name__ != FILTER_TYPES[EXT_AUTHZ]:
         return  # reported by filter_order
     config, where = hit[1], filter_path(EXT_AUTHZ)
-    if config.failure_mode_allow:
-        yield Problem(where, "failure_mode_allow is true: when authz is down requests would pass unauthenticated "
-                      "and unreserved; set failure_mode_allow: false (fail closed).")
+    yield from fails_closed(where, config, "authz", "requests would pass unauthenticated and unreserved")
     service = config.http_service
     if service is None:
         yield Problem(where, f"no http_service: Lime's authz speaks Envoy's HTTP ext_authz mode (docs/performance.md,"

@@ -23,6 +23,7 @@ __all__ = [
     "STREAM_BYTES_FILTER",
     "STREAM_TAP_FILTER",
     "Filters",
+    "fails_closed",
     "filter_order",
     "filter_path",
     "first",
@@ -95,3 +96,10 @@ def stripped_headers(filters: Filters) -> Iterator[Problem]:
             yield Problem(filter_path(HEADER_MUTATION), f"{header} is not stripped from client requests: "
                           f"add `- remove: {header}` to mutations.request_mutations of {HEADER_MUTATION} (before "
                           f"{EXT_AUTHZ}); only Lime may set it, a client could otherwise forge it.")
+
+
+def fails_closed(where: str, config: Any, service: str, when_down: str) -> Iterator[Problem]:
+    """A filter that asks one of Lime's services must not let requests through when that service is down."""
+    if config.failure_mode_allow:
+        yield Problem(where, f"failure_mode_allow is true: when {service} is down {when_down}; set "
+                      "failure_mode_allow: false (fail closed).")

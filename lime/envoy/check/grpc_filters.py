@@ -17,6 +17,7 @@ from lime.envoy.check.filters import (
     EXTPROC_NAMESPACE,
     FILTER_TYPES,
     Filters,
+    fails_closed,
     filter_path,
     first,
 )
@@ -48,9 +49,7 @@ def _grpc_filter(name: str, filters: Filters, clusters: Mapping[str, Any]) -> It
     if hit is None or type(hit[1]).__name__ != FILTER_TYPES[name]:
         return  # reported by filter_order
     spec, config, where = _GRPC_FILTERS[name], hit[1], filter_path(name)
-    if config.failure_mode_allow:
-        yield Problem(where, f"failure_mode_allow is true: when {spec.service} is down {spec.when_down}; set "
-                      "failure_mode_allow: false (fail closed).")
+    yield from fails_closed(where, config, spec.service, spec.when_down)
     if config.grpc_service is None:
         yield Problem(where, f"no grpc_service: Lime's {spec.service} speaks gRPC; set grpc_service: "
                       f"{spec.grpc_service}.")
